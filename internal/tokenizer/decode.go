@@ -1,0 +1,26 @@
+package tokenizer
+
+import "strings"
+
+// Decode returns the text of ids, as llama.cpp's detokenize with remove_special false and
+// unparse_special true: normal pieces with U+2581 turned back into spaces, byte tokens as
+// their byte, control, unknown and user-defined tokens as their text (so "<s>" stays
+// visible), unused and undefined tokens as nothing, and an id outside the vocabulary as
+// U+FFFD. When AddSpacePrefix is set, one leading space of the first token is dropped: it
+// is the space Encode adds, so Decode(Encode(s, false, false)) == s for valid UTF-8 s that
+// contains no U+2581 (given pieces or byte tokens for its characters).
+func (t *Tokenizer) Decode(ids []int32) string {
+	var b strings.Builder
+	for i, id := range ids {
+		if id < 0 || int(id) >= len(t.decoded) {
+			b.WriteString("\uFFFD")
+			continue
+		}
+		piece := t.decoded[id]
+		if i == 0 && t.v.AddSpacePrefix {
+			piece = strings.TrimPrefix(piece, " ")
+		}
+		b.WriteString(piece)
+	}
+	return b.String()
+}
