@@ -39,6 +39,9 @@ const (
 	TQ1_0   Type = 34
 	TQ2_0   Type = 35
 	MXFP4   Type = 39
+	NVFP4   Type = 40
+	Q1_0    Type = 41
+	Q2_0    Type = 42
 )
 
 // typeInfo is a ggml type's block layout: block elements are stored in size bytes.
@@ -84,6 +87,9 @@ var typeInfos = [...]typeInfo{
 	TQ1_0:   {"TQ1_0", qk, (qk-4*qk/64)/5 + qk/64 + 2},
 	TQ2_0:   {"TQ2_0", qk, qk/4 + 2},
 	MXFP4:   {"MXFP4", 32, 1 + 16},
+	NVFP4:   {"NVFP4", 64, 4 + 32},
+	Q1_0:    {"Q1_0", 128, 2 + 16},
+	Q2_0:    {"Q2_0", 64, 2 + 16},
 }
 
 func (t Type) info() (typeInfo, bool) {
