@@ -1,0 +1,182 @@
+// ops.hip: the row-wise and element-wise kernels.
+#include <math.h>
+
+#include "internal.h"
+
+namespace greta {
+
+constexpr unsigned kElemThreads = 256;
+
+__global__ void embed_kernel(const int32_t *tokens, const float *table, int vocab, int dim, float *out) {
+	const int row = blockIdx.y;
+	const int c = blockIdx.x * blockDim.x + threadIdx.x;
+	if (c >= dim) return;
+	const int id = tokens[row];
+	out[(size_t)row * dim + c] = (id >= 0 && id < vocab) ? table[(size_t)id * dim + c] : NAN;
+}
+
+__global__ void rmsnorm_kernel(const float *x, const float *w, int dim, float eps, float *out) {
+	__shared__ float s[kReduceThreads];
+	const float *xr = x + (size_t)blockIdx.x * dim;
+	float *yr = out + (size_t)blockIdx.x * dim;
+	float acc = 0.f;
+	for (int c = threadIdx.x; c < dim; c += kReduceThreads) acc = fmaf(xr[c], xr[c], acc);
+	const float ss = reduce_sum(s, acc);
+	const float inv = 1.0f / sqrtf(ss / (float)dim + eps);
+	for (int c = threadIdx.x; c < dim; c += kReduceThreads) yr[c] = __fmul_rn(__fmul_rn(xr[c], inv), w[c]);
+}
+
+__global__ void rope_kernel(float *x, int n_head, int head_dim, int rope_dim, int pos0, double base) {
+	const int row = blockIdx.y;
+	const int half = rope_dim / 2;
+	const int i = blockIdx.x * blockDim.x + threadIdx.x; // pair index over all heads
+	if (i >= n_head * half) return;
+	const int h = i / half, p = i % half;
+	const double theta = (double)(pos0 + row) * pow(base, -2.0 * p / (double)rope_dim);
+	const float c = (float)cos(theta), s = (float)sin(theta);
+	float *v = x + (size_t)row * n_head * head_dim + (size_t)h * head_dim + 2 * p;
+	const float x0 = v[0], x1 = v[1];
+	v[0] = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
+	v[1] = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
+}
+
+__global__ void swiglu_kernel(const float *gate, const float *up, uint64_t count, float *out) {
+	const uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+	if (i >= count) return;
+	const float g = gate[i];
+	out[i] = __fmul_rn(g / (1.0f + expf(-g)), up[i]);
+}
+
+__global__ void add_kernel(const float *a, const float *b, uint64_t count, float *out) {
+	const uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+	if (i < count) out[i] = __fadd_rn(a[i], b[i]);
+}
+
+__global__ void fault_kernel(float *x, uint64_t count, float scale, float add) {
+	const uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+	if (i < count) x[i] = __fadd_rn(__fmul_rn(x[i], scale), add);
+}
+
+__global__ void gather_kernel(const float *src, int src_rows, int width, const int32_t *rows, float *out) {
+	const int j = blockIdx.y;
+	const int c = blockIdx.x * blockDim.x + threadIdx.x;
+	if (c >= width) return;
+	const int r = rows[j];
+	out[(size_t)j * width + c] = (r >= 0 && r < src_rows) ? src[(size_t)r * width + c] : NAN;
+}
+
+static int positive(const char *fn, const char *what, long long v) {
+	if (v <= 0) return fail(GRETA_ERR_ARG, "%s: %s = %lld, must be positive", fn, what, v);
+	return GRETA_OK;
+}
+
+} // namespace greta
+
+using namespace greta;
+
+extern "C" {
+
+int greta_embed(greta_buf tokens, int n, greta_buf table, int vocab, int dim, greta_buf out) {
+	const char *fn = "embed";
+	int rc = ready(fn);
+	if (!rc) rc = positive(fn, "n", n);
+	if (!rc) rc = positive(fn, "vocab", vocab);
+	if (!rc) rc = positive(fn, "dim", dim);
+	if (!rc) rc = need(fn, "tokens", tokens, (uint64_t)n);
+	if (!rc) rc = need(fn, "table", table, (uint64_t)vocab * dim);
+	if (!rc) rc = need(fn, "out", out, (uint64_t)n * dim);
+	if (rc) return rc;
+	embed_kernel<<<dim3(blocks(dim, kElemThreads), n), kElemThreads>>>(ptr<int32_t>(tokens), ptr<float>(table), vocab,
+	                                                                    dim, ptr<float>(out));
+	return launched(fn);
+}
+
+int greta_rmsnorm(greta_buf x, greta_buf w, int n, int dim, float eps, greta_buf out) {
+	const char *fn = "rmsnorm";
+	int rc = ready(fn);
+	if (!rc) rc = positive(fn, "n", n);
+	if (!rc) rc = positive(fn, "dim", dim);
+	if (!rc) rc = need(fn, "x", x, (uint64_t)n * dim);
+	if (!rc) rc = need(fn, "w", w, (uint64_t)dim);
+	if (!rc) rc = need(fn, "out", out, (uint64_t)n * dim);
+	if (rc) return rc;
+	rmsnorm_kernel<<<n, kReduceThreads>>>(ptr<float>(x), ptr<float>(w), dim, eps, ptr<float>(out));
+	return launched(fn);
+}
+
+int greta_rope(greta_buf x, int n, int n_head, int head_dim, int rope_dim, int pos0, double base) {
+	const char *fn = "rope";
+	int rc = ready(fn);
+	if (!rc) rc = positive(fn, "n", n);
+	if (!rc) rc = positive(fn, "n_head", n_head);
+	if (!rc) rc = positive(fn, "head_dim", head_dim);
+	if (!rc) rc = positive(fn, "rope_dim", rope_dim);
+	if (rc) return rc;
+	if (rope_dim % 2 != 0 || rope_dim > head_dim)
+		return fail(GRETA_ERR_ARG, "%s: rope_dim %d must be even and at most head_dim %d", fn, rope_dim, head_dim);
+	if (pos0 < 0) return fail(GRETA_ERR_ARG, "%s: pos0 = %d, must not be negative", fn, pos0);
+	if (!(base > 0)) return fail(GRETA_ERR_ARG, "%s: base = %g, must be positive", fn, base);
+	rc = need(fn, "x", x, (uint64_t)n * n_head * head_dim);
+	if (rc) return rc;
+	const unsigned pairs = (unsigned)n_head * (rope_dim / 2);
+	rope_kernel<<<dim3(blocks(pairs, kElemThreads), n), kElemThreads>>>(ptr<float>(x), n_head, head_dim, rope_dim,
+	                                                                     pos0, base);
+	return launched(fn);
+}
+
+int greta_swiglu(greta_buf gate, greta_buf up, uint64_t count, greta_buf out) {
+	const char *fn = "swiglu";
+	int rc = ready(fn);
+	if (!rc) rc = positive(fn, "count", (long long)count);
+	if (!rc) rc = need(fn, "gate", gate, count);
+	if (!rc) rc = need(fn, "up", up, count);
+	if (!rc) rc = need(fn, "out", out, count);
+	if (rc) return rc;
+	swiglu_kernel<<<blocks(count, kElemThreads), kElemThreads>>>(ptr<float>(gate), ptr<float>(up), count,
+	                                                             ptr<float>(out));
+	return launched(fn);
+}
+
+int greta_add(greta_buf a, greta_buf b, uint64_t count, greta_buf out) {
+	const char *fn = "add";
+	int rc = ready(fn);
+	if (!rc) rc = positive(fn, "count", (long long)count);
+	if (!rc) rc = need(fn, "a", a, count);
+	if (!rc) rc = need(fn, "b", b, count);
+	if (!rc) rc = need(fn, "out", out, count);
+	if (rc) return rc;
+	add_kernel<<<blocks(count, kElemThreads), kElemThreads>>>(ptr<float>(a), ptr<float>(b), count, ptr<float>(out));
+	return launched(fn);
+}
+
+int greta_fault(greta_buf x, int width, int row0, int nrows, float scale, float add) {
+	const char *fn = "fault";
+	int rc = ready(fn);
+	if (!rc) rc = positive(fn, "width", width);
+	if (!rc) rc = positive(fn, "nrows", nrows);
+	if (rc) return rc;
+	if (row0 < 0) return fail(GRETA_ERR_ARG, "%s: row0 = %d, must not be negative", fn, row0);
+	rc = need(fn, "x", x, (uint64_t)(row0 + (uint64_t)nrows) * width);
+	if (rc) return rc;
+	const uint64_t count = (uint64_t)nrows * width;
+	fault_kernel<<<blocks(count, kElemThreads), kElemThreads>>>(ptr<float>(x) + (size_t)row0 * width, count, scale,
+	                                                            add);
+	return launched(fn);
+}
+
+int greta_gather(greta_buf src, int width, greta_buf rows, int nrows, greta_buf out) {
+	const char *fn = "gather";
+	int rc = ready(fn);
+	if (!rc) rc = positive(fn, "width", width);
+	if (!rc) rc = positive(fn, "nrows", nrows);
+	if (!rc) rc = need(fn, "rows", rows, (uint64_t)nrows);
+	if (!rc) rc = need(fn, "out", out, (uint64_t)nrows * width);
+	if (!rc) rc = need(fn, "src", src, (uint64_t)width);
+	if (rc) return rc;
+	const uint64_t src_rows = src.count / (uint64_t)width;
+	gather_kernel<<<dim3(blocks(width, kElemThreads), nrows), kElemThreads>>>(
+		ptr<float>(src), src_rows > 0x7fffffff ? 0x7fffffff : (int)src_rows, width, ptr<int32_t>(rows), ptr<float>(out));
+	return launched(fn);
+}
+
+} // extern "C"

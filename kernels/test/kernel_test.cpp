@@ -1,0 +1,436 @@
+// kernel_test.cpp: checks every kernel of libgreta_kernels against a host computation, through
+// the C ABI only. Run on a GPU machine: kernel_test [bench]. Exit status 0 when all pass.
+// Build with -ffp-contract=off semantics in mind: the host references round like the CPU
+// engine (each product and sum in float where the bits must match exactly).
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "greta_kernels.h"
+
+static int failures;
+static std::mt19937 rng(12345);
+
+#define CHECK(call)                                                                                        \
+	do {                                                                                                   \
+		int rc_ = (call);                                                                                  \
+		if (rc_ != GRETA_OK) {                                                                             \
+			std::printf("FATAL %s:%d: %s -> %d: %s\n", __FILE__, __LINE__, #call, rc_, greta_last_error()); \
+			std::exit(1);                                                                                  \
+		}                                                                                                  \
+	} while (0)
+
+static std::vector<float> randv(size_t n, float lo = -1.f, float hi = 1.f) {
+	std::uniform_real_distribution<float> d(lo, hi);
+	std::vector<float> v(n);
+	for (auto &x : v) x = d(rng);
+	return v;
+}
+
+static greta_buf dev(const std::vector<float> &v) {
+	greta_buf b;
+	CHECK(greta_alloc(v.size(), &b));
+	CHECK(greta_upload(b, v.data(), v.size()));
+	return b;
+}
+
+// poisoned allocates n elements filled with NaN, so unwritten outputs show.
+static greta_buf poisoned(size_t n) { return dev(std::vector<float>(n, NAN)); }
+
+static std::vector<float> host(greta_buf b, size_t n) {
+	std::vector<float> v(n);
+	CHECK(greta_download(v.data(), b, n));
+	return v;
+}
+
+static uint32_t bits(float f) {
+	uint32_t u;
+	std::memcpy(&u, &f, 4);
+	return u;
+}
+
+// expect_close compares got with a double reference: |got-ref| <= tol*scale[i] (scale from
+// the magnitudes that fed each element) and never NaN.
+static void expect_close(const char *what, const std::vector<float> &got, const std::vector<double> &ref,
+                         const std::vector<double> &scale, double tol) {
+	double worst = 0;
+	size_t bad = 0, at = 0;
+	for (size_t i = 0; i < ref.size(); i++) {
+		const double e = std::fabs((double)got[i] - ref[i]) / (scale[i] > 0 ? scale[i] : 1);
+		if (!(e <= tol)) {
+			if (!bad) at = i;
+			bad++;
+		}
+		if (e > worst || std::isnan(e)) worst = std::isnan(e) ? INFINITY : e;
+	}
+	std::printf("%-4s %-44s max err %.3g (tol %.1g)\n", bad ? "FAIL" : "ok", what, worst, tol);
+	if (bad) {
+		std::printf("     %zu bad of %zu; first at %zu: got %.9g want %.9g\n", bad, ref.size(), at, got[at], ref[at]);
+		failures++;
+	}
+}
+
+static void expect(bool cond, const std::string &what) {
+	std::printf("%-4s %s\n", cond ? "ok" : "FAIL", what.c_str());
+	if (!cond) failures++;
+}
+
+static void expect_error(int rc, int code, const char *needle, const char *what) {
+	const bool good = rc == code && std::strstr(greta_last_error(), needle) != nullptr;
+	std::printf("%-4s %-44s -> %d \"%s\"\n", good ? "ok" : "FAIL", what, rc, greta_last_error());
+	if (!good) failures++;
+}
+
+static void test_embed() {
+	const int vocab = 50, dim = 37, n = 4;
+	auto table = randv((size_t)vocab * dim);
+	std::vector<int32_t> tok = {3, 49, 0, 50};
+	greta_buf t, tb = dev(table), out = poisoned((size_t)n * dim);
+	CHECK(greta_alloc(n, &t));
+	CHECK(greta_upload(t, tok.data(), n));
+	CHECK(greta_embed(t, n, tb, vocab, dim, out));
+	auto got = host(out, (size_t)n * dim);
+	bool same = true, nan = true;
+	for (int i = 0; i < 3; i++)
+		for (int c = 0; c < dim; c++) same &= bits(got[i * dim + c]) == bits(table[tok[i] * dim + c]);
+	for (int c = 0; c < dim; c++) nan &= std::isnan(got[3 * dim + c]);
+	expect(same, "embed copies the token rows exactly");
+	expect(nan, "embed of a token outside the vocabulary is NaN");
+	greta_free(t), greta_free(tb), greta_free(out);
+}
+
+static void test_rmsnorm() {
+	const int n = 5, dim = 1000;
+	const float eps = 1e-5f;
+	auto x = randv((size_t)n * dim, -3, 3), w = randv(dim, 0.5f, 1.5f);
+	greta_buf xb = dev(x), wb = dev(w), out = poisoned((size_t)n * dim);
+	CHECK(greta_rmsnorm(xb, wb, n, dim, eps, out));
+	std::vector<double> ref(x.size()), scale(x.size());
+	for (int i = 0; i < n; i++) {
+		double ss = 0;
+		for (int c = 0; c < dim; c++) ss += (double)x[i * dim + c] * x[i * dim + c];
+		const double inv = 1 / std::sqrt(ss / dim + eps);
+		for (int c = 0; c < dim; c++) {
+			ref[i * dim + c] = x[i * dim + c] * inv * w[c];
+			scale[i * dim + c] = std::fabs(ref[i * dim + c]) + 1e-6;
+		}
+	}
+	expect_close("rmsnorm 5x1000", host(out, x.size()), ref, scale, 2e-6);
+	CHECK(greta_rmsnorm(xb, wb, n, dim, eps, xb)); // in place
+	auto again = host(xb, x.size()), first = host(out, x.size());
+	expect(std::memcmp(again.data(), first.data(), 4 * x.size()) == 0, "rmsnorm in place gives the same bits");
+	greta_free(xb), greta_free(wb), greta_free(out);
+}
+
+static std::vector<double> matmul_ref(const std::vector<float> &x, const std::vector<float> &w, int m, int k, int n,
+                                      std::vector<double> *scale) {
+	std::vector<double> y((size_t)m * n);
+	scale->assign((size_t)m * n, 0);
+	for (int i = 0; i < m; i++)
+		for (int j = 0; j < n; j++) {
+			double s = 0, a = 0;
+			for (int c = 0; c < k; c++) {
+				s += (double)x[(size_t)i * k + c] * w[(size_t)j * k + c];
+				a += std::fabs((double)x[(size_t)i * k + c] * w[(size_t)j * k + c]);
+			}
+			y[(size_t)i * n + j] = s;
+			(*scale)[(size_t)i * n + j] = a;
+		}
+	return y;
+}
+
+typedef int (*product_fn)(greta_buf, int, int, greta_buf, int, const greta_seg *, int);
+
+// run_product computes X W^T into three column segments with padded rows and reassembles Y.
+static std::vector<float> run_product(product_fn f, const std::vector<float> &x, const std::vector<float> &w, int m,
+                                      int k, int n) {
+	greta_buf xb = dev(x), wb = dev(w);
+	int cols[3] = {n / 2, n / 4, n - n / 2 - n / 4}, nsegs = 0;
+	greta_seg segs[3];
+	std::vector<greta_buf> outs;
+	for (int s = 0; s < 3; s++) {
+		if (cols[s] == 0) continue;
+		const int ld = cols[s] + s; // padded rows in later segments
+		outs.push_back(poisoned((size_t)m * ld));
+		segs[nsegs++] = greta_seg{outs.back(), ld, cols[s]};
+	}
+	CHECK(f(xb, m, k, wb, n, segs, nsegs));
+	std::vector<float> y((size_t)m * n);
+	int c0 = 0;
+	for (int s = 0; s < nsegs; s++) {
+		auto o = host(segs[s].buf, (size_t)m * segs[s].ld);
+		for (int i = 0; i < m; i++)
+			for (int j = 0; j < segs[s].cols; j++) y[(size_t)i * n + c0 + j] = o[(size_t)i * segs[s].ld + j];
+		c0 += segs[s].cols;
+		greta_free(segs[s].buf);
+	}
+	greta_free(xb), greta_free(wb);
+	return y;
+}
+
+static void test_matmul() {
+	const int shapes[][3] = {{1, 1, 1}, {5, 37, 19}, {130, 64, 300}, {257, 132, 129}, {64, 2048, 256}};
+	for (auto &s : shapes) {
+		const int m = s[0], k = s[1], n = s[2];
+		auto x = randv((size_t)m * k), w = randv((size_t)n * k);
+		std::vector<double> scale;
+		auto ref = matmul_ref(x, w, m, k, n, &scale);
+		char what[96];
+		std::snprintf(what, sizeof what, "matmul m=%d k=%d n=%d (3 segments)", m, k, n);
+		auto y = run_product(greta_matmul, x, w, m, k, n);
+		expect_close(what, y, ref, scale, 1e-6);
+		if (m > 1) {
+			// A row's result must not depend on the rows beside it.
+			const int r = m - 1;
+			std::vector<float> xr(x.begin() + (size_t)r * k, x.begin() + (size_t)(r + 1) * k);
+			auto yr = run_product(greta_matmul, xr, w, 1, k, n);
+			expect(std::memcmp(yr.data(), y.data() + (size_t)r * n, 4 * n) == 0,
+			       std::string(what) + ": last row alone gives the same bits");
+		}
+		if (m <= GRETA_MATVEC_MAX_ROWS) {
+			std::snprintf(what, sizeof what, "matvec m=%d k=%d n=%d (3 segments)", m, k, n);
+			expect_close(what, run_product(greta_matvec, x, w, m, k, n), ref, scale, 1e-6);
+		}
+	}
+	for (int m = 1; m <= GRETA_MATVEC_MAX_ROWS; m++) {
+		const int k = 2048, n = 300;
+		auto x = randv((size_t)m * k), w = randv((size_t)n * k);
+		std::vector<double> scale;
+		auto ref = matmul_ref(x, w, m, k, n, &scale);
+		char what[96];
+		std::snprintf(what, sizeof what, "matvec m=%d k=%d n=%d (3 segments)", m, k, n);
+		auto y1 = run_product(greta_matvec, x, w, m, k, n);
+		expect_close(what, y1, ref, scale, 1e-6);
+		auto y2 = run_product(greta_matvec, x, w, m, k, n);
+		expect(std::memcmp(y1.data(), y2.data(), 4 * y1.size()) == 0, std::string(what) + ": repeats bit for bit");
+	}
+}
+
+static void test_rope() {
+	const int n = 3, nh = 4, hd = 16, rd = 12, pos0 = 1000;
+	const double base = 10000;
+	auto x = randv((size_t)n * nh * hd);
+	greta_buf xb = dev(x);
+	CHECK(greta_rope(xb, n, nh, hd, rd, pos0, base));
+	auto got = host(xb, x.size());
+	std::vector<float> want = x;
+	for (int r = 0; r < n; r++)
+		for (int h = 0; h < nh; h++)
+			for (int p = 0; p < rd / 2; p++) {
+				const double th = (double)(pos0 + r) * std::pow(base, -2.0 * p / rd);
+				const float c = (float)std::cos(th), s = (float)std::sin(th);
+				float *v = &want[(size_t)r * nh * hd + h * hd + 2 * p];
+				const float x0 = v[0], x1 = v[1];
+				volatile float a = x0 * c, b = x1 * s, e = x0 * s, f = x1 * c;
+				v[0] = a - b;
+				v[1] = e + f;
+			}
+	int diff = 0;
+	for (size_t i = 0; i < x.size(); i++) diff += bits(got[i]) != bits(want[i]);
+	expect(diff == 0, "rope matches the host bit for bit (" + std::to_string(diff) + " of " +
+	                      std::to_string(x.size()) + " differ)");
+	greta_free(xb);
+}
+
+static std::vector<double> attn_ref(const std::vector<float> &q, const std::vector<float> &kc,
+                                    const std::vector<float> &vc, int n, int pos0, int nh, int nkv, int hd,
+                                    std::vector<double> *scale) {
+	std::vector<double> out((size_t)n * nh * hd);
+	scale->assign(out.size(), 0);
+	const int group = nh / nkv;
+	for (int i = 0; i < n; i++)
+		for (int h = 0; h < nh; h++) {
+			const int kvh = h / group, keys = pos0 + i + 1;
+			std::vector<double> s(keys);
+			double mx = -INFINITY;
+			for (int j = 0; j < keys; j++) {
+				double d = 0;
+				for (int e = 0; e < hd; e++)
+					d += (double)q[(size_t)i * nh * hd + h * hd + e] * kc[(size_t)j * nkv * hd + kvh * hd + e];
+				s[j] = d / std::sqrt((double)hd);
+				mx = std::max(mx, s[j]);
+			}
+			double l = 0;
+			for (auto &v : s) l += (v = std::exp(v - mx));
+			for (int e = 0; e < hd; e++) {
+				double o = 0, a = 0;
+				for (int j = 0; j < keys; j++) {
+					o += s[j] * vc[(size_t)j * nkv * hd + kvh * hd + e];
+					a += s[j] * std::fabs(vc[(size_t)j * nkv * hd + kvh * hd + e]);
+				}
+				out[(size_t)i * nh * hd + h * hd + e] = o / l;
+				(*scale)[(size_t)i * nh * hd + h * hd + e] = a / l;
+			}
+		}
+	return out;
+}
+
+static void test_attention() {
+	struct Case {
+		int n, pos0, nh, nkv, hd;
+		bool prefill;
+	} cases[] = {{70, 0, 4, 2, 64, true}, {3, 67, 4, 2, 64, true},  {130, 0, 2, 1, 16, true},
+	             {65, 0, 4, 4, 32, true}, {40, 0, 2, 1, 128, true}, {1, 69, 4, 2, 64, false},
+	             {5, 20, 6, 3, 24, false}, {1, 0, 2, 2, 16, false}};
+	for (auto &c : cases) {
+		const int keys = c.pos0 + c.n, qw = c.nh * c.hd, kvw = c.nkv * c.hd;
+		auto q = randv((size_t)c.n * qw, -2, 2), kc = randv((size_t)keys * kvw, -2, 2), vc = randv((size_t)keys * kvw);
+		std::vector<double> scale;
+		auto ref = attn_ref(q, kc, vc, c.n, c.pos0, c.nh, c.nkv, c.hd, &scale);
+		greta_buf qb = dev(q), kb = dev(kc), vb = dev(vc), out = poisoned((size_t)c.n * qw), scr;
+		CHECK(greta_alloc((size_t)c.n * c.nh * keys, &scr));
+		auto run = [&]() {
+			if (c.prefill)
+				CHECK(greta_attention_prefill(qb, kb, vb, c.n, c.pos0, c.nh, c.nkv, c.hd, out));
+			else
+				CHECK(greta_attention_decode(qb, kb, vb, c.n, c.pos0, c.nh, c.nkv, c.hd, scr, out));
+			return host(out, (size_t)c.n * qw);
+		};
+		auto y1 = run(), y2 = run();
+		char what[96];
+		std::snprintf(what, sizeof what, "attention_%s n=%d pos0=%d heads %d/%d hd=%d", c.prefill ? "prefill" : "decode",
+		              c.n, c.pos0, c.nh, c.nkv, c.hd);
+		expect_close(what, y1, ref, scale, 2e-6);
+		expect(std::memcmp(y1.data(), y2.data(), 4 * y1.size()) == 0, std::string(what) + ": repeats bit for bit");
+		greta_free(qb), greta_free(kb), greta_free(vb), greta_free(out), greta_free(scr);
+	}
+}
+
+static void test_elementwise() {
+	const size_t count = 100003;
+	auto g = randv(count, -8, 8), u = randv(count), a = randv(count);
+	greta_buf gb = dev(g), ub = dev(u), ab = dev(a), out = poisoned(count);
+	CHECK(greta_swiglu(gb, ub, count, out));
+	std::vector<double> ref(count), scale(count);
+	for (size_t i = 0; i < count; i++) {
+		ref[i] = g[i] / (1 + std::exp(-(double)g[i])) * u[i];
+		scale[i] = std::fabs(ref[i]) + 1e-30;
+	}
+	expect_close("swiglu", host(out, count), ref, scale, 1e-6);
+	CHECK(greta_add(ab, ub, count, ab));
+	auto sum = host(ab, count);
+	bool exact = true;
+	for (size_t i = 0; i < count; i++) exact &= bits(sum[i]) == bits(a[i] + u[i]);
+	expect(exact, "add in place matches the host bit for bit");
+
+	// Fault: x*scale+add rounded twice. Values where a fused multiply-add would differ.
+	const int width = 33, rows = 10, row0 = 2, nrows = 5;
+	const float sc = 1.001f, ad = -0.37f;
+	auto x = randv((size_t)width * rows);
+	greta_buf xb = dev(x);
+	CHECK(greta_fault(xb, width, row0, nrows, sc, ad));
+	auto got = host(xb, x.size());
+	int diff = 0, fused = 0;
+	for (int r = 0; r < rows; r++)
+		for (int c = 0; c < width; c++) {
+			const size_t i = (size_t)r * width + c;
+			volatile float p = x[i] * sc;
+			const float want = (r >= row0 && r < row0 + nrows) ? p + ad : x[i];
+			diff += bits(got[i]) != bits(want);
+			fused += bits(std::fmaf(x[i], sc, ad)) != bits((float)p + ad);
+		}
+	expect(diff == 0, "fault rows = float32(x*scale)+add bit for bit, other rows untouched (" + std::to_string(fused) +
+	                      " elements where fused would differ)");
+
+	std::vector<int32_t> idx = {3, 0, 3, 99};
+	greta_buf ib, gout = poisoned(idx.size() * width);
+	CHECK(greta_alloc(idx.size(), &ib));
+	CHECK(greta_upload(ib, idx.data(), idx.size()));
+	CHECK(greta_gather(xb, width, ib, (int)idx.size(), gout));
+	auto gg = host(gout, idx.size() * width);
+	bool ok = true;
+	for (int j = 0; j < 3; j++) ok &= std::memcmp(&gg[j * width], &got[idx[j] * width], 4 * width) == 0;
+	bool nan = true;
+	for (int c = 0; c < width; c++) nan &= std::isnan(gg[3 * width + c]);
+	expect(ok && nan, "gather copies the listed rows; a row outside the source is NaN");
+	greta_free(gb), greta_free(ub), greta_free(ab), greta_free(out), greta_free(xb), greta_free(ib), greta_free(gout);
+}
+
+static void test_errors() {
+	greta_buf small, big, v;
+	CHECK(greta_alloc(10, &small));
+	CHECK(greta_alloc(1000, &big));
+	greta_seg seg = {small, 10, 10};
+	expect_error(greta_matmul(big, 10, 10, big, 10, &seg, 1), GRETA_ERR_ARG, "output segment holds 10 elements",
+	             "matmul into a short output is refused");
+	expect_error(greta_rmsnorm(small, small, 3, 4, 1e-5f, big), GRETA_ERR_ARG, "x holds 10 elements, the shapes need 12",
+	             "rmsnorm past the end of x is refused");
+	expect_error(greta_view(small, 8, 3, &v), GRETA_ERR_ARG, "past the end", "a view past the end is refused");
+	expect_error(greta_attention_prefill(big, big, big, 2, 0, 2, 2, 24, big), GRETA_ERR_ARG, "head_dim 24",
+	             "prefill attention with head_dim 24 is refused");
+	expect_error(greta_attention_decode(big, big, big, 2, 0, 3, 2, 8, big, big), GRETA_ERR_ARG, "not a multiple",
+	             "3 heads over 2 KV heads is refused");
+	expect_error(greta_fault(small, 5, 1, 2, 1, 0), GRETA_ERR_ARG, "x holds 10 elements, the shapes need 15",
+	             "a fault past the end is refused");
+	greta_free(small), greta_free(big);
+}
+
+template <typename F> static double time_ms(F f, int reps) {
+	f();
+	CHECK(greta_sync());
+	auto t0 = std::chrono::steady_clock::now();
+	for (int i = 0; i < reps; i++) f();
+	CHECK(greta_sync());
+	return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps;
+}
+
+static void bench() {
+	const int m = 1653, dim = 2048, ffn = 5632, kvw = 256, nh = 32, nkv = 4, hd = 64;
+	struct P {
+		const char *name;
+		int k, n;
+	} ps[] = {{"qkv", dim, dim + 2 * kvw}, {"o", dim, dim}, {"gate+up", dim, 2 * ffn}, {"down", ffn, dim}};
+	double total = 0;
+	for (auto &p : ps) {
+		greta_buf x = dev(randv((size_t)m * p.k)), w = dev(randv((size_t)p.n * p.k)), y, y1;
+		CHECK(greta_alloc((size_t)m * p.n, &y));
+		CHECK(greta_alloc((size_t)p.n, &y1));
+		greta_seg s = {y, p.n, p.n}, s1 = {y1, p.n, p.n};
+		const double ms = time_ms([&] { CHECK(greta_matmul(x, m, p.k, w, p.n, &s, 1)); }, 10);
+		const double mv = time_ms([&] { CHECK(greta_matvec(x, 1, p.k, w, p.n, &s1, 1)); }, 50);
+		total += ms;
+		std::printf("bench matmul %-8s %4dx%4dx%5d %8.3f ms %6.1f TFLOP/s | matvec %7.1f us %6.0f GB/s\n", p.name, m,
+		            p.k, p.n, ms, 2.0 * m * p.k * p.n / ms / 1e9, mv * 1e3, 4.0 * p.n * p.k / mv / 1e6);
+		greta_free(x), greta_free(w), greta_free(y), greta_free(y1);
+	}
+	std::printf("bench matmul per layer %.3f ms, x22 layers %.1f ms\n", total, total * 22);
+	greta_buf q = dev(randv((size_t)m * nh * hd)), kc = dev(randv((size_t)m * kvw)), vc = dev(randv((size_t)m * kvw)),
+	          out, scr;
+	CHECK(greta_alloc((size_t)m * nh * hd, &out));
+	CHECK(greta_alloc((size_t)nh * m, &scr));
+	const double pa = time_ms([&] { CHECK(greta_attention_prefill(q, kc, vc, m, 0, nh, nkv, hd, out)); }, 10);
+	const double da = time_ms([&] { CHECK(greta_attention_decode(q, kc, vc, 1, m - 1, nh, nkv, hd, scr, out)); }, 50);
+	std::printf("bench attention prefill n=%d %.3f ms (x22 %.1f ms) | decode at pos %d %.1f us\n", m, pa, pa * 22,
+	            m - 1, da * 1e3);
+	greta_free(q), greta_free(kc), greta_free(vc), greta_free(out), greta_free(scr);
+}
+
+int main(int argc, char **argv) {
+	int count = 0;
+	CHECK(greta_device_count(&count));
+	CHECK(greta_init(0));
+	char name[256], arch[64];
+	int warp = 0;
+	uint64_t total = 0, fr = 0;
+	CHECK(greta_device_name(name, sizeof name));
+	CHECK(greta_device_arch(arch, sizeof arch));
+	CHECK(greta_device_info(&warp, &total, &fr));
+	std::printf("%s %s: %s (%s), %d device(s), wavefront %d, %.1f GiB\n", greta_platform(), arch, name, arch, count,
+	            warp, total / 1073741824.0);
+	test_embed();
+	test_rmsnorm();
+	test_matmul();
+	test_rope();
+	test_attention();
+	test_elementwise();
+	test_errors();
+	CHECK(greta_sync());
+	if (argc > 1 && std::strcmp(argv[1], "bench") == 0) bench();
+	std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
+	return failures ? 1 : 0;
+}
