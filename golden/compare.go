@@ -1,0 +1,371 @@
+package golden
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Status is the outcome of one prompt.
+type Status string
+
+// Prompt statuses.
+const (
+	StatusMatch    Status = "match"    // every record of both sides compared and matched
+	StatusDiverged Status = "diverged" // at least one record failed
+	// StatusMissing: nothing compared failed, but records (or the whole trace) of one side
+	// have no counterpart on the other.
+	StatusMissing Status = "missing"
+)
+
+// Failure reasons.
+const (
+	ReasonHash      = "hash"      // hash or nz_count differs (exact policy, or no size known)
+	ReasonTolerance = "tolerance" // rel_l2 or MAE above the stage's threshold
+	ReasonToken     = "token"     // the input token differs at this position
+	ReasonShape     = "shape"     // the rows differ in length
+)
+
+// Failure is one failing record, or the input divergence a token_id difference implies.
+type Failure struct {
+	Key
+	Category        Category
+	Reason          string
+	TokenID         int // candidate's input token at PosID
+	BaselineTokenID int
+	Hash            string // candidate's; "" when no embed_out record was traced here
+	BaselineHash    string
+	HashMatch       bool
+	Diff            *Diff // nil when unknown: no sketch or raw tensor on both sides
+	FirstFail       bool
+}
+
+// PromptResult is the comparison of one prompt.
+type PromptResult struct {
+	PromptID   string
+	Status     Status
+	Compared   int // records present on both sides
+	Mismatched int // failing records (Failures), input divergences included
+	// MissingInCandidate lists baseline keys the candidate lacks; MissingInBaseline the
+	// reverse. Both are in causal order.
+	MissingInCandidate []Key
+	MissingInBaseline  []Key
+	Failures           []Failure // causal order
+	FirstFail          *Failure  // the first of Failures; nil unless diverged
+	HashOnly           int       // records a tolerance policy compared by hash: no size known
+
+	grid map[cellKey]*cell // heatmap cells
+}
+
+// Missing returns the number of records present on one side only.
+func (p *PromptResult) Missing() int { return len(p.MissingInCandidate) + len(p.MissingInBaseline) }
+
+// Report is the comparison of a candidate trace set with a baseline.
+type Report struct {
+	Policy  Policy
+	Prompts []*PromptResult // by prompt id
+	Notes   []string        // things the reader must know, each said once
+}
+
+// OK reports whether every prompt matched.
+func (r *Report) OK() bool {
+	for _, p := range r.Prompts {
+		if p.Status != StatusMatch {
+			return false
+		}
+	}
+	return true
+}
+
+// CategoryCounts returns how many prompts have their FIRST_FAIL in each category, in the
+// order of Categories.
+func (r *Report) CategoryCounts() []int {
+	counts := make([]int, len(Categories))
+	for _, p := range r.Prompts {
+		if p.FirstFail != nil {
+			counts[slices.Index(Categories, p.FirstFail.Category)]++
+		}
+	}
+	return counts
+}
+
+// CompareRecords compares records held in memory (they may span several prompts); raw_file
+// fields are not read. See Compare.
+func CompareRecords(candidate, baseline []Record, p Policy) (*Report, error) {
+	return Compare(groupByPrompt(candidate), groupByPrompt(baseline), p)
+}
+
+func groupByPrompt(records []Record) []*Trace {
+	var traces []*Trace
+	byID := map[string]*Trace{}
+	for _, rec := range records {
+		t := byID[rec.PromptID]
+		if t == nil {
+			t = &Trace{PromptID: rec.PromptID}
+			byID[rec.PromptID] = t
+			traces = append(traces, t)
+		}
+		t.Records = append(t.Records, rec)
+	}
+	return traces
+}
+
+// Compare compares candidate traces with baseline traces, prompt by prompt, key by key.
+// A prompt on one side only is reported with status missing. Raw tensors (raw_file, read
+// beside a trace's Path) give exact sizes, else sketches give estimates. It is an error to
+// compare zero records, to pass two traces of one prompt on one side, or a trace with a key
+// twice.
+func Compare(candidate, baseline []*Trace, p Policy) (*Report, error) {
+	cand, err := indexTraces(candidate, "candidate")
+	if err != nil {
+		return nil, err
+	}
+	base, err := indexTraces(baseline, "baseline")
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(base)+len(cand))
+	for id := range base {
+		ids = append(ids, id)
+	}
+	for id := range cand {
+		if _, ok := base[id]; !ok {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	rep := &Report{Policy: p}
+	compared, hashOnly, nCand, nBase := 0, 0, 0, 0
+	for _, id := range ids {
+		pr, err := comparePrompt(id, cand[id], base[id], p)
+		if err != nil {
+			return nil, err
+		}
+		rep.Prompts = append(rep.Prompts, pr)
+		compared += pr.Compared
+		hashOnly += pr.HashOnly
+		nCand += cand[id].size()
+		nBase += base[id].size()
+	}
+	if compared == 0 {
+		return nil, fmt.Errorf("compared zero records: no key of the %d candidate records matches one of the %d baseline records", nCand, nBase)
+	}
+	if hashOnly > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf(
+			"%s policy: %d of %d compared records carry no sketch or raw tensor on both sides; they were compared by hash (exact) and their MAE is n/a",
+			p.Name, hashOnly, compared))
+	}
+	return rep, nil
+}
+
+// indexed is one side's trace of a prompt with its records by key.
+type indexed struct {
+	trace *Trace
+	byKey map[Key]int
+}
+
+func (ix *indexed) size() int {
+	if ix == nil {
+		return 0
+	}
+	return len(ix.trace.Records)
+}
+
+func indexTraces(traces []*Trace, side string) (map[string]*indexed, error) {
+	m := make(map[string]*indexed, len(traces))
+	for _, t := range traces {
+		if prev, dup := m[t.PromptID]; dup {
+			return nil, fmt.Errorf("%s: two traces of prompt %q (%s and %s)", side, t.PromptID, where(prev.trace), where(t))
+		}
+		ix := &indexed{trace: t, byKey: make(map[Key]int, len(t.Records))}
+		for i, rec := range t.Records {
+			if rec.PromptID != t.PromptID {
+				return nil, fmt.Errorf("%s: %s: record %d has prompt_id %q", side, where(t), i+1, rec.PromptID)
+			}
+			k := KeyOf(rec)
+			if j, dup := ix.byKey[k]; dup {
+				return nil, fmt.Errorf("%s: %s: duplicate key %s (records %d and %d)", side, where(t), k, j+1, i+1)
+			}
+			ix.byKey[k] = i
+		}
+		m[t.PromptID] = ix
+	}
+	return m, nil
+}
+
+func where(t *Trace) string {
+	if t.Path != "" {
+		return t.Path
+	}
+	return "trace " + t.PromptID + " (in memory)"
+}
+
+func comparePrompt(id string, cand, base *indexed, p Policy) (*PromptResult, error) {
+	pr := &PromptResult{PromptID: id, grid: map[cellKey]*cell{}}
+	tokenDiv := map[int]Failure{}    // input divergences by position
+	passedEmbed := map[Key]Failure{} // embed_out records that matched
+	if base != nil {
+		for _, b := range base.trace.Records {
+			k := KeyOf(b)
+			ci, ok := -1, false
+			if cand != nil {
+				ci, ok = cand.byKey[k]
+			}
+			if !ok {
+				pr.MissingInCandidate = append(pr.MissingInCandidate, k)
+				pr.cellAt(k).missing++
+				continue
+			}
+			c := &cand.trace.Records[ci]
+			pr.Compared++
+			f, err := compareRecord(c, &b, cand.trace, base.trace, p)
+			if err != nil {
+				return nil, err
+			}
+			if f.Diff == nil && p.Tolerance {
+				pr.HashOnly++
+			}
+			if c.TokenID != b.TokenID {
+				if _, seen := tokenDiv[k.PosID]; !seen {
+					tokenDiv[k.PosID] = Failure{
+						Key:      Key{id, k.PosID, -1, EmbedOut.String()},
+						Category: EmbedOut.Category(), Reason: ReasonToken,
+						TokenID: c.TokenID, BaselineTokenID: b.TokenID,
+					}
+				}
+			}
+			pr.cellAt(k).add(f)
+			switch {
+			case f.Reason != "":
+				pr.Failures = append(pr.Failures, f)
+			case k.TensorName == EmbedOut.String():
+				passedEmbed[k] = f
+			}
+		}
+	}
+	if cand != nil {
+		for _, c := range cand.trace.Records {
+			k := KeyOf(c)
+			if _, ok := base.lookup(k); !ok {
+				pr.MissingInBaseline = append(pr.MissingInBaseline, k)
+				pr.cellAt(k).missing++
+			}
+		}
+	}
+	// An input divergence lands on the embed_out record of its position when one was
+	// traced, and stands alone otherwise.
+	for _, td := range tokenDiv {
+		if i := slices.IndexFunc(pr.Failures, func(f Failure) bool { return f.Key == td.Key }); i >= 0 {
+			f := &pr.Failures[i]
+			f.Reason, f.TokenID, f.BaselineTokenID = ReasonToken, td.TokenID, td.BaselineTokenID
+			continue
+		}
+		if f, ok := passedEmbed[td.Key]; ok {
+			f.Reason, f.TokenID, f.BaselineTokenID = ReasonToken, td.TokenID, td.BaselineTokenID
+			td = f
+		}
+		pr.Failures = append(pr.Failures, td)
+		pr.cellAt(td.Key).failed++
+	}
+	slices.SortStableFunc(pr.Failures, func(a, b Failure) int { return CausalCompare(a.Key, b.Key) })
+	slices.SortStableFunc(pr.MissingInCandidate, CausalCompare)
+	slices.SortStableFunc(pr.MissingInBaseline, CausalCompare)
+	pr.Mismatched = len(pr.Failures)
+	switch {
+	case pr.Mismatched > 0:
+		pr.Status = StatusDiverged
+		pr.Failures[0].FirstFail = true
+		pr.FirstFail = &pr.Failures[0]
+		pr.cellAt(pr.FirstFail.Key).first = true
+	case pr.Missing() > 0:
+		pr.Status = StatusMissing
+	default:
+		pr.Status = StatusMatch
+	}
+	return pr, nil
+}
+
+func (ix *indexed) lookup(k Key) (int, bool) {
+	if ix == nil {
+		return 0, false
+	}
+	i, ok := ix.byKey[k]
+	return i, ok
+}
+
+// compareRecord decides one key. The returned Failure has an empty Reason when the
+// candidate matches.
+func compareRecord(c, b *Record, ct, bt *Trace, p Policy) (Failure, error) {
+	f := Failure{
+		Key: KeyOf(*c), Category: Classify(c.TensorName),
+		TokenID: c.TokenID, BaselineTokenID: b.TokenID,
+		Hash: c.Hash, BaselineHash: b.Hash, HashMatch: c.Hash == b.Hash,
+	}
+	if f.HashMatch && c.NZCount == b.NZCount {
+		f.Diff = &Diff{Exact: true} // identical rows
+		return f, nil
+	}
+	d, err := size(c, b, ct, bt)
+	if errors.Is(err, errRowLength) {
+		f.Reason = ReasonShape
+		return f, nil
+	}
+	if err != nil {
+		return f, err
+	}
+	f.Diff = d
+	switch {
+	case !p.Tolerance || d == nil:
+		f.Reason = ReasonHash
+	case !(d.RelL2 <= p.threshold(c.TensorName).RelL2 && d.MAE <= p.threshold(c.TensorName).MAE):
+		f.Reason = ReasonTolerance // NaN fails too
+	}
+	return f, nil
+}
+
+var errRowLength = errors.New("row lengths differ")
+
+// size measures the difference of two records: exactly from raw tensors when both have one
+// and both traces come from files, else from sketches when both have one, else nil.
+func size(c, b *Record, ct, bt *Trace) (*Diff, error) {
+	if c.RawFile != "" && b.RawFile != "" && ct.Path != "" && bt.Path != "" {
+		x, err := readRaw(c, ct)
+		if err != nil {
+			return nil, err
+		}
+		y, err := readRaw(b, bt)
+		if err != nil {
+			return nil, err
+		}
+		if len(x) != len(y) {
+			return nil, errRowLength
+		}
+		d, _ := ExactDiff(x, y)
+		return &d, nil
+	}
+	if c.Sketch != nil && b.Sketch != nil {
+		if c.Sketch.N != b.Sketch.N {
+			return nil, errRowLength
+		}
+		d, err := c.Sketch.Estimate(b.Sketch)
+		if err != nil {
+			return nil, nil // sketches of another version: no size, compared by hash
+		}
+		return &d, nil
+	}
+	return nil, nil
+}
+
+func readRaw(r *Record, t *Trace) ([]float32, error) {
+	if filepath.IsAbs(r.RawFile) || strings.Contains(filepath.ToSlash(r.RawFile), "..") {
+		return nil, fmt.Errorf("%s: record %s: raw_file %q must be a path inside the trace's folder", t.Path, KeyOf(*r), r.RawFile)
+	}
+	_, data, err := ReadNpyFile(filepath.Join(filepath.Dir(t.Path), r.RawFile))
+	if err != nil {
+		return nil, fmt.Errorf("%s: record %s: raw_file: %w", t.Path, KeyOf(*r), err)
+	}
+	return data, nil
+}

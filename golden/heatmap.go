@@ -1,0 +1,203 @@
+package golden
+
+import (
+	"fmt"
+	"math"
+	"slices"
+)
+
+// A heatmap cell gathers the records of one (layer, stage) of a prompt: embed_out and logits
+// have a row of their own.
+type cellKey struct {
+	row   int // layer; embedRow and logitsRow for the two rows outside the layers
+	stage Stage
+}
+
+const (
+	embedRow  = math.MinInt
+	logitsRow = math.MaxInt
+)
+
+type cell struct {
+	records int     // compared records
+	failed  int     // failing records
+	missing int     // records on one side only
+	unsized int     // differing records without a size
+	worst   float64 // largest rel_l2 among sized records; -1 when none
+	worstAt int     // its position
+	first   bool    // holds the FIRST_FAIL
+}
+
+// cellAt returns the cell of key k, creating it; stage names outside the table get a cell
+// that is not drawn.
+func (p *PromptResult) cellAt(k Key) *cell {
+	st, ok := StageByName(k.TensorName)
+	if !ok {
+		return &cell{worst: -1}
+	}
+	ck := cellKey{k.Layer, st}
+	switch st {
+	case EmbedOut:
+		ck.row = embedRow
+	case Logits:
+		ck.row = logitsRow
+	}
+	c := p.grid[ck]
+	if c == nil {
+		c = &cell{worst: -1}
+		p.grid[ck] = c
+	}
+	return c
+}
+
+func (c *cell) add(f Failure) {
+	c.records++
+	if f.Reason != "" {
+		c.failed++
+	}
+	if f.Diff == nil {
+		if !f.HashMatch || f.Reason != "" {
+			c.unsized++
+		}
+		return
+	}
+	rel := f.Diff.RelL2
+	if rel != rel {
+		rel = math.Inf(1)
+	}
+	if rel > c.worst {
+		c.worst, c.worstAt = rel, f.PosID
+	}
+}
+
+// Colour bins: log10 of the worst relative error, by decade. Decades are found by
+// comparison, not by a logarithm, so the page is the same on every machine.
+var (
+	decadeBounds  = []float64{1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1}
+	decadeColours = []string{"#ffffcc", "#ffeda0", "#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c", "#bd0026", "#67001f"}
+	decadeLabels  = []string{"< 1e-7", "1e-7", "1e-6", "1e-5", "1e-4", "1e-3", "1e-2", "1e-1", "≥ 1"}
+)
+
+const (
+	colourIdentical = "#cfe8d0"
+	colourUnsized   = "#6a51a3"
+	colourMissing   = "#9e9e9e"
+)
+
+// style returns a cell's fill colour and a words-only description of its state.
+func (c *cell) style() (fill, state string) {
+	switch {
+	case c.unsized > 0 || (c.failed > 0 && c.worst < 0):
+		return colourUnsized, "mismatch, size unknown"
+	case c.worst > 0:
+		i := 0
+		for i < len(decadeBounds) && c.worst >= decadeBounds[i] {
+			i++
+		}
+		return decadeColours[i], "worst rel_l2 " + formatNum(c.worst) + fmt.Sprintf(" at pos %d", c.worstAt)
+	case c.worst == 0:
+		return colourIdentical, "identical"
+	}
+	return colourMissing, "missing"
+}
+
+// heatRow is one row of a prompt's heatmap, ready for the template.
+type heatRow struct {
+	Label string
+	Y     int
+	Cells []heatCell
+}
+
+type heatCell struct {
+	X, Y       int
+	Fill       string
+	Title      string
+	Failed     bool
+	First      bool
+	Missing    bool
+	FailMarkXY string // points of the corner mark of a failing cell
+}
+
+// Heatmap geometry, in SVG pixels.
+const (
+	hmLabelW = 96
+	hmHeadH  = 118
+	hmCellW  = 40
+	hmCellH  = 20
+	hmGap    = 2
+)
+
+type heatmap struct {
+	Width, Height int
+	Columns       []heatColumn
+	Rows          []heatRow
+}
+
+type heatColumn struct {
+	Name string
+	X, Y int // anchor of the rotated label
+}
+
+// heatmap lays the prompt's cells out: rows embed_out, the traced layers ascending, logits;
+// columns the stage table.
+func (p *PromptResult) heatmap() heatmap {
+	var rows []int
+	for k := range p.grid {
+		if !slices.Contains(rows, k.row) {
+			rows = append(rows, k.row)
+		}
+	}
+	slices.Sort(rows)
+	hm := heatmap{
+		Width:  hmLabelW + NumStages*(hmCellW+hmGap) + 8,
+		Height: hmHeadH + len(rows)*(hmCellH+hmGap) + 4,
+	}
+	for _, s := range Stages() {
+		x := hmLabelW + int(s.Stage)*(hmCellW+hmGap) + hmCellW/2 + 4
+		hm.Columns = append(hm.Columns, heatColumn{s.Name, x, hmHeadH - 6})
+	}
+	for i, r := range rows {
+		y := hmHeadH + i*(hmCellH+hmGap)
+		hr := heatRow{Y: y + hmCellH/2 + 4}
+		switch r {
+		case embedRow:
+			hr.Label = "embed"
+		case logitsRow:
+			hr.Label = "logits"
+		default:
+			hr.Label = fmt.Sprintf("layer %d", r)
+		}
+		for _, s := range Stages() {
+			c := p.grid[cellKey{r, s.Stage}]
+			if c == nil {
+				continue
+			}
+			x := hmLabelW + int(s.Stage)*(hmCellW+hmGap)
+			fill, state := c.style()
+			title := fmt.Sprintf("%s %s: %d compared, %d failing, %d missing; %s", hr.Label, s.Name, c.records, c.failed, c.missing, state)
+			if c.first {
+				title = "FIRST_FAIL. " + title
+			}
+			hr.Cells = append(hr.Cells, heatCell{
+				X: x, Y: y, Fill: fill, Title: title,
+				Failed: c.failed > 0, First: c.first, Missing: c.records == 0 && c.failed == 0,
+				FailMarkXY: fmt.Sprintf("%d,%d %d,%d %d,%d", x+hmCellW-9, y, x+hmCellW, y, x+hmCellW, y+9),
+			})
+		}
+		hm.Rows = append(hm.Rows, hr)
+	}
+	return hm
+}
+
+type legendItem struct {
+	Fill, Label string
+}
+
+// legend returns the colour key: identical, the decades, then the special states.
+func legend() []legendItem {
+	items := []legendItem{{colourIdentical, "identical"}}
+	for i, c := range decadeColours {
+		items = append(items, legendItem{c, decadeLabels[i]})
+	}
+	return append(items, legendItem{colourUnsized, "differs, size unknown"}, legendItem{colourMissing, "missing on one side"})
+}

@@ -1,0 +1,67 @@
+package golden
+
+import (
+	_ "embed"
+	"html/template"
+	"io"
+)
+
+//go:embed report.html.tmpl
+var reportHTML string
+
+var reportTemplate = template.Must(template.New("report").Parse(reportHTML))
+
+type htmlPrompt struct {
+	*PromptResult
+	Line     string
+	Heatmap  heatmap
+	Failures []htmlFailure
+	More     int // failures beyond MaxTableRows
+}
+
+type htmlFailure struct {
+	*Failure
+	HashMatch, MAE, RelL2, First string
+}
+
+type htmlCategory struct {
+	Category Category
+	Count    int
+	Percent  string
+}
+
+// WriteHTML writes a self-contained page: summary, legend, one heatmap per prompt (rows
+// embed_out, layers, logits; columns the stages; colour the decade of the worst rel_l2; the
+// FIRST_FAIL cell outlined) and its failing records. No script, no font or image from the
+// network, no timestamp or random id: the same report gives the same bytes.
+func (r *Report) WriteHTML(w io.Writer) error {
+	data := struct {
+		Summary    string
+		Policy     string
+		Notes      []string
+		Legend     []legendItem
+		Categories []htmlCategory
+		Prompts    []htmlPrompt
+	}{Summary: r.Summary(), Policy: r.Policy.Name, Notes: r.Notes, Legend: legend()}
+	counts := r.CategoryCounts()
+	total := 0
+	for _, c := range counts {
+		total += c
+	}
+	for i, c := range Categories {
+		data.Categories = append(data.Categories, htmlCategory{c, counts[i], percent(counts[i], total)})
+	}
+	for _, p := range r.Prompts {
+		hp := htmlPrompt{PromptResult: p, Line: p.Line(), Heatmap: p.heatmap()}
+		for i := range p.Failures {
+			if i == MaxTableRows {
+				hp.More = len(p.Failures) - i
+				break
+			}
+			f := &p.Failures[i]
+			hp.Failures = append(hp.Failures, htmlFailure{f, yesNo(f.HashMatch), f.maeText(), f.relText(), yesNo(f.FirstFail)})
+		}
+		data.Prompts = append(data.Prompts, hp)
+	}
+	return reportTemplate.Execute(w, data)
+}

@@ -1,0 +1,352 @@
+package golden
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// MaxTableRows caps the failing records listed per prompt in the Markdown and HTML reports;
+// a "... and N more" line says what was left out. The JSON report lists everything.
+const MaxTableRows = 25
+
+// Line returns the one-line message for a failure, the form a failing test prints:
+//
+//	p6_len_16: FIRST_FAIL pos=826 layer=0 tensor=residual_pre_attn category=ROUTING/SELECTION (hash 3a7b2c1d.. want 9f00e1aa.., MAE 0.142, rel_l2 0.31)
+//
+// Hashes are the candidate's then the baseline's, first 8 hex digits. "MAE n/a" when no
+// size is known. A failure other than the first says FAIL instead of FIRST_FAIL.
+func (f *Failure) Line() string {
+	tag := "FAIL"
+	if f.FirstFail {
+		tag = "FIRST_FAIL"
+	}
+	var detail string
+	switch {
+	case f.Reason == ReasonToken:
+		detail = fmt.Sprintf("token_id %d want %d", f.TokenID, f.BaselineTokenID)
+	case f.Reason == ReasonShape:
+		detail = fmt.Sprintf("hash %s.. want %s.., row lengths differ", shortHash(f.Hash), shortHash(f.BaselineHash))
+	case f.Diff == nil:
+		detail = fmt.Sprintf("hash %s.. want %s.., MAE n/a", shortHash(f.Hash), shortHash(f.BaselineHash))
+	default:
+		detail = fmt.Sprintf("hash %s.. want %s.., MAE %s, rel_l2 %s",
+			shortHash(f.Hash), shortHash(f.BaselineHash), formatNum(f.Diff.MAE), formatNum(f.Diff.RelL2))
+	}
+	return fmt.Sprintf("%s: %s pos=%d layer=%d tensor=%s category=%s (%s)",
+		f.PromptID, tag, f.PosID, f.Layer, f.TensorName, f.Category, detail)
+}
+
+// Line returns one line for a prompt: its FIRST_FAIL line when diverged, else its status.
+func (p *PromptResult) Line() string {
+	switch p.Status {
+	case StatusDiverged:
+		return p.FirstFail.Line()
+	case StatusMissing:
+		return fmt.Sprintf("%s: MISSING %d baseline records absent from the candidate, %d candidate records absent from the baseline",
+			p.PromptID, len(p.MissingInCandidate), len(p.MissingInBaseline))
+	}
+	return fmt.Sprintf("%s: match (%d records)", p.PromptID, p.Compared)
+}
+
+// Summary returns one line for the whole report.
+func (r *Report) Summary() string {
+	var n [3]int
+	compared, mismatched, missing := 0, 0, 0
+	for _, p := range r.Prompts {
+		switch p.Status {
+		case StatusMatch:
+			n[0]++
+		case StatusDiverged:
+			n[1]++
+		case StatusMissing:
+			n[2]++
+		}
+		compared += p.Compared
+		mismatched += p.Mismatched
+		missing += p.Missing()
+	}
+	return fmt.Sprintf("policy %s: %d prompts (%d match, %d diverged, %d missing); %d records compared, %d mismatched, %d missing",
+		r.Policy.Name, len(r.Prompts), n[0], n[1], n[2], compared, mismatched, missing)
+}
+
+// shortHash returns the first 8 digits after the algorithm prefix.
+func shortHash(h string) string {
+	if i := strings.IndexByte(h, ':'); i >= 0 {
+		h = h[i+1:]
+	}
+	if len(h) > 8 {
+		h = h[:8]
+	}
+	if h == "" {
+		return "none"
+	}
+	return h
+}
+
+// formatNum writes a size with 3 significant digits.
+func formatNum(v float64) string {
+	switch {
+	case math.IsInf(v, 1):
+		return "inf"
+	case v != v:
+		return "NaN"
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "YES"
+	}
+	return "NO"
+}
+
+func (f *Failure) maeText() string {
+	if f.Diff == nil {
+		return "n/a"
+	}
+	return formatNum(f.Diff.MAE)
+}
+
+func (f *Failure) relText() string {
+	if f.Diff == nil {
+		return "n/a"
+	}
+	return formatNum(f.Diff.RelL2)
+}
+
+func percent(n, total int) string {
+	if total == 0 {
+		return "0.0%"
+	}
+	return strconv.FormatFloat(100*float64(n)/float64(total), 'f', 1, 64) + "%"
+}
+
+// WriteMarkdown writes the seed's analysis format: the First Failure Table and the Root
+// Cause Summary, then per-prompt status, missing records and notes.
+func (r *Report) WriteMarkdown(w io.Writer) error {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# gretabisect report\n\n%s.\n\n", r.Summary())
+	b.WriteString("## First Failure Table\n\n")
+	b.WriteString("| Prompt | Position | Layer | Tensor | Hash Match | MAE | FIRST_FAIL (Y/N) |\n")
+	b.WriteString("|---|---|---|---|---|---|---|\n")
+	var tokens []string
+	for _, p := range r.Prompts {
+		for i := range p.Failures {
+			f := &p.Failures[i]
+			if f.Reason == ReasonToken {
+				tokens = append(tokens, f.Line())
+			}
+			if i == MaxTableRows {
+				fmt.Fprintf(&b, "| %s | ... and %d more | | | | | |\n", p.PromptID, len(p.Failures)-i)
+				continue
+			}
+			if i > MaxTableRows {
+				continue
+			}
+			fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s |\n",
+				f.PromptID, f.PosID, f.Layer, f.TensorName, yesNo(f.HashMatch), f.maeText(), yesNo(f.FirstFail))
+		}
+	}
+	b.WriteString("\n## Root Cause Summary\n\n| Category | Occurrences | Percentage |\n|---|---|---|\n")
+	counts := r.CategoryCounts()
+	total := 0
+	for _, c := range counts {
+		total += c
+	}
+	for i, c := range Categories {
+		fmt.Fprintf(&b, "| %s | %d | %s |\n", c, counts[i], percent(counts[i], total))
+	}
+	b.WriteString("\n## Prompts\n\n| Prompt | Status | Compared | Mismatched | Missing | FIRST_FAIL |\n|---|---|---|---|---|---|\n")
+	for _, p := range r.Prompts {
+		first := "-"
+		if f := p.FirstFail; f != nil {
+			first = fmt.Sprintf("pos=%d layer=%d tensor=%s category=%s rel_l2=%s", f.PosID, f.Layer, f.TensorName, f.Category, f.relText())
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %s |\n", p.PromptID, p.Status, p.Compared, p.Mismatched, p.Missing(), first)
+	}
+	if len(tokens) > 0 {
+		b.WriteString("\n## Input divergences\n\n")
+		for _, t := range tokens {
+			fmt.Fprintf(&b, "- %s\n", t)
+		}
+	}
+	var missing bytes.Buffer
+	for _, p := range r.Prompts {
+		writeMissing(&missing, p.PromptID, "baseline records absent from the candidate", p.MissingInCandidate)
+		writeMissing(&missing, p.PromptID, "candidate records absent from the baseline", p.MissingInBaseline)
+	}
+	if missing.Len() > 0 {
+		b.WriteString("\n## Missing records\n\n")
+		b.Write(missing.Bytes())
+	}
+	if len(r.Notes) > 0 {
+		b.WriteString("\n## Notes\n\n")
+		for _, n := range r.Notes {
+			fmt.Fprintf(&b, "- %s\n", n)
+		}
+	}
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+func writeMissing(b *bytes.Buffer, prompt, what string, keys []Key) {
+	if len(keys) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "- %s: %d %s:", prompt, len(keys), what)
+	for i, k := range keys {
+		if i == MaxTableRows {
+			fmt.Fprintf(b, " ... and %d more", len(keys)-i)
+			break
+		}
+		fmt.Fprintf(b, " pos=%d/layer=%d/%s", k.PosID, k.Layer, k.TensorName)
+	}
+	b.WriteString("\n")
+}
+
+// The JSON report's shape; field order is the schema's.
+type (
+	jsonReport struct {
+		Policy     string         `json:"policy"`
+		Notes      []string       `json:"notes"`
+		Prompts    []jsonPrompt   `json:"prompts"`
+		Categories categoryCounts `json:"categories"`
+	}
+	jsonPrompt struct {
+		PromptID           string        `json:"prompt_id"`
+		Status             Status        `json:"status"`
+		Compared           int           `json:"compared"`
+		Mismatched         int           `json:"mismatched"`
+		Missing            int           `json:"missing"`
+		FirstFail          *jsonFailure  `json:"first_fail"`
+		Failures           []jsonFailure `json:"failures"`
+		MissingInCandidate []jsonKey     `json:"missing_in_candidate"`
+		MissingInBaseline  []jsonKey     `json:"missing_in_baseline"`
+	}
+	jsonFailure struct {
+		PosID           int       `json:"pos_id"`
+		TokenID         int       `json:"token_id"`
+		Layer           int       `json:"layer"`
+		TensorName      string    `json:"tensor_name"`
+		Category        Category  `json:"category"`
+		HashMatch       bool      `json:"hash_match"`
+		MAE             jsonFloat `json:"mae"`
+		RelL2           jsonFloat `json:"rel_l2"`
+		Reason          string    `json:"reason"`
+		Hash            string    `json:"hash"`
+		BaselineHash    string    `json:"baseline_hash"`
+		BaselineTokenID int       `json:"baseline_token_id"`
+		FirstFail       bool      `json:"first_fail"`
+	}
+	jsonKey struct {
+		PosID      int    `json:"pos_id"`
+		Layer      int    `json:"layer"`
+		TensorName string `json:"tensor_name"`
+	}
+	// jsonFloat is a size, null when unknown or not finite (JSON has no infinity).
+	jsonFloat      struct{ v *float64 }
+	categoryCounts []int
+)
+
+func (f jsonFloat) MarshalJSON() ([]byte, error) {
+	if f.v == nil || math.IsInf(*f.v, 0) || math.IsNaN(*f.v) {
+		return []byte("null"), nil
+	}
+	return strconv.AppendFloat(nil, *f.v, 'g', -1, 64), nil
+}
+
+// MarshalJSON writes every category, in report order.
+func (c categoryCounts) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, cat := range Categories {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%q:%d", cat, c[i])
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+func toJSONFailure(f *Failure) jsonFailure {
+	j := jsonFailure{
+		PosID: f.PosID, TokenID: f.TokenID, Layer: f.Layer, TensorName: f.TensorName,
+		Category: f.Category, HashMatch: f.HashMatch, Reason: f.Reason,
+		Hash: f.Hash, BaselineHash: f.BaselineHash, BaselineTokenID: f.BaselineTokenID, FirstFail: f.FirstFail,
+	}
+	if f.Diff != nil {
+		mae, rel := f.Diff.MAE, f.Diff.RelL2
+		j.MAE, j.RelL2 = jsonFloat{&mae}, jsonFloat{&rel}
+	}
+	return j
+}
+
+func toJSONKeys(keys []Key) []jsonKey {
+	out := make([]jsonKey, len(keys))
+	for i, k := range keys {
+		out[i] = jsonKey{k.PosID, k.Layer, k.TensorName}
+	}
+	return out
+}
+
+// WriteJSON writes the JSON report: policy, notes, prompts (status, counts, first_fail or
+// null, every failure, missing keys) and the count of FIRST_FAILs per category.
+func (r *Report) WriteJSON(w io.Writer) error {
+	out := jsonReport{Policy: r.Policy.Name, Notes: r.Notes, Categories: r.CategoryCounts(), Prompts: []jsonPrompt{}}
+	if out.Notes == nil {
+		out.Notes = []string{}
+	}
+	for _, p := range r.Prompts {
+		jp := jsonPrompt{
+			PromptID: p.PromptID, Status: p.Status, Compared: p.Compared, Mismatched: p.Mismatched,
+			Missing: p.Missing(), Failures: []jsonFailure{},
+			MissingInCandidate: toJSONKeys(p.MissingInCandidate), MissingInBaseline: toJSONKeys(p.MissingInBaseline),
+		}
+		for i := range p.Failures {
+			jp.Failures = append(jp.Failures, toJSONFailure(&p.Failures[i]))
+		}
+		if p.FirstFail != nil {
+			f := toJSONFailure(p.FirstFail)
+			jp.FirstFail = &f
+		}
+		out.Prompts = append(out.Prompts, jp)
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// Formats a report can be written in.
+const (
+	FormatMarkdown = "md"
+	FormatJSON     = "json"
+	FormatHTML     = "html"
+)
+
+// Write writes the report in the given format (md, json or html).
+func (r *Report) Write(w io.Writer, format string) error {
+	switch format {
+	case FormatMarkdown:
+		return r.WriteMarkdown(w)
+	case FormatJSON:
+		return r.WriteJSON(w)
+	case FormatHTML:
+		return r.WriteHTML(w)
+	}
+	return fmt.Errorf("unknown report format %q (want md, json or html)", format)
+}
+
+// WriteFile writes the report to path atomically.
+func (r *Report) WriteFile(path, format string) error {
+	return WriteFileAtomic(path, func(w io.Writer) error { return r.Write(w, format) })
+}
