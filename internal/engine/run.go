@@ -1,0 +1,119 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/trace"
+)
+
+// Request is one traced run of a prompt.
+type Request struct {
+	PromptID string
+	Tokens   []int32 // the prompt, BOS included
+	Plan     trace.Plan
+	Faults   []trace.Fault
+	// Route computes the prompt: golden.RoutePrefill (the default: one batched pass) or
+	// golden.RouteDecode (one token at a time through the KV cache). Generated tokens always
+	// take the decode route.
+	Route string
+	// RawDir, when set, receives every traced row as a .npy file (the record's raw_file).
+	RawDir string
+	// Progress, when set, is called after each forward pass with the positions done so far
+	// out of the prompt plus the generated tokens.
+	Progress func(done, total int)
+}
+
+// Result is what a run produced.
+type Result struct {
+	Records   []golden.Record // causal order
+	Generated []int32         // greedy tokens after the prompt
+}
+
+// Run resets e, runs the prompt of req on its route, then greedily generates
+// req.Plan.MaxNewTokens tokens, running each through the model on the decode route so that
+// the decode phase has rows to trace, and returns the planned records.
+func Run(e Engine, m *model.Model, req Request) (*Result, error) {
+	cfg := m.Config
+	n, gen := len(req.Tokens), req.Plan.MaxNewTokens
+	switch {
+	case n == 0:
+		return nil, fmt.Errorf("engine: prompt %q: no tokens", req.PromptID)
+	case gen < 0:
+		return nil, fmt.Errorf("engine: prompt %q: max new tokens %d is negative", req.PromptID, gen)
+	case n+gen > cfg.CtxLen:
+		return nil, fmt.Errorf("engine: prompt %q: %d tokens + %d new tokens exceed the context length %d",
+			req.PromptID, n, gen, cfg.CtxLen)
+	}
+	for i, t := range req.Tokens {
+		if t < 0 || int(t) >= cfg.Vocab {
+			return nil, fmt.Errorf("engine: prompt %q: token %d at position %d is outside the vocabulary (0..%d)",
+				req.PromptID, t, i, cfg.Vocab-1)
+		}
+	}
+	route := req.Route
+	if route == "" {
+		route = golden.RoutePrefill
+	}
+	if route != golden.RoutePrefill && route != golden.RouteDecode {
+		return nil, fmt.Errorf("engine: prompt %q: unknown route %q (want %s or %s)",
+			req.PromptID, route, golden.RoutePrefill, golden.RouteDecode)
+	}
+
+	rec := trace.NewRecorder(req.PromptID, n, cfg.NLayer, req.RawDir)
+	rec.Tokens = append(make([]int32, 0, n+gen), req.Tokens...)
+	rec.Route = route
+	tap := &trace.Tap{Sel: req.Plan.Resolve(cfg.NLayer, n), Faults: req.Faults, Sink: rec.Sink}
+	progress := func(done int) {
+		if req.Progress != nil {
+			req.Progress(done, n+gen)
+		}
+	}
+
+	logits, err := runPrompt(e, req.Tokens, route, tap, progress)
+	var generated []int32
+	rec.Route = golden.RouteDecode
+	for pos := n; err == nil && pos < n+gen; pos++ {
+		next := int32(argmax(logits))
+		generated = append(generated, next)
+		rec.Tokens = append(rec.Tokens, next)
+		logits, err = e.Forward([]int32{next}, pos, tap)
+		if err != nil {
+			err = fmt.Errorf("decode at position %d: %w", pos, err)
+		}
+		progress(pos + 1)
+	}
+	records, rerr := rec.Close()
+	if err = errors.Join(err, rerr); err != nil {
+		return nil, fmt.Errorf("engine: prompt %q on %s: %w", req.PromptID, e.Device(), err)
+	}
+	return &Result{Records: records, Generated: generated}, nil
+}
+
+func runPrompt(e Engine, tokens []int32, route string, tap *trace.Tap, progress func(int)) ([]float32, error) {
+	e.Reset()
+	if route == golden.RoutePrefill {
+		logits, err := e.Forward(tokens, 0, tap)
+		if err != nil {
+			return nil, fmt.Errorf("prefill of %d tokens: %w", len(tokens), err)
+		}
+		progress(len(tokens))
+		return logits, nil
+	}
+	var logits []float32
+	for pos := range tokens {
+		var err error
+		if logits, err = e.Forward(tokens[pos:pos+1], pos, tap); err != nil {
+			return nil, fmt.Errorf("decode at position %d: %w", pos, err)
+		}
+		progress(pos + 1)
+	}
+	return logits, nil
+}
+
+// argmax returns the index of the largest logit, the lowest index on ties; NaN never wins.
+func argmax(logits []float32) int {
+	return trace.Top5(logits)[0]
+}

@@ -1,0 +1,165 @@
+package engine_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/trace"
+	_ "github.com/gretabisect/gretabisect/internal/testutil"
+)
+
+// fakeEngine "predicts" token+1: its logits are one-hot there. It traces embed_out as
+// (token, pos) and the logits of every position, and logs its calls.
+type fakeEngine struct {
+	cfg   model.Config
+	calls []string
+}
+
+func (f *fakeEngine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, error) {
+	f.calls = append(f.calls, fmt.Sprintf("%d+%d", pos0, len(tokens)))
+	var logits []float32
+	for i, tok := range tokens {
+		tap.Rows(golden.EmbedOut, -1, pos0+i, 2, []float32{float32(tok), float32(pos0 + i)})
+		logits = make([]float32, f.cfg.Vocab)
+		logits[(int(tok)+1)%f.cfg.Vocab] = 1
+		tap.Rows(golden.Logits, f.cfg.NLayer, pos0+i, len(logits), logits)
+	}
+	return logits, nil
+}
+func (f *fakeEngine) Reset()         { f.calls = append(f.calls, "reset") }
+func (f *fakeEngine) Device() string { return "fake" }
+func (f *fakeEngine) Close() error   { return nil }
+
+var fakeModel = &model.Model{Config: model.Config{NLayer: 2, Vocab: 10, CtxLen: 8}}
+
+func TestRunRoutes(t *testing.T) {
+	plan := trace.Plan{AllPositions: true, Prefill: true, Decode: true, MaxNewTokens: 3}
+	type rec struct {
+		Tensor, Phase, Route string
+		Pos, Tok, Layer      int
+	}
+	tests := []struct {
+		route string
+		calls []string
+	}{
+		{golden.RoutePrefill, []string{"reset", "0+3", "3+1", "4+1", "5+1"}},
+		{golden.RouteDecode, []string{"reset", "0+1", "1+1", "2+1", "3+1", "4+1", "5+1"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.route, func(t *testing.T) {
+			e := &fakeEngine{cfg: fakeModel.Config}
+			var progress []string
+			res, err := engine.Run(e, fakeModel, engine.Request{
+				PromptID: "p", Tokens: []int32{1, 5, 2}, Plan: plan, Route: tc.route,
+				Progress: func(done, total int) { progress = append(progress, fmt.Sprintf("%d/%d", done, total)) },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.calls, e.calls); diff != "" {
+				t.Errorf("engine calls (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff([]int32{3, 4, 5}, res.Generated); diff != "" {
+				t.Errorf("generated (-want +got):\n%s", diff)
+			}
+			if n := len(progress); n == 0 || progress[n-1] != "6/6" {
+				t.Errorf("progress %v, want it to end at 6/6", progress)
+			}
+			var got []rec
+			for _, r := range res.Records {
+				got = append(got, rec{r.TensorName, r.Phase, r.Route, r.PosID, r.TokenID, r.Layer})
+				if r.PosID != r.LogicalTokIdx {
+					t.Errorf("pos %d: logical_tok_idx %d", r.PosID, r.LogicalTokIdx)
+				}
+			}
+			pr := tc.route
+			want := []rec{
+				{"embed_out", "prefill", pr, 0, 1, -1}, {"embed_out", "prefill", pr, 1, 5, -1},
+				{"embed_out", "prefill_last", pr, 2, 2, -1}, {"embed_out", "decode", "decode", 3, 3, -1},
+				{"embed_out", "decode", "decode", 4, 4, -1}, {"embed_out", "decode", "decode", 5, 5, -1},
+				{"logits", "prefill", pr, 0, 1, 2}, {"logits", "prefill", pr, 1, 5, 2},
+				{"logits", "prefill_last", pr, 2, 2, 2}, {"logits", "decode", "decode", 3, 3, 2},
+				{"logits", "decode", "decode", 4, 4, 2}, {"logits", "decode", "decode", 5, 5, 2},
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("records (-want +got):\n%s", diff)
+			}
+			if top := res.Records[len(res.Records)-1].Top5Tokens; len(top) != 5 || top[0] != 6 {
+				t.Errorf("top5 of the last logits %v, want 6 first", top)
+			}
+		})
+	}
+}
+
+// TestRunFaultSteersGeneration checks that faults reach the engine through the tap: a
+// negated logits row makes greedy decoding pick the lowest id of the zeros.
+func TestRunFaultSteersGeneration(t *testing.T) {
+	e := &fakeEngine{cfg: fakeModel.Config}
+	res, err := engine.Run(e, fakeModel, engine.Request{
+		PromptID: "p", Tokens: []int32{1, 5}, Plan: trace.Plan{MaxNewTokens: 2},
+		Faults: []trace.Fault{{Stage: golden.Logits, Layer: trace.AnyLayer, PosMin: 1, PosMax: -1, Scale: -1}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]int32{0, 0}, res.Generated); diff != "" {
+		t.Errorf("generated (-want +got):\n%s", diff)
+	}
+	if len(res.Records) != 0 {
+		t.Errorf("%d records from an empty plan", len(res.Records))
+	}
+}
+
+func TestRunRejectsBadRequests(t *testing.T) {
+	tests := []struct {
+		name string
+		req  engine.Request
+		want string
+	}{
+		{"empty prompt", engine.Request{PromptID: "p"}, `prompt "p": no tokens`},
+		{"token out of vocabulary", engine.Request{PromptID: "p", Tokens: []int32{1, 10}},
+			`prompt "p": token 10 at position 1 is outside the vocabulary (0..9)`},
+		{"negative token", engine.Request{PromptID: "p", Tokens: []int32{-1}}, "token -1 at position 0"},
+		{"context overflow", engine.Request{PromptID: "p", Tokens: []int32{1, 2, 3, 4}, Plan: trace.Plan{MaxNewTokens: 5}},
+			"4 tokens + 5 new tokens exceed the context length 8"},
+		{"negative new tokens", engine.Request{PromptID: "p", Tokens: []int32{1}, Plan: trace.Plan{MaxNewTokens: -1}},
+			"max new tokens -1 is negative"},
+		{"unknown route", engine.Request{PromptID: "p", Tokens: []int32{1}, Route: "sideways"}, `unknown route "sideways"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &fakeEngine{cfg: fakeModel.Config}
+			_, err := engine.Run(e, fakeModel, tc.req)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+			if len(e.calls) != 0 {
+				t.Errorf("engine called %v for a bad request", e.calls)
+			}
+		})
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	engine.Register("fake-test", func(m *model.Model) (engine.Engine, error) { return &fakeEngine{cfg: m.Config}, nil })
+	e, err := engine.Open("fake-test", fakeModel)
+	if err != nil || e.Device() != "fake" {
+		t.Fatalf("Open(fake-test) = %v, %v", e, err)
+	}
+	_, err = engine.Open("nope", fakeModel)
+	if err == nil || !strings.Contains(err.Error(), `unknown backend "nope" (known: `) || !strings.Contains(err.Error(), "fake-test") {
+		t.Errorf("Open(nope) error %v, want it to list the known backends", err)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("registering a name twice did not panic")
+		}
+	}()
+	engine.Register("fake-test", nil)
+}

@@ -1,0 +1,12 @@
+//go:build !(goexperiment.simd && amd64)
+
+package ref
+
+// Kernel is the name of the inner-loop implementation in use.
+const Kernel = "portable"
+
+func dot(a, b []float32) float32 { return dotPortable(a, b) }
+
+func matmul(w []float32, cols int, x []float32, nt int, y []float32, ys, r0, r1 int) {
+	matmulPortable(w, cols, x, nt, y, ys, r0, r1)
+}

@@ -1,0 +1,66 @@
+package ref
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/gretabisect/gretabisect/internal/model"
+	_ "github.com/gretabisect/gretabisect/internal/testutil"
+)
+
+// testConfig is a small Llama with grouped KV heads, a partial rotary dimension, and rows
+// whose lengths are not multiples of 16, so the kernels' tails run too.
+var testConfig = model.Config{
+	Arch: "llama", NLayer: 3, Dim: 72, FFNDim: 100, NHead: 4, NHeadKV: 2, HeadDim: 18,
+	RopeDim: 12, RopeBase: 10000, Eps: 1e-5, CtxLen: 160, Vocab: 101,
+}
+
+// randomModel fills a model of configuration c with reproducible random weights: uniform in
+// +-1/sqrt(fan-in), norms around 1, so activations keep a realistic scale through the layers.
+func randomModel(c model.Config, seed uint64) *model.Model {
+	rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
+	mat := func(name string, rows, cols int) model.Matrix {
+		d := make([]float32, rows*cols)
+		s := float32(1 / math.Sqrt(float64(cols)))
+		for i := range d {
+			d[i] = float32(2*rng.Float32()-1) * s
+		}
+		return model.Matrix{Name: name, Rows: rows, Cols: cols, Data: d}
+	}
+	norm := func() []float32 {
+		v := make([]float32, c.Dim)
+		for i := range v {
+			v[i] = 0.5 + rng.Float32()
+		}
+		return v
+	}
+	w := &model.Weights{TokEmbd: mat("token_embd.weight", c.Vocab, c.Dim), OutNorm: norm()}
+	w.Output = mat("output.weight", c.Vocab, c.Dim)
+	for l := range c.NLayer {
+		p := func(s string) string { return fmt.Sprintf("blk.%d.%s.weight", l, s) }
+		w.Layers = append(w.Layers, model.Layer{
+			AttnNorm: norm(),
+			Wq:       mat(p("attn_q"), c.NHead*c.HeadDim, c.Dim),
+			Wk:       mat(p("attn_k"), c.NHeadKV*c.HeadDim, c.Dim),
+			Wv:       mat(p("attn_v"), c.NHeadKV*c.HeadDim, c.Dim),
+			Wo:       mat(p("attn_output"), c.Dim, c.NHead*c.HeadDim),
+			FFNNorm:  norm(),
+			WGate:    mat(p("ffn_gate"), c.FFNDim, c.Dim),
+			WUp:      mat(p("ffn_up"), c.FFNDim, c.Dim),
+			WDown:    mat(p("ffn_down"), c.Dim, c.FFNDim),
+		})
+	}
+	return &model.Model{Config: c, Weights: w}
+}
+
+// randomTokens returns n reproducible token ids starting with 1 (BOS).
+func randomTokens(n, vocab int, seed uint64) []int32 {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	t := make([]int32, n)
+	t[0] = 1
+	for i := 1; i < n; i++ {
+		t[i] = int32(rng.IntN(vocab))
+	}
+	return t
+}

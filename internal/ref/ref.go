@@ -1,0 +1,400 @@
+// Package ref is the CPU reference engine: a float32 Llama forward pass whose every output
+// bit is fixed by the model and the tokens, whatever the machine (amd64 or arm64), the
+// number of threads, the route (batched prefill or one token at a time) or the kernel (SIMD
+// or portable). Every other backend is judged against it.
+//
+// How: each output element is computed by one goroutine in a fixed order (kernels.go), with
+// no fused multiply-add, and the elementary functions are this package's own (detmath.go).
+// Importing the package registers it with internal/engine as "cpu".
+package ref
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+
+	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/trace"
+)
+
+// Name is the backend's name in the engine registry.
+const Name = "cpu"
+
+func init() {
+	engine.Register(Name, func(m *model.Model) (engine.Engine, error) { return New(m) })
+}
+
+// chunk is the most prompt tokens one pass through the layers handles: each weight matrix
+// is streamed from memory once per chunk, and a chunk's activations stay in cache.
+const chunk = 64
+
+// Engine runs one model. It is not safe for concurrent use.
+type Engine struct {
+	m    *model.Model
+	c    model.Config
+	pool *pool
+
+	qDim, kvDim int
+	groups      int     // query heads per KV head
+	scale       float32 // 1/sqrt(head_dim)
+
+	ropeCos, ropeSin []float32 // (ctx, rope_dim/2): angle pos * base^(-2i/rope_dim)
+
+	keys, vals [][]float32 // (layer)(ctx, kv_dim): the KV cache, after RoPE for keys
+
+	// Activations of one chunk of up to `chunk` tokens, row-major by token.
+	x      []float32 // (chunk, dim) residual stream
+	xb     []float32 // (chunk, dim) RMSNorm output
+	q      []float32 // (chunk, q_dim) queries
+	att    []float32 // (chunk, q_dim) attention context
+	out    []float32 // (chunk, dim) attention or MLP output, the residual's addend
+	gate   []float32 // (chunk, ffn) gate projection, then the SwiGLU product
+	up     []float32 // (chunk, ffn) up projection
+	scores []float32 // (workers, ctx) attention scores, one row per pool goroutine
+	lin    []float32 // (chunk, dim) final norm of the rows that need logits
+	logits []float32 // (chunk, vocab)
+	rows   []int     // chunk rows whose logits are computed
+	last   []float32 // logits of the last position of the latest Forward
+
+	mm   matmulTask
+	attn attnTask
+}
+
+// New builds an engine for m with a KV cache of the model's context length. It checks that
+// every weight has the shape the configuration implies, so a bad model fails here with the
+// tensor's name instead of panicking in a kernel.
+func New(m *model.Model) (*Engine, error) {
+	c := m.Config
+	if err := checkModel(m); err != nil {
+		return nil, fmt.Errorf("ref: %w", err)
+	}
+	workers := runtime.GOMAXPROCS(0)
+	e := &Engine{
+		m:      m,
+		c:      c,
+		pool:   newPool(workers),
+		qDim:   c.NHead * c.HeadDim,
+		kvDim:  c.NHeadKV * c.HeadDim,
+		groups: c.NHead / c.NHeadKV,
+		scale:  float32(1 / math.Sqrt(float64(c.HeadDim))),
+	}
+	e.keys = make([][]float32, c.NLayer)
+	e.vals = make([][]float32, c.NLayer)
+	for l := range e.keys {
+		e.keys[l] = make([]float32, c.CtxLen*e.kvDim)
+		e.vals[l] = make([]float32, c.CtxLen*e.kvDim)
+	}
+	e.x = make([]float32, chunk*c.Dim)
+	e.xb = make([]float32, chunk*c.Dim)
+	e.q = make([]float32, chunk*e.qDim)
+	e.att = make([]float32, chunk*e.qDim)
+	e.out = make([]float32, chunk*c.Dim)
+	e.gate = make([]float32, chunk*c.FFNDim)
+	e.up = make([]float32, chunk*c.FFNDim)
+	e.scores = make([]float32, workers*c.CtxLen)
+	e.lin = make([]float32, chunk*c.Dim)
+	e.logits = make([]float32, chunk*c.Vocab)
+	e.rows = make([]int, 0, chunk)
+	e.ropeCos, e.ropeSin = ropeTable(c.CtxLen, c.RopeDim, c.RopeBase)
+	e.attn.e = e
+	return e, nil
+}
+
+// ropeTable returns cos and sin of pos * base^(-2i/ropeDim) for every position and pair i,
+// each angle computed directly in float64 (no recurrence accumulating error).
+func ropeTable(ctx, ropeDim int, base float64) (cos, sin []float32) {
+	half := ropeDim / 2
+	cos, sin = make([]float32, ctx*half), make([]float32, ctx*half)
+	lnBase := log64(base)
+	freq := make([]float64, half)
+	for i := range freq {
+		freq[i] = exp64(-float64(float64(2*i)/float64(ropeDim)) * lnBase)
+	}
+	for pos := 0; pos < ctx; pos++ {
+		for i, f := range freq {
+			s, c := sincos64(float64(pos) * f)
+			cos[pos*half+i], sin[pos*half+i] = float32(c), float32(s)
+		}
+	}
+	return cos, sin
+}
+
+func (e *Engine) Device() string { return Name }
+
+// Reset empties the KV cache. Positions are overwritten before they are read, so this only
+// has to forget nothing: it exists for the interface.
+func (e *Engine) Reset() {}
+
+// Close stops the worker goroutines.
+func (e *Engine) Close() error {
+	e.pool.stop()
+	return nil
+}
+
+// Forward runs tokens at positions pos0.. through the model in chunks of up to 64 tokens
+// (one batched pass each), extending the KV cache, and returns the logits of the last
+// position, valid until the next call. Logits are computed only for that position and for
+// positions the tap plans.
+func (e *Engine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, error) {
+	c := e.c
+	if len(tokens) == 0 {
+		return nil, fmt.Errorf("ref: no tokens")
+	}
+	if pos0 < 0 || pos0+len(tokens) > c.CtxLen {
+		return nil, fmt.Errorf("ref: positions %d..%d outside the context length %d", pos0, pos0+len(tokens)-1, c.CtxLen)
+	}
+	for i, t := range tokens {
+		if t < 0 || int(t) >= c.Vocab {
+			return nil, fmt.Errorf("ref: token %d at position %d outside the vocabulary (0..%d)", t, pos0+i, c.Vocab-1)
+		}
+	}
+	for i := 0; i < len(tokens); i += chunk {
+		j := min(i+chunk, len(tokens))
+		e.forward(tokens[i:j], pos0+i, tap, j == len(tokens))
+	}
+	return e.last, nil
+}
+
+// forward runs one chunk of nt tokens at positions pos0..pos0+nt-1. Read it top to bottom:
+// it is the model, one tap per stage.
+func (e *Engine) forward(tokens []int32, pos0 int, tap *trace.Tap, wantLast bool) {
+	c, w := e.c, e.m.Weights
+	nt, dim := len(tokens), c.Dim
+	x, xb, q, att, out := e.x[:nt*dim], e.xb[:nt*dim], e.q[:nt*e.qDim], e.att[:nt*e.qDim], e.out[:nt*dim]
+	gate, up := e.gate[:nt*c.FFNDim], e.up[:nt*c.FFNDim]
+
+	for t, tok := range tokens {
+		copy(x[t*dim:(t+1)*dim], w.TokEmbd.Row(int(tok)))
+	}
+	tap.Rows(golden.EmbedOut, -1, pos0, dim, x)
+
+	for l := range w.Layers {
+		L := &w.Layers[l]
+		k := e.keys[l][pos0*e.kvDim : (pos0+nt)*e.kvDim] // this chunk's rows of the cache
+		v := e.vals[l][pos0*e.kvDim : (pos0+nt)*e.kvDim]
+
+		tap.Rows(golden.ResidualPreAttn, l, pos0, dim, x)
+		e.rmsnorm(xb, x, L.AttnNorm)
+		tap.Rows(golden.AttnIn, l, pos0, dim, xb)
+
+		e.matmul(q, &L.Wq, xb, nt)
+		e.matmul(k, &L.Wk, xb, nt)
+		e.matmul(v, &L.Wv, xb, nt)
+		tap.Rows(golden.QPreRope, l, pos0, e.qDim, q)
+		tap.Rows(golden.KPreRope, l, pos0, e.kvDim, k)
+		tap.Rows(golden.V, l, pos0, e.kvDim, v)
+
+		e.rope(q, pos0, c.NHead)
+		e.rope(k, pos0, c.NHeadKV)
+		tap.Rows(golden.QPostRope, l, pos0, e.qDim, q)
+		tap.Rows(golden.KPostRope, l, pos0, e.kvDim, k)
+
+		e.attention(att, q, l, pos0, nt)
+		tap.Rows(golden.AttnCtx, l, pos0, e.qDim, att)
+		e.matmul(out, &L.Wo, att, nt)
+		tap.Rows(golden.AttnOut, l, pos0, dim, out)
+		add(x, out)
+		tap.Rows(golden.ResidualPostAttn, l, pos0, dim, x)
+
+		e.rmsnorm(xb, x, L.FFNNorm)
+		tap.Rows(golden.FFNNormIn, l, pos0, dim, xb)
+		e.matmul(gate, &L.WGate, xb, nt)
+		e.matmul(up, &L.WUp, xb, nt)
+		swiglu(gate, up)
+		e.matmul(out, &L.WDown, gate, nt)
+		tap.Rows(golden.MLPOut, l, pos0, dim, out)
+		add(x, out)
+		tap.Rows(golden.ResidualPostMLP, l, pos0, dim, x)
+	}
+
+	// Logits only for the rows someone reads.
+	e.rows = e.rows[:0]
+	for t := range nt {
+		if (wantLast && t == nt-1) || tap.Want(golden.Logits, c.NLayer, pos0+t) {
+			e.rows = append(e.rows, t)
+		}
+	}
+	if len(e.rows) == 0 {
+		return
+	}
+	lin := e.lin[:len(e.rows)*dim]
+	for j, t := range e.rows {
+		e.rmsnorm(lin[j*dim:(j+1)*dim], x[t*dim:(t+1)*dim], w.OutNorm)
+	}
+	logits := e.logits[:len(e.rows)*c.Vocab]
+	e.matmul(logits, &w.Output, lin, len(e.rows))
+	for j, t := range e.rows {
+		row := logits[j*c.Vocab : (j+1)*c.Vocab]
+		tap.Rows(golden.Logits, c.NLayer, pos0+t, c.Vocab, row)
+		if wantLast && t == nt-1 {
+			e.last = row
+		}
+	}
+}
+
+// rmsnorm sets each row of out to x * g / sqrt(mean(x^2) + eps): out (n, dim), x (n, dim), g (dim).
+func (e *Engine) rmsnorm(out, x, g []float32) {
+	dim := len(g)
+	for r := 0; r < len(x)/dim; r++ {
+		xr, or := x[r*dim:(r+1)*dim], out[r*dim:(r+1)*dim]
+		mean := dot(xr, xr) / float32(dim)
+		s := float32(1 / math.Sqrt(float64(mean+e.c.Eps)))
+		for i, xi := range xr {
+			or[i] = float32(xi*s) * g[i]
+		}
+	}
+}
+
+// rope rotates the adjacent pairs (2i, 2i+1), i < rope_dim/2, of every head of every row of
+// v (n, heads*head_dim), row t at position pos0+t, by the angle pos * base^(-2i/rope_dim).
+func (e *Engine) rope(v []float32, pos0, heads int) {
+	hd, half := e.c.HeadDim, e.c.RopeDim/2
+	width := heads * hd
+	for t := 0; t < len(v)/width; t++ {
+		cos := e.ropeCos[(pos0+t)*half : (pos0+t+1)*half]
+		sin := e.ropeSin[(pos0+t)*half : (pos0+t+1)*half]
+		for h := range heads {
+			x := v[t*width+h*hd : t*width+h*hd+2*half]
+			for i := range half {
+				a, b := x[2*i], x[2*i+1]
+				x[2*i] = float32(a*cos[i]) - float32(b*sin[i])
+				x[2*i+1] = float32(a*sin[i]) + float32(b*cos[i])
+			}
+		}
+	}
+}
+
+// add sets x += y element by element.
+func add(x, y []float32) {
+	y = y[:len(x)]
+	for i := range x {
+		x[i] += y[i]
+	}
+}
+
+// swiglu sets gate[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + e^-g) in float64.
+func swiglu(gate, up []float32) {
+	up = up[:len(gate)]
+	for i, g := range gate {
+		d := float64(g)
+		gate[i] = float32(d/(1+exp64(-d))) * up[i]
+	}
+}
+
+// matmulTask computes y = W x for nt tokens, blocks of matmulBlock weight rows at a time.
+type matmulTask struct {
+	w     *model.Matrix
+	x, y  []float32
+	nt    int
+	nRows int
+}
+
+// matmulBlock rows of W per block: a multiple of the SIMD tile height, small enough for
+// both cores to get even shares of the smallest matrices.
+const matmulBlock = 16
+
+func (t *matmulTask) do(_, b int) {
+	r0 := b * matmulBlock
+	matmul(t.w.Data, t.w.Cols, t.x, t.nt, t.y, t.w.Rows, r0, min(r0+matmulBlock, t.nRows))
+}
+
+// matmul sets y (nt, rows) = x (nt, cols) W^T: y[t][r] = W.Row(r) . x[t].
+func (e *Engine) matmul(y []float32, w *model.Matrix, x []float32, nt int) {
+	e.mm = matmulTask{w: w, x: x, y: y, nt: nt, nRows: w.Rows}
+	e.pool.run(&e.mm, (w.Rows+matmulBlock-1)/matmulBlock)
+}
+
+// attnTask is causal attention of one chunk; block b is (token b/heads, query head b%heads).
+type attnTask struct {
+	e      *Engine
+	out, q []float32
+	layer  int
+	pos0   int
+}
+
+// attention sets out (nt, q_dim) to the attention context of the queries q (nt, q_dim) at
+// positions pos0.. over the cached keys and values of positions 0..pos of the layer.
+func (e *Engine) attention(out, q []float32, layer, pos0, nt int) {
+	e.attn.out, e.attn.q, e.attn.layer, e.attn.pos0 = out, q, layer, pos0
+	e.pool.run(&e.attn, nt*e.c.NHead)
+}
+
+// do computes one head of one token: scores = q.k * scale over positions 0..pos, softmax in
+// position order, then the weighted sum of the values in position order.
+func (a *attnTask) do(worker, b int) {
+	e := a.e
+	hd, nh := e.c.HeadDim, e.c.NHead
+	t, h := b/nh, b%nh
+	pos := a.pos0 + t
+	kvOff := (h / e.groups) * hd
+	q := a.q[t*e.qDim+h*hd : t*e.qDim+(h+1)*hd]
+	keys, vals := e.keys[a.layer], e.vals[a.layer]
+	s := e.scores[worker*e.c.CtxLen : worker*e.c.CtxLen+pos+1]
+
+	mx := float32(math.Inf(-1))
+	for p := range s {
+		s[p] = dot(q, keys[p*e.kvDim+kvOff:p*e.kvDim+kvOff+hd]) * e.scale
+		mx = max(mx, s[p])
+	}
+	var sum float32
+	for p, x := range s {
+		s[p] = float32(exp64(float64(x - mx)))
+		sum += s[p]
+	}
+	out := a.out[t*e.qDim+h*hd : t*e.qDim+(h+1)*hd]
+	clear(out)
+	for p, x := range s {
+		axpy(out, x/sum, vals[p*e.kvDim+kvOff:p*e.kvDim+kvOff+hd])
+	}
+}
+
+// checkModel verifies the configuration and every tensor's shape.
+func checkModel(m *model.Model) error {
+	c := m.Config
+	w := m.Weights
+	switch {
+	case w == nil:
+		return fmt.Errorf("model has no weights")
+	case c.NLayer <= 0 || c.Dim <= 0 || c.FFNDim <= 0 || c.NHead <= 0 || c.NHeadKV <= 0 || c.Vocab <= 0 || c.CtxLen <= 0:
+		return fmt.Errorf("config %+v: every dimension must be positive", c)
+	case c.NHead%c.NHeadKV != 0:
+		return fmt.Errorf("head_count %d is not a multiple of head_count_kv %d", c.NHead, c.NHeadKV)
+	case c.HeadDim*c.NHead != c.Dim:
+		return fmt.Errorf("head_dim %d x head_count %d != embedding_length %d", c.HeadDim, c.NHead, c.Dim)
+	case c.RopeDim <= 0 || c.RopeDim%2 != 0 || c.RopeDim > c.HeadDim:
+		return fmt.Errorf("rope dimension %d must be even and in 2..head_dim %d", c.RopeDim, c.HeadDim)
+	case !(c.RopeBase > 0) || math.IsInf(c.RopeBase, 0):
+		return fmt.Errorf("rope freq_base %v must be positive and finite", c.RopeBase)
+	case len(w.Layers) != c.NLayer:
+		return fmt.Errorf("%d layers of weights, block_count %d", len(w.Layers), c.NLayer)
+	}
+	qd, kvd := c.NHead*c.HeadDim, c.NHeadKV*c.HeadDim
+	type shape struct {
+		m          *model.Matrix
+		rows, cols int
+	}
+	mats := []shape{{&w.TokEmbd, c.Vocab, c.Dim}, {&w.Output, c.Vocab, c.Dim}}
+	vecs := map[string][]float32{"output_norm": w.OutNorm}
+	for l := range w.Layers {
+		L := &w.Layers[l]
+		mats = append(mats, shape{&L.Wq, qd, c.Dim}, shape{&L.Wk, kvd, c.Dim}, shape{&L.Wv, kvd, c.Dim},
+			shape{&L.Wo, c.Dim, qd}, shape{&L.WGate, c.FFNDim, c.Dim}, shape{&L.WUp, c.FFNDim, c.Dim},
+			shape{&L.WDown, c.Dim, c.FFNDim})
+		vecs[fmt.Sprintf("blk.%d.attn_norm", l)] = L.AttnNorm
+		vecs[fmt.Sprintf("blk.%d.ffn_norm", l)] = L.FFNNorm
+	}
+	for _, s := range mats {
+		if s.m.Rows != s.rows || s.m.Cols != s.cols || len(s.m.Data) != s.rows*s.cols {
+			return fmt.Errorf("tensor %q: %dx%d with %d values, want %dx%d",
+				s.m.Name, s.m.Rows, s.m.Cols, len(s.m.Data), s.rows, s.cols)
+		}
+	}
+	for name, v := range vecs {
+		if len(v) != c.Dim {
+			return fmt.Errorf("tensor %q: %d values, want %d", name, len(v), c.Dim)
+		}
+	}
+	return nil
+}

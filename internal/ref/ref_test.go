@@ -1,0 +1,211 @@
+package ref
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/trace"
+)
+
+// rowKey names one traced row.
+type rowKey struct {
+	stage      golden.Stage
+	layer, pos int
+}
+
+func (k rowKey) String() string { return fmt.Sprintf("%s layer %d pos %d", k.stage, k.layer, k.pos) }
+
+// capture runs tokens on route through a fresh engine and returns every row of every stage.
+func capture(t *testing.T, m *model.Model, tokens []int32, route string) map[rowKey][]float32 {
+	t.Helper()
+	e, err := New(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	rows := map[rowKey][]float32{}
+	all := trace.Plan{AllLayers: true, AllPositions: true, Prefill: true}
+	tap := &trace.Tap{
+		Sel: all.Resolve(m.Config.NLayer, len(tokens)),
+		Sink: func(st golden.Stage, layer, pos int, row []float32) {
+			k := rowKey{st, golden.LayerOf(st, layer, m.Config.NLayer), pos}
+			if _, dup := rows[k]; dup {
+				t.Errorf("%v recorded twice", k)
+			}
+			rows[k] = append([]float32(nil), row...)
+		},
+	}
+	if route == golden.RoutePrefill {
+		if _, err := e.Forward(tokens, 0, tap); err != nil {
+			t.Fatal(err)
+		}
+		return rows
+	}
+	for p := range tokens {
+		if _, err := e.Forward(tokens[p:p+1], p, tap); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return rows
+}
+
+// forward64 is an independent float64 Llama forward pass, one token at a time, written
+// from the math and sharing no code with the engine: it returns every stage's row.
+func forward64(m *model.Model, tokens []int32) map[rowKey][]float64 {
+	c, w := m.Config, m.Weights
+	hd, kvd := c.HeadDim, c.NHeadKV*c.HeadDim
+	out := map[rowKey][]float64{}
+	keep := func(st golden.Stage, layer, pos int, v []float64) {
+		out[rowKey{st, golden.LayerOf(st, layer, c.NLayer), pos}] = append([]float64(nil), v...)
+	}
+	mul := func(mat model.Matrix, x []float64) []float64 {
+		y := make([]float64, mat.Rows)
+		for r := range y {
+			for i, wi := range mat.Row(r) {
+				y[r] += float64(wi) * x[i]
+			}
+		}
+		return y
+	}
+	norm := func(x []float64, g []float32) []float64 {
+		var ss float64
+		for _, v := range x {
+			ss += v * v
+		}
+		s := 1 / math.Sqrt(ss/float64(len(x))+float64(c.Eps))
+		y := make([]float64, len(x))
+		for i := range x {
+			y[i] = x[i] * s * float64(g[i])
+		}
+		return y
+	}
+	rope := func(v []float64, pos int) {
+		for h := 0; h < len(v)/hd; h++ {
+			for i := 0; i < c.RopeDim/2; i++ {
+				th := float64(pos) * math.Pow(c.RopeBase, -float64(2*i)/float64(c.RopeDim))
+				a, b := v[h*hd+2*i], v[h*hd+2*i+1]
+				v[h*hd+2*i] = a*math.Cos(th) - b*math.Sin(th)
+				v[h*hd+2*i+1] = a*math.Sin(th) + b*math.Cos(th)
+			}
+		}
+	}
+	keys := make([][][]float64, c.NLayer)
+	vals := make([][][]float64, c.NLayer)
+	for pos, tok := range tokens {
+		x := make([]float64, c.Dim)
+		for i, v := range w.TokEmbd.Row(int(tok)) {
+			x[i] = float64(v)
+		}
+		keep(golden.EmbedOut, -1, pos, x)
+		for l, L := range w.Layers {
+			keep(golden.ResidualPreAttn, l, pos, x)
+			xn := norm(x, L.AttnNorm)
+			keep(golden.AttnIn, l, pos, xn)
+			q, k, v := mul(L.Wq, xn), mul(L.Wk, xn), mul(L.Wv, xn)
+			keep(golden.QPreRope, l, pos, q)
+			keep(golden.KPreRope, l, pos, k)
+			keep(golden.V, l, pos, v)
+			rope(q, pos)
+			rope(k, pos)
+			keep(golden.QPostRope, l, pos, q)
+			keep(golden.KPostRope, l, pos, k)
+			keys[l] = append(keys[l], k)
+			vals[l] = append(vals[l], v)
+			ctx := make([]float64, c.NHead*hd)
+			for h := 0; h < c.NHead; h++ {
+				kv := h / (c.NHead / c.NHeadKV)
+				sc := make([]float64, pos+1)
+				mx := math.Inf(-1)
+				for p := range sc {
+					for i := range hd {
+						sc[p] += q[h*hd+i] * keys[l][p][kv*hd+i]
+					}
+					sc[p] /= math.Sqrt(float64(hd))
+					mx = math.Max(mx, sc[p])
+				}
+				var sum float64
+				for p := range sc {
+					sc[p] = math.Exp(sc[p] - mx)
+					sum += sc[p]
+				}
+				for p := range sc {
+					for i := range hd {
+						ctx[h*hd+i] += sc[p] / sum * vals[l][p][kv*hd+i]
+					}
+				}
+			}
+			keep(golden.AttnCtx, l, pos, ctx)
+			ao := mul(L.Wo, ctx)
+			keep(golden.AttnOut, l, pos, ao)
+			for i := range x {
+				x[i] += ao[i]
+			}
+			keep(golden.ResidualPostAttn, l, pos, x)
+			xn = norm(x, L.FFNNorm)
+			keep(golden.FFNNormIn, l, pos, xn)
+			g, u := mul(L.WGate, xn), mul(L.WUp, xn)
+			for i := range g {
+				g[i] = g[i] / (1 + math.Exp(-g[i])) * u[i]
+			}
+			mo := mul(L.WDown, g)
+			keep(golden.MLPOut, l, pos, mo)
+			for i := range x {
+				x[i] += mo[i]
+			}
+			keep(golden.ResidualPostMLP, l, pos, x)
+		}
+		keep(golden.Logits, c.NLayer, pos, mul(w.Output, norm(x, w.OutNorm)))
+	}
+	_ = kvd
+	return out
+}
+
+func relL2(got []float32, want []float64) float64 {
+	var d, n float64
+	for i, w := range want {
+		e := float64(got[i]) - w
+		d += e * e
+		n += w * w
+	}
+	if n == 0 {
+		return math.Sqrt(d)
+	}
+	return math.Sqrt(d / n)
+}
+
+// TestForwardMatchesFloat64 checks every stage of every layer at every position, on both
+// routes, against the float64 pass.
+func TestForwardMatchesFloat64(t *testing.T) {
+	m := randomModel(testConfig, 1)
+	tokens := randomTokens(70, testConfig.Vocab, 2) // more than one prefill chunk
+	want := forward64(m, tokens)
+	for _, route := range []string{golden.RoutePrefill, golden.RouteDecode} {
+		t.Run(route, func(t *testing.T) {
+			got := capture(t, m, tokens, route)
+			// Logits are computed for every position here because the plan asks for them.
+			if len(got) != len(want) {
+				t.Fatalf("%d rows traced, want %d", len(got), len(want))
+			}
+			worst, worstKey := 0.0, rowKey{}
+			for k, w := range want {
+				g, ok := got[k]
+				if !ok {
+					t.Fatalf("%v not traced", k)
+				}
+				if len(g) != len(w) {
+					t.Fatalf("%v: %d values, want %d", k, len(g), len(w))
+				}
+				if e := relL2(g, w); e > worst {
+					worst, worstKey = e, k
+				}
+			}
+			if worst > 1e-5 {
+				t.Errorf("%v: relative L2 error %.3g > 1e-5", worstKey, worst)
+			}
+			t.Logf("worst relative L2 error %.3g at %v", worst, worstKey)
+		})
+	}
+}

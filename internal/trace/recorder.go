@@ -1,0 +1,260 @@
+package trace
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/gretabisect/gretabisect/golden"
+)
+
+// EnvGitCommit overrides the git commit recorded in every record.
+const EnvGitCommit = "GRETA_GIT_COMMIT"
+
+// Recorder turns the rows a Tap hands over into golden records. Sink copies each row and
+// fills the fields known at call time; a pool of workers hashes, counts, sketches and
+// (optionally) writes the copies, so the forward pass does not wait for SHA-256. Records
+// come out of Close in causal order whatever the workers' timing.
+type Recorder struct {
+	// Route names the path computing the rows handed over next (golden.RoutePrefill or
+	// golden.RouteDecode); Tokens holds the input token at each position so far. The
+	// driver updates both between Forward calls.
+	Route  string
+	Tokens []int32
+
+	promptID string
+	nPrompt  int
+	nLayer   int
+	rawDir   string
+	commit   string
+
+	jobs chan *pending
+	wg   sync.WaitGroup
+	recs []*pending
+
+	mu  sync.Mutex
+	err error // first raw-file error
+}
+
+type pending struct {
+	rec   golden.Record
+	stage golden.Stage
+	row   []float32
+}
+
+// NewRecorder starts a recorder for one prompt of nPrompt tokens on a model of nLayer
+// layers. When rawDir is not empty every row is also written there as a .npy file and the
+// record's raw_file names it (relative to rawDir). Call Close exactly once.
+func NewRecorder(promptID string, nPrompt, nLayer int, rawDir string) *Recorder {
+	r := &Recorder{
+		Route:    golden.RoutePrefill,
+		promptID: promptID,
+		nPrompt:  nPrompt,
+		nLayer:   nLayer,
+		rawDir:   rawDir,
+		commit:   GitCommit(),
+		jobs:     make(chan *pending, 256),
+	}
+	n := runtime.GOMAXPROCS(0)
+	r.wg.Add(n)
+	for range n {
+		go r.work()
+	}
+	return r
+}
+
+// Sink has the signature of Tap.Sink.
+func (r *Recorder) Sink(st golden.Stage, layer, pos int, row []float32) {
+	tok := -1
+	if pos < len(r.Tokens) {
+		tok = int(r.Tokens[pos])
+	}
+	p := &pending{
+		stage: st,
+		row:   append([]float32(nil), row...),
+		rec: golden.Record{
+			PromptID:      r.promptID,
+			TokenID:       tok,
+			PosID:         pos,
+			LogicalTokIdx: pos,
+			Phase:         Phase(pos, r.nPrompt),
+			Layer:         golden.LayerOf(st, layer, r.nLayer),
+			TensorName:    st.String(),
+			Route:         r.Route,
+			Timestamp:     time.Now().UTC().Format(time.RFC3339),
+			GitCommitHash: r.commit,
+			Shape:         []int{len(row)},
+			DType:         "float32",
+		},
+	}
+	r.recs = append(r.recs, p)
+	r.jobs <- p
+}
+
+func (r *Recorder) work() {
+	defer r.wg.Done()
+	var buf []byte
+	for p := range r.jobs {
+		buf = littleEndian(buf[:0], p.row)
+		sum := sha256.Sum256(buf)
+		p.rec.Hash = "sha256:" + hex.EncodeToString(sum[:])
+		p.rec.NZCount = nonZero(p.row)
+		p.rec.Sketch = golden.NewSketch(p.row)
+		if p.stage == golden.Logits {
+			p.rec.Top5Tokens = Top5(p.row)
+		}
+		if r.rawDir != "" {
+			name := fmt.Sprintf("%s.%s.L%d.%s.P%d.npy", p.rec.PromptID, p.rec.Route, p.rec.Layer, p.rec.TensorName, p.rec.PosID)
+			if err := os.WriteFile(filepath.Join(r.rawDir, name), npy(buf, len(p.row)), 0o644); err != nil {
+				r.fail(fmt.Errorf("trace: raw tensor %s: %w", name, err))
+			}
+			p.rec.RawFile = name
+		}
+		p.row = nil
+	}
+}
+
+func (r *Recorder) fail(err error) {
+	r.mu.Lock()
+	if r.err == nil {
+		r.err = err
+	}
+	r.mu.Unlock()
+}
+
+// Close waits for the workers and returns the records in causal order: by layer (embed_out
+// first, logits last), then stage, then position; a route's rows never share a key.
+func (r *Recorder) Close() ([]golden.Record, error) {
+	close(r.jobs)
+	r.wg.Wait()
+	sort.SliceStable(r.recs, func(i, j int) bool {
+		a, b := r.recs[i], r.recs[j]
+		if a.rec.Layer != b.rec.Layer {
+			return a.rec.Layer < b.rec.Layer
+		}
+		if a.stage != b.stage {
+			return a.stage < b.stage
+		}
+		return a.rec.PosID < b.rec.PosID
+	})
+	out := make([]golden.Record, len(r.recs))
+	for i, p := range r.recs {
+		out[i] = p.rec
+	}
+	return out, r.err
+}
+
+// Phase names the phase of position pos of a prompt of nPrompt tokens.
+func Phase(pos, nPrompt int) string {
+	switch {
+	case pos < nPrompt-1:
+		return golden.PhasePrefill
+	case pos == nPrompt-1:
+		return golden.PhasePrefillLast
+	}
+	return golden.PhaseDecode
+}
+
+// HashRow returns "sha256:<hex>" of row's float32 little-endian bytes, as records carry it.
+func HashRow(row []float32) string {
+	sum := sha256.Sum256(littleEndian(nil, row))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func littleEndian(buf []byte, row []float32) []byte {
+	for _, x := range row {
+		buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(x))
+	}
+	return buf
+}
+
+func nonZero(row []float32) int {
+	n := 0
+	for _, x := range row {
+		if x != 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// Top5 returns the ids of the five largest values of logits, highest first, ties broken by
+// the lower id; NaN ranks below everything.
+func Top5(logits []float32) []int {
+	top := make([]int, 0, 5)
+	for i, x := range logits {
+		if len(top) == 5 && !above(x, i, logits[top[4]], top[4]) {
+			continue
+		}
+		j := len(top)
+		if j < 5 {
+			top = append(top, i)
+		} else {
+			j = 4
+		}
+		for j > 0 && above(x, i, logits[top[j-1]], top[j-1]) {
+			top[j] = top[j-1]
+			j--
+		}
+		top[j] = i
+	}
+	return top
+}
+
+// above orders (value, id) pairs: larger value first, then lower id, NaN last.
+func above(a float32, ia int, b float32, ib int) bool {
+	an, bn := a != a, b != b
+	switch {
+	case an != bn:
+		return bn
+	case !an && a != b:
+		return a > b
+	}
+	return ia < ib
+}
+
+// npy wraps little-endian float32 data of a 1-D array of n elements in a .npy (version 1.0)
+// file.
+func npy(data []byte, n int) []byte {
+	header := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%d,), }", n)
+	// magic(6) + version(2) + header length(2) + header + '\n', padded to a multiple of 64.
+	pad := 64 - (10+len(header)+1)%64
+	if pad == 64 {
+		pad = 0
+	}
+	hl := len(header) + pad + 1
+	out := make([]byte, 0, 10+hl+len(data))
+	out = append(out, "\x93NUMPY\x01\x00"...)
+	out = binary.LittleEndian.AppendUint16(out, uint16(hl))
+	out = append(out, header...)
+	for range pad {
+		out = append(out, ' ')
+	}
+	out = append(out, '\n')
+	return append(out, data...)
+}
+
+// GitCommit is the commit recorded in records: GRETA_GIT_COMMIT when set, else the
+// vcs.revision stamped into the binary, else "".
+func GitCommit() string {
+	if c := os.Getenv(EnvGitCommit); c != "" {
+		return c
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return ""
+}
