@@ -143,7 +143,8 @@ func (s *session) tokenize(t *Tokenizer, text string, out []int32) []int32 {
 		s.push(t, text, i-1, i)
 	}
 	for len(s.queue) > 0 {
-		b := s.pop()
+		var b bigram
+		b, s.queue = heapPop(s.queue)
 		l, r := &s.syms[b.left], &s.syms[b.right]
 		if l.n == 0 || r.n == 0 || l.n+r.n != b.size {
 			continue // stale: one side has merged since b was queued
@@ -196,39 +197,5 @@ func (s *session) push(t *Tokenizer, text string, left, right int) {
 	if !ok {
 		return
 	}
-	s.queue = append(s.queue, bigram{left: left, right: right, size: size, score: t.score(id)})
-	q := s.queue
-	for i := len(q) - 1; i > 0; {
-		p := (i - 1) / 2
-		if !q[i].before(q[p]) {
-			break
-		}
-		q[i], q[p] = q[p], q[i]
-		i = p
-	}
-}
-
-// pop removes and returns the first bigram of the queue.
-func (s *session) pop() bigram {
-	q := s.queue
-	top := q[0]
-	last := len(q) - 1
-	q[0] = q[last]
-	q = q[:last]
-	for i := 0; ; {
-		c := 2*i + 1
-		if c >= len(q) {
-			break
-		}
-		if c+1 < len(q) && q[c+1].before(q[c]) {
-			c++
-		}
-		if !q[c].before(q[i]) {
-			break
-		}
-		q[i], q[c] = q[c], q[i]
-		i = c
-	}
-	s.queue = q
-	return top
+	s.queue = heapPush(s.queue, bigram{left: left, right: right, size: size, score: t.score(id)})
 }
