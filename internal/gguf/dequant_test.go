@@ -212,7 +212,6 @@ func TestDequantizeErrors(t *testing.T) {
 	}
 }
 
-
 func TestTypeSizes(t *testing.T) {
 	// Block sizes and bytes per block from ggml's block structs (ggml-common.h).
 	want := map[Type][2]uint64{

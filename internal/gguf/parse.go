@@ -19,6 +19,9 @@ const KeyAlignment = "general.alignment"
 // maxDims is ggml's GGML_MAX_DIMS.
 const maxDims = 4
 
+// tensorCountOffset is where the tensor count is stored.
+const tensorCountOffset = 8
+
 // Fewest bytes a kv pair (key length, type, a one-byte value) and a tensor info (name
 // length, n_dims, one dim, type, offset) occupy: counts are checked against them before
 // anything is allocated.
@@ -131,7 +134,6 @@ func (p *parser) header(f *File) error {
 }
 
 func (p *parser) counts() (nTensors, nKV uint64, err error) {
-	tOff := p.off
 	if nTensors, err = p.u64("header", "tensor count"); err != nil {
 		return 0, 0, err
 	}
@@ -139,13 +141,8 @@ func (p *parser) counts() (nTensors, nKV uint64, err error) {
 	if nKV, err = p.u64("header", "kv count"); err != nil {
 		return 0, 0, err
 	}
-	left := p.left()
-	if nKV > left/minKVBytes {
+	if left := p.left(); nKV > left/minKVBytes {
 		return 0, 0, p.fail(kOff, "header", "kv count %d too large: %d bytes left hold at most %d", nKV, left, left/minKVBytes)
-	}
-	left -= nKV * minKVBytes
-	if nTensors > left/minTensorInfoBytes {
-		return 0, 0, p.fail(tOff, "header", "tensor count %d too large: %d bytes left hold at most %d", nTensors, p.left(), left/minTensorInfoBytes)
 	}
 	return nTensors, nKV, nil
 }
@@ -307,6 +304,11 @@ func decode[T any](b []byte, n, size uint64, get func([]byte) T) []T {
 // tensorInfos reads the tensor infos and returns, per tensor, the byte offset of its data
 // offset field (for errors found later).
 func (p *parser) tensorInfos(f *File, n uint64) ([]uint64, error) {
+	// Checked here rather than with the kv count so that a file truncated in its
+	// metadata is reported where it ends.
+	if left := p.left(); n > left/minTensorInfoBytes {
+		return nil, p.fail(tensorCountOffset, "header", "tensor count %d too large: the %d bytes left after the metadata hold at most %d", n, left, left/minTensorInfoBytes)
+	}
 	f.Tensors = make([]TensorInfo, n)
 	f.tensorIndex = make(map[string]int, n)
 	offs := make([]uint64, n)
