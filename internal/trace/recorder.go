@@ -1,16 +1,12 @@
 package trace
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -48,7 +44,7 @@ type Recorder struct {
 type pending struct {
 	rec   golden.Record
 	stage golden.Stage
-	row   []float32
+	row   []float32 // a copy, dropped once hashed
 }
 
 // NewRecorder starts a recorder for one prompt of nPrompt tokens on a model of nLayer
@@ -102,19 +98,16 @@ func (r *Recorder) Sink(st golden.Stage, layer, pos int, row []float32) {
 
 func (r *Recorder) work() {
 	defer r.wg.Done()
-	var buf []byte
 	for p := range r.jobs {
-		buf = littleEndian(buf[:0], p.row)
-		sum := sha256.Sum256(buf)
-		p.rec.Hash = "sha256:" + hex.EncodeToString(sum[:])
-		p.rec.NZCount = nonZero(p.row)
+		p.rec.Hash = golden.HashRow(p.row)
+		p.rec.NZCount = golden.NonZero(p.row)
 		p.rec.Sketch = golden.NewSketch(p.row)
 		if p.stage == golden.Logits {
 			p.rec.Top5Tokens = Top5(p.row)
 		}
 		if r.rawDir != "" {
 			name := fmt.Sprintf("%s.%s.L%d.%s.P%d.npy", p.rec.PromptID, p.rec.Route, p.rec.Layer, p.rec.TensorName, p.rec.PosID)
-			if err := os.WriteFile(filepath.Join(r.rawDir, name), npy(buf, len(p.row)), 0o644); err != nil {
+			if err := golden.WriteNpyFile(filepath.Join(r.rawDir, name), nil, p.row); err != nil {
 				r.fail(fmt.Errorf("trace: raw tensor %s: %w", name, err))
 			}
 			p.rec.RawFile = name
@@ -131,25 +124,17 @@ func (r *Recorder) fail(err error) {
 	r.mu.Unlock()
 }
 
-// Close waits for the workers and returns the records in causal order: by layer (embed_out
-// first, logits last), then stage, then position; a route's rows never share a key.
+// Close waits for the workers and returns the records in causal order (golden.CausalCompare).
 func (r *Recorder) Close() ([]golden.Record, error) {
 	close(r.jobs)
 	r.wg.Wait()
-	sort.SliceStable(r.recs, func(i, j int) bool {
-		a, b := r.recs[i], r.recs[j]
-		if a.rec.Layer != b.rec.Layer {
-			return a.rec.Layer < b.rec.Layer
-		}
-		if a.stage != b.stage {
-			return a.stage < b.stage
-		}
-		return a.rec.PosID < b.rec.PosID
-	})
 	out := make([]golden.Record, len(r.recs))
 	for i, p := range r.recs {
 		out[i] = p.rec
 	}
+	slices.SortStableFunc(out, func(a, b golden.Record) int {
+		return golden.CausalCompare(golden.KeyOf(a), golden.KeyOf(b))
+	})
 	return out, r.err
 }
 
@@ -162,29 +147,6 @@ func Phase(pos, nPrompt int) string {
 		return golden.PhasePrefillLast
 	}
 	return golden.PhaseDecode
-}
-
-// HashRow returns "sha256:<hex>" of row's float32 little-endian bytes, as records carry it.
-func HashRow(row []float32) string {
-	sum := sha256.Sum256(littleEndian(nil, row))
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
-func littleEndian(buf []byte, row []float32) []byte {
-	for _, x := range row {
-		buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(x))
-	}
-	return buf
-}
-
-func nonZero(row []float32) int {
-	n := 0
-	for _, x := range row {
-		if x != 0 {
-			n++
-		}
-	}
-	return n
 }
 
 // Top5 returns the ids of the five largest values of logits, highest first, ties broken by
@@ -220,27 +182,6 @@ func above(a float32, ia int, b float32, ib int) bool {
 		return a > b
 	}
 	return ia < ib
-}
-
-// npy wraps little-endian float32 data of a 1-D array of n elements in a .npy (version 1.0)
-// file.
-func npy(data []byte, n int) []byte {
-	header := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%d,), }", n)
-	// magic(6) + version(2) + header length(2) + header + '\n', padded to a multiple of 64.
-	pad := 64 - (10+len(header)+1)%64
-	if pad == 64 {
-		pad = 0
-	}
-	hl := len(header) + pad + 1
-	out := make([]byte, 0, 10+hl+len(data))
-	out = append(out, "\x93NUMPY\x01\x00"...)
-	out = binary.LittleEndian.AppendUint16(out, uint16(hl))
-	out = append(out, header...)
-	for range pad {
-		out = append(out, ' ')
-	}
-	out = append(out, '\n')
-	return append(out, data...)
 }
 
 // GitCommit is the commit recorded in records: GRETA_GIT_COMMIT when set, else the

@@ -79,7 +79,7 @@ func TestRecorder(t *testing.T) {
 		{PromptID: "p", TokenID: 42, PosID: 1, LogicalTokIdx: 1, Phase: "prefill_last", Layer: 4, TensorName: "logits",
 			Route: "prefill", NZCount: 4, Top5Tokens: []int{1, 3, 2, 0, 4}, Shape: []int{6}},
 	}
-	want[4].Hash = HashRow([]float32{0, 3, 1, 3, 0, -1})
+	want[4].Hash = golden.HashRow([]float32{0, 3, 1, 3, 0, -1})
 	ignore := cmpopts.IgnoreFields(golden.Record{}, "Timestamp", "Sketch", "RawFile", "DType", "GitCommitHash")
 	if diff := cmp.Diff(want, recs, ignore); diff != "" {
 		t.Errorf("records (-want +got):\n%s", diff)
