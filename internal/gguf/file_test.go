@@ -55,7 +55,7 @@ type tensorSpec struct {
 
 // buildFile writes a file with every value type and the given tensors, whose bytes are
 // filled with a pattern derived from the tensor index.
-func buildFile(t *testing.T, kvs []KV, tensors []tensorSpec) []byte {
+func buildFile(t testing.TB, kvs []KV, tensors []tensorSpec) []byte {
 	t.Helper()
 	w := NewWriter()
 	for _, kv := range kvs {
