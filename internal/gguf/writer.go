@@ -179,24 +179,40 @@ func (w *Writer) Write(out io.Writer) error {
 		hdr = le.AppendUint32(hdr, uint32(t.Type))
 		hdr = le.AppendUint64(hdr, t.Offset)
 	}
-	if len(w.tensors) > 0 {
-		hdr = append(hdr, make([]byte, w.alignUp(uint64(len(hdr)))-uint64(len(hdr)))...)
-	}
 	if _, err := bw.Write(hdr); err != nil {
 		return fmt.Errorf("gguf: writer: %w", err)
 	}
-	zeros := make([]byte, w.alignment)
+	if len(w.tensors) > 0 {
+		if err := writeZeros(bw, w.alignUp(uint64(len(hdr)))-uint64(len(hdr))); err != nil {
+			return err
+		}
+	}
 	for i := range w.tensors {
 		p := &w.tensors[i]
 		if err := p.writeData(bw); err != nil {
 			return err
 		}
-		if _, err := bw.Write(zeros[:w.alignUp(p.info.Size)-p.info.Size]); err != nil {
-			return fmt.Errorf("gguf: writer: %w", err)
+		if err := writeZeros(bw, w.alignUp(p.info.Size)-p.info.Size); err != nil {
+			return err
 		}
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("gguf: writer: %w", err)
+	}
+	return nil
+}
+
+var zeros [4096]byte
+
+// writeZeros writes n bytes of padding; an alignment may be up to 2^31, so the padding is
+// written in pieces rather than allocated.
+func writeZeros(w io.Writer, n uint64) error {
+	for n > 0 {
+		k := min(n, uint64(len(zeros)))
+		if _, err := w.Write(zeros[:k]); err != nil {
+			return fmt.Errorf("gguf: writer: %w", err)
+		}
+		n -= k
 	}
 	return nil
 }
