@@ -3,6 +3,11 @@
 // configuration implies before any engine sees it.
 package model
 
+import (
+	"github.com/gretabisect/gretabisect/internal/gguf"
+	"github.com/gretabisect/gretabisect/internal/tokenizer"
+)
+
 // Config holds the hyperparameters of a Llama-architecture model, all read from metadata.
 type Config struct {
 	Arch       string  // general.architecture
@@ -22,9 +27,17 @@ type Config struct {
 
 // Model is a validated Llama model.
 type Model struct {
-	Config  Config
-	Weights *Weights
+	Config    Config
+	Weights   *Weights
+	Tokenizer *tokenizer.Tokenizer // from the same file
+	Name      string               // file base name without ".gguf", or "tiny"
+	FileType  string               // tensor types, most frequent first: "F32", "Q4_K x155, F32 x45"
+	File      *gguf.File           // the parsed file: metadata and the tensor table
 }
+
+// Close releases the file the model was loaded from (its memory map). Weights that alias
+// the file must not be used afterwards.
+func (m *Model) Close() error { return m.File.Close() }
 
 // Weights are the model's tensors. Matrices are row-major with one row per output feature
 // (GGUF dims [in, out]): y = W x is a dot product of each row with x.

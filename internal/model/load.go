@@ -1,0 +1,243 @@
+package model
+
+import (
+	"cmp"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/gretabisect/gretabisect/internal/gguf"
+	"github.com/gretabisect/gretabisect/internal/model/layout"
+	"github.com/gretabisect/gretabisect/internal/synth"
+	"github.com/gretabisect/gretabisect/internal/tokenizer"
+)
+
+// TinySpec is the Open spec of the embedded default model.
+const TinySpec = "tiny"
+
+// Open opens a model by spec: "tiny" (or "") is the embedded default model, generated in
+// memory by internal/synth (preset tiny, f32, seed 0) once per process and then parsed
+// like any file; anything else is a path for Load. Callers that honour GRETA_MODEL read it
+// themselves and pass its value here.
+func Open(spec string) (*Model, error) {
+	if spec != "" && spec != TinySpec {
+		return Load(spec)
+	}
+	data, err := tinyBytes()
+	if err != nil {
+		return nil, err
+	}
+	f, err := gguf.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("model: tiny: %w", err)
+	}
+	return FromFile(f, TinySpec)
+}
+
+var tiny struct {
+	once sync.Once
+	data []byte
+	err  error
+}
+
+// tinyBytes returns the tiny model's GGUF image, generated on first use. The image is
+// shared by every Model opened from it: its F32 weights alias it and must not be written.
+func tinyBytes() ([]byte, error) {
+	tiny.once.Do(func() {
+		tiny.data, tiny.err = synth.Generate(synth.Tiny, synth.F32, 0)
+		if tiny.err != nil {
+			tiny.err = fmt.Errorf("model: generating the tiny model: %w", tiny.err)
+		}
+	})
+	return tiny.data, tiny.err
+}
+
+// Load memory-maps the GGUF file at path and binds it (see FromFile). The model's Name is
+// the file's base name without ".gguf". Close releases the mapping.
+func Load(path string) (*Model, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	m, err := FromFile(f, strings.TrimSuffix(filepath.Base(path), ".gguf"))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
+// FromFile binds a parsed GGUF file to a Llama model: the configuration from its metadata
+// (ReadConfig), the vocabulary size from token_embd.weight, the tokenizer from the same
+// file, and every tensor the configuration implies (layout.Tensors), each with exactly the
+// implied shape. output.weight may be absent: the output projection is then token_embd
+// (TiedOutput). Tensors the layout does not name (rope_freqs.weight, ...) are ignored.
+//
+// It refuses, naming the tensor: a missing tensor (with block_count and the number of
+// layers present when whole layers are missing), a tensor of a block beyond block_count, a
+// shape other than the implied one (with both shapes and the metadata behind the wanted
+// one), and a tokenizer whose size is not token_embd's row count.
+//
+// F32 tensors alias the file image (zero copy: a memory-mapped file stays on disk until
+// read); F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K and Q6_K tensors are dequantized to
+// float32 at load. The Model owns f: Close closes it.
+func FromFile(f *gguf.File, name string) (*Model, error) {
+	c, err := ReadConfig(f)
+	if err != nil {
+		return nil, err
+	}
+	emb, ok := f.Tensor(layout.TokEmbd.String())
+	if !ok {
+		return nil, fmt.Errorf("model: tensor %q missing", layout.TokEmbd.String())
+	}
+	if len(emb.Dims) != 2 || emb.Dims[1] > maxVocab {
+		return nil, fmt.Errorf("model: %s: shape %v, want [%d vocab] with vocab <= %d", emb.Name, emb.Dims, c.Dim, maxVocab)
+	}
+	c.Vocab = int(emb.Dims[1])
+	_, hasOutput := f.Tensor(layout.Output.String())
+	c.TiedOutput = !hasOutput
+	if err := checkBlocks(f, c.NLayer, c.Arch); err != nil {
+		return nil, err
+	}
+
+	specs := layout.Tensors(layout.Dims{NLayer: c.NLayer, Dim: c.Dim, FFNDim: c.FFNDim,
+		NHead: c.NHead, NHeadKV: c.NHeadKV, Vocab: c.Vocab, Tied: c.TiedOutput})
+	infos := make([]*gguf.TensorInfo, len(specs))
+	present := layersPresent(f)
+	for i, s := range specs {
+		t, ok := f.Tensor(s.Name)
+		switch {
+		case !ok && s.Layer >= present:
+			return nil, fmt.Errorf("model: tensor %q missing: %s.%s = %d but the file holds %d layers", s.Name, c.Arch, layout.KeyBlockCount, c.NLayer, present)
+		case !ok:
+			return nil, fmt.Errorf("model: tensor %q missing", s.Name)
+		}
+		if msg := s.Mismatch(t.Dims); msg != "" {
+			return nil, fmt.Errorf("model: %s: %s", s.Name, msg)
+		}
+		infos[i] = t
+	}
+
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	if tok.Size() != c.Vocab {
+		return nil, fmt.Errorf("model: tokenizer has %d tokens but %s has %d rows", tok.Size(), emb.Name, c.Vocab)
+	}
+
+	w := &Weights{Layers: make([]Layer, c.NLayer)}
+	for i, s := range specs {
+		data, err := f.Float32(infos[i])
+		if err != nil {
+			return nil, fmt.Errorf("model: %w", err)
+		}
+		w.bind(s, data)
+	}
+	if c.TiedOutput {
+		w.Output = w.TokEmbd
+	}
+	return &Model{Config: c, Weights: w, Tokenizer: tok, Name: name, FileType: typeSummary(f), File: f}, nil
+}
+
+// maxVocab bounds the vocabulary (token_embd's row count); real vocabularies stay far below.
+const maxVocab = 1 << 22
+
+// bind stores a tensor's data in the field of its role.
+func (w *Weights) bind(s layout.Tensor, data []float32) {
+	if s.Role.Norm() {
+		switch s.Role {
+		case layout.AttnNorm:
+			w.Layers[s.Layer].AttnNorm = data
+		case layout.FFNNorm:
+			w.Layers[s.Layer].FFNNorm = data
+		case layout.OutputNorm:
+			w.OutNorm = data
+		}
+		return
+	}
+	m := Matrix{Name: s.Name, Rows: int(s.Shape[1]), Cols: int(s.Shape[0]), Data: data}
+	switch s.Role {
+	case layout.TokEmbd:
+		w.TokEmbd = m
+	case layout.Output:
+		w.Output = m
+	case layout.AttnQ:
+		w.Layers[s.Layer].Wq = m
+	case layout.AttnK:
+		w.Layers[s.Layer].Wk = m
+	case layout.AttnV:
+		w.Layers[s.Layer].Wv = m
+	case layout.AttnOutput:
+		w.Layers[s.Layer].Wo = m
+	case layout.FFNGate:
+		w.Layers[s.Layer].WGate = m
+	case layout.FFNUp:
+		w.Layers[s.Layer].WUp = m
+	case layout.FFNDown:
+		w.Layers[s.Layer].WDown = m
+	}
+}
+
+// blockOf returns N for a tensor named "blk.N.<anything>".
+func blockOf(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, "blk.")
+	if !ok {
+		return 0, false
+	}
+	num, _, ok := strings.Cut(rest, ".")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(num)
+	return n, err == nil && n >= 0
+}
+
+// layersPresent returns one more than the highest block index among f's tensors.
+func layersPresent(f *gguf.File) int {
+	n := 0
+	for i := range f.Tensors {
+		if b, ok := blockOf(f.Tensors[i].Name); ok {
+			n = max(n, b+1)
+		}
+	}
+	return n
+}
+
+// checkBlocks refuses a tensor of a block at or beyond block_count: the metadata and the
+// tensors disagree about the depth of the model.
+func checkBlocks(f *gguf.File, nLayer int, arch string) error {
+	for i := range f.Tensors {
+		if b, ok := blockOf(f.Tensors[i].Name); ok && b >= nLayer {
+			return fmt.Errorf("model: tensor %q is beyond %s.%s = %d", f.Tensors[i].Name, arch, layout.KeyBlockCount, nLayer)
+		}
+	}
+	return nil
+}
+
+// typeSummary describes the tensor types of f, most frequent first: "Q4_K x155, Q6_K x23,
+// F32 x45" (just "F32" when there is one type).
+func typeSummary(f *gguf.File) string {
+	counts := map[gguf.Type]int{}
+	for i := range f.Tensors {
+		counts[f.Tensors[i].Type]++
+	}
+	types := make([]gguf.Type, 0, len(counts))
+	for t := range counts {
+		types = append(types, t)
+	}
+	slices.SortFunc(types, func(a, b gguf.Type) int {
+		return cmp.Or(cmp.Compare(counts[b], counts[a]), cmp.Compare(a, b))
+	})
+	if len(types) == 1 {
+		return types[0].String()
+	}
+	parts := make([]string, len(types))
+	for i, t := range types {
+		parts[i] = fmt.Sprintf("%s x%d", t, counts[t])
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,229 @@
+package synth_test
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/gretabisect/gretabisect/internal/corpus"
+	"github.com/gretabisect/gretabisect/internal/gguf"
+	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/synth"
+)
+
+// loaded caches the tiny model of each dtype (seed 0) across the tests.
+var loaded = map[synth.DType]*model.Model{}
+
+func load(t *testing.T, dt synth.DType) *model.Model {
+	t.Helper()
+	if m, ok := loaded[dt]; ok {
+		return m
+	}
+	img, err := synth.Generate(synth.Tiny, dt, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Parse(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.FromFile(f, "tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded[dt] = m
+	return m
+}
+
+func moments(x []float32) (mean, std float64) {
+	var s, sq float64
+	for _, v := range x {
+		s += float64(v)
+	}
+	mean = s / float64(len(x))
+	for _, v := range x {
+		d := float64(v) - mean
+		sq += d * d
+	}
+	return mean, math.Sqrt(sq / float64(len(x)))
+}
+
+// The scaling rules of the package doc, restated: dim 256, ffn 768, 10 layers.
+func TestTinyWeightStatistics(t *testing.T) {
+	m := load(t, synth.F32)
+	p := synth.Tiny
+	c := m.Config
+	if c.NLayer != 10 || c.Dim != 256 || c.NHead != 8 || c.NHeadKV != 2 || c.HeadDim != 32 || c.FFNDim != 768 ||
+		c.CtxLen != 2048 || c.Vocab != synth.TinyVocab || c.RopeBase != 10000 || c.Eps != 1e-5 || c.TiedOutput {
+		t.Fatalf("config %+v does not match the tiny preset %+v", c, p)
+	}
+	res := math.Sqrt(20)
+	type check struct {
+		name      string
+		data      []float32
+		mean, std float64
+	}
+	w := m.Weights
+	checks := []check{
+		{"token_embd", w.TokEmbd.Data, 0, 1},
+		{"output", w.Output.Data, 0, 3 / 16.0},
+		{"output_norm", w.OutNorm, 1, 0.1},
+	}
+	for l, ly := range w.Layers {
+		for _, x := range []check{
+			{"attn_norm", ly.AttnNorm, 1, 0.1},
+			{"attn_q", ly.Wq.Data, 0, math.Sqrt(2.5 / 256)},
+			{"attn_k", ly.Wk.Data, 0, math.Sqrt(2.5 / 256)},
+			{"attn_v", ly.Wv.Data, 0, 1 / 16.0},
+			{"attn_output", ly.Wo.Data, 0, 1 / 16.0 / res},
+			{"ffn_norm", ly.FFNNorm, 1, 0.1},
+			{"ffn_gate", ly.WGate.Data, 0, 1 / 16.0},
+			{"ffn_up", ly.WUp.Data, 0, 1 / 16.0},
+			{"ffn_down", ly.WDown.Data, 0, 1 / math.Sqrt(768) / res},
+		} {
+			x.name = fmt.Sprintf("blk.%d.%s", l, x.name)
+			checks = append(checks, x)
+		}
+	}
+	for _, x := range checks {
+		mean, std := moments(x.data)
+		// A 256-element norm vector estimates its std within about 10%; matrices far better.
+		tol := 0.03
+		if len(x.data) <= 256 {
+			tol = 0.15
+		}
+		if math.Abs(std/x.std-1) > tol || math.Abs(mean-x.mean) > 4*x.std/math.Sqrt(float64(len(x.data))) {
+			t.Errorf("%s: mean %.4f std %.5f, want %.4f and %.5f", x.name, mean, std, x.mean, x.std)
+		}
+		if x.mean == 1 && slicesMin(x.data) <= 0 {
+			t.Errorf("%s: a norm weight is not positive", x.name)
+		}
+	}
+}
+
+func slicesMin(x []float32) float32 {
+	lo := x[0]
+	for _, v := range x {
+		lo = min(lo, v)
+	}
+	return lo
+}
+
+// The first layer's attention scores of one query over the first 64 distinct tokens of the
+// corpus: q.k/sqrt(head_dim) spreads over several units in every head, so softmax is far
+// from uniform.
+func TestTinyAttentionIsNotUniform(t *testing.T) {
+	m := load(t, synth.F32)
+	c := m.Config
+	var ids []int32
+	seen := map[int32]bool{}
+	for _, id := range m.Tokenizer.Encode(corpus.Text, true, false) {
+		if !seen[id] && len(ids) < 64 {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	ly := m.Weights.Layers[0]
+	norm := func(x []float32) []float32 {
+		var ss float64
+		for _, v := range x {
+			ss += float64(v) * float64(v)
+		}
+		r := 1 / math.Sqrt(ss/float64(len(x))+float64(c.Eps))
+		out := make([]float32, len(x))
+		for i, v := range x {
+			out[i] = float32(float64(v) * r * float64(ly.AttnNorm[i]))
+		}
+		return out
+	}
+	matvec := func(w model.Matrix, x []float32) []float64 {
+		out := make([]float64, w.Rows)
+		for i := range out {
+			for j, v := range w.Row(i) {
+				out[i] += float64(v) * float64(x[j])
+			}
+		}
+		return out
+	}
+	qs, ks := make([][]float64, len(ids)), make([][]float64, len(ids))
+	for p, id := range ids {
+		x := norm(m.Weights.TokEmbd.Row(int(id)))
+		qs[p], ks[p] = matvec(ly.Wq, x), matvec(ly.Wk, x)
+	}
+	group := c.NHead / c.NHeadKV
+	hd := c.HeadDim
+	last := len(ids) - 1
+	for h := range c.NHead {
+		kh := h / group
+		scores := make([]float32, len(ids))
+		for p := range ids {
+			var s float64
+			for i := range hd {
+				s += qs[last][h*hd+i] * ks[p][kh*hd+i]
+			}
+			scores[p] = float32(s / math.Sqrt(float64(hd)))
+		}
+		_, std := moments(scores)
+		// Softmax weight of the favourite key, against the uniform 1/64.
+		mx := slicesMax(scores)
+		var z float64
+		for _, s := range scores {
+			z += math.Exp(float64(s - mx))
+		}
+		top := 1 / z
+		t.Logf("head %d: score std %.2f, top softmax weight %.3f", h, std, top)
+		if std < 1.2 || std > 5 || top < 4.0/float64(len(ids)) {
+			t.Errorf("head %d: score std %.2f, top softmax weight %.3f; want std in [1.2, 5] and top >= %.3f",
+				h, std, top, 4.0/float64(len(ids)))
+		}
+	}
+}
+
+func slicesMax(x []float32) float32 {
+	hi := x[0]
+	for _, v := range x {
+		hi = max(hi, v)
+	}
+	return hi
+}
+
+// Every dtype loads, keeps norms F32, and approximates the f32 model of the same seed.
+func TestTinyDTypes(t *testing.T) {
+	ref := load(t, synth.F32)
+	for _, tc := range []struct {
+		dt       synth.DType
+		fileType string
+		relRMS   float64 // bound on rms(error)/rms(weights)
+	}{
+		{synth.F16, "F16 x72, F32 x21", 5e-4},
+		{synth.Q8_0, "Q8_0 x72, F32 x21", 0.008},
+		{synth.Q4_K, "Q4_K x72, F32 x21", 0.1},
+	} {
+		t.Run(string(tc.dt), func(t *testing.T) {
+			m := load(t, tc.dt)
+			if m.FileType != tc.fileType {
+				t.Errorf("FileType = %q, want %q", m.FileType, tc.fileType)
+			}
+			for _, pair := range [][2][]float32{
+				{ref.Weights.TokEmbd.Data, m.Weights.TokEmbd.Data},
+				{ref.Weights.Layers[3].Wk.Data, m.Weights.Layers[3].Wk.Data},
+				{ref.Weights.Layers[9].WDown.Data, m.Weights.Layers[9].WDown.Data},
+			} {
+				var e, s float64
+				for i, v := range pair[0] {
+					d := float64(pair[1][i] - v)
+					e += d * d
+					s += float64(v) * float64(v)
+				}
+				r := math.Sqrt(e / s)
+				if r > tc.relRMS {
+					t.Errorf("relative RMS error %.5f, want <= %g", r, tc.relRMS)
+				}
+			}
+			if !slices.Equal(m.Weights.Layers[4].AttnNorm, ref.Weights.Layers[4].AttnNorm) || !slices.Equal(m.Weights.OutNorm, ref.Weights.OutNorm) {
+				t.Errorf("norm weights differ from the f32 model's, want them F32 and equal")
+			}
+		})
+	}
+}

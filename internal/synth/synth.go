@@ -1,0 +1,274 @@
+// Package synth generates Llama-architecture GGUF models with random weights, deterministic
+// from a seed: the embedded default model ("tiny") that the tests and the CPU reference run,
+// and models with TinyLlama 1.1B's exact dimensions ("tinyllama") for scale and speed work.
+//
+// # Determinism
+//
+// The bytes of a generated file are the same on every machine and architecture, because
+// golden trace hashes depend on them. Each tensor has its own counter-based splitmix64
+// stream, keyed by the seed and the tensor name; each weight is an Irwin-Hall sum of four
+// 16-bit uniforms (integer arithmetic), turned into a float by one multiply in float64 and
+// one add, written so that no architecture fuses them, then rounded to float32. No math
+// function ever sees a random value. The vocabulary comes from tokenizer.Train on
+// corpus.Text, itself deterministic. TestTinyHash pins the SHA-256 of the tiny f32 file.
+//
+// # Scaling
+//
+// Random weights with unit variance would blow the residual stream up within a few layers
+// and make attention uniform or one-hot. The standard deviations are chosen so that, for a
+// residual stream of RMS about 1 and RMSNorm outputs of RMS about 1:
+//
+//   - token_embd: std 1, so the residual stream starts at RMS 1 and every token differs.
+//   - attn_norm, ffn_norm, output_norm: mean 1, std 0.1: near identity, but a wrong norm
+//     weight still changes the result.
+//   - attn_q, attn_k: std sqrt(2.5/dim). A query or key element then has variance
+//     2.5, and q.k/sqrt(head_dim) has standard deviation about 2.5: attention
+//     scores spread over several units, so softmax picks favourites without being one-hot.
+//   - attn_v, ffn_gate, ffn_up: std 1/sqrt(fan_in), preserving unit variance.
+//   - attn_output, ffn_down: std 1/sqrt(fan_in * 2 * n_layer). Each of the 2*n_layer
+//     residual additions then has variance at most 1/(2*n_layer), so the stream leaving
+//     the last layer has RMS at most about sqrt(2), whatever the depth.
+//   - output: std 3/sqrt(dim), logits of standard deviation about 3: a peaked but not
+//     degenerate next-token distribution, so top-5 lists and greedy choices are stable.
+//
+// Quantized dtypes quantize these same float32 values, so a q8_0 model approximates the f32
+// model of the same seed. Norm weights stay F32 in every dtype, as in real files.
+//
+// # No committed copy
+//
+// The tiny model is generated at run time rather than committed: its f32 file is about
+// 35 MB, too large for the repository, and generating it takes milliseconds once the
+// vocabulary is trained. The pinned SHA-256 guards its stability as well as a committed
+// copy would.
+package synth
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math"
+	"sync"
+
+	"github.com/gretabisect/gretabisect/internal/corpus"
+	"github.com/gretabisect/gretabisect/internal/gguf"
+	"github.com/gretabisect/gretabisect/internal/model/layout"
+	"github.com/gretabisect/gretabisect/internal/tokenizer"
+)
+
+// TinyVocab is the size of the vocabulary trained on corpus.Text.
+const TinyVocab = 2048
+
+// Metadata keys that record how a file was generated.
+const (
+	KeyPreset = "gretabisect.synth.preset"
+	KeySeed   = "gretabisect.synth.seed"
+)
+
+// Progress is told how many bytes of tensor data have been generated out of total.
+type Progress func(done, total uint64)
+
+// NewWriter returns a GGUF writer for preset p in dtype dt from seed. Tensor data is
+// generated while the writer writes, a chunk at a time, so even the 4.4 GB tinyllama f32
+// file is never held in memory. progress, if not nil, is called after every chunk.
+func NewWriter(p Preset, dt DType, seed uint64, progress Progress) (*gguf.Writer, error) {
+	w, _, err := newWriter(p, dt, seed, progress)
+	return w, err
+}
+
+// newWriter is NewWriter, also returning the generator (which knows the data size).
+func newWriter(p Preset, dt DType, seed uint64, progress Progress) (*gguf.Writer, *generator, error) {
+	di, ok := dtypeInfo[dt]
+	if !ok {
+		return nil, nil, fmt.Errorf("synth: unknown dtype %q", dt)
+	}
+	v, err := vocabFor(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	w := gguf.NewWriter()
+	arch := "llama."
+	kvs := []gguf.KV{
+		{Key: "general.architecture", Value: gguf.ValueOf("llama")},
+		{Key: "general.name", Value: gguf.ValueOf("gretabisect synthetic " + p.Name)},
+		{Key: "general.file_type", Value: gguf.ValueOf(di.fileType)},
+		{Key: KeyPreset, Value: gguf.ValueOf(p.Name)},
+		{Key: KeySeed, Value: gguf.ValueOf(seed)},
+		{Key: arch + layout.KeyContextLen, Value: gguf.ValueOf(uint32(p.CtxLen))},
+		{Key: arch + layout.KeyEmbeddingLen, Value: gguf.ValueOf(uint32(p.Dim))},
+		{Key: arch + layout.KeyBlockCount, Value: gguf.ValueOf(uint32(p.NLayer))},
+		{Key: arch + layout.KeyFeedForwardLen, Value: gguf.ValueOf(uint32(p.FFNDim))},
+		{Key: arch + layout.KeyRopeDimCount, Value: gguf.ValueOf(uint32(p.Dim / p.NHead))},
+		{Key: arch + layout.KeyHeadCount, Value: gguf.ValueOf(uint32(p.NHead))},
+		{Key: arch + layout.KeyHeadCountKV, Value: gguf.ValueOf(uint32(p.NHeadKV))},
+		{Key: arch + layout.KeyRMSEps, Value: gguf.ValueOf(p.Eps)},
+		{Key: arch + layout.KeyRopeFreqBase, Value: gguf.ValueOf(float32(p.RopeBase))},
+	}
+	for _, kv := range append(kvs, v.Metadata()...) {
+		if err := w.AddKV(kv.Key, kv.Value); err != nil {
+			return nil, nil, fmt.Errorf("synth: %w", err)
+		}
+	}
+
+	g := &generator{seed: seed, progress: progress}
+	tensors := layout.Tensors(layout.Dims{NLayer: p.NLayer, Dim: p.Dim, FFNDim: p.FFNDim,
+		NHead: p.NHead, NHeadKV: p.NHeadKV, Vocab: p.Vocab})
+	for _, t := range tensors {
+		typ := di.typ
+		if t.Role.Norm() {
+			typ = gguf.F32
+		}
+		size, err := typ.RowBytes(elements(t.Shape))
+		if err != nil {
+			return nil, nil, fmt.Errorf("synth: tensor %q: %w", t.Name, err)
+		}
+		g.total += size
+		if err := w.AddTensorFunc(t.Name, typ, t.Shape, g.tensor(t, typ, distOf(t.Role, p))); err != nil {
+			return nil, nil, fmt.Errorf("synth: %w", err)
+		}
+	}
+	return w, g, nil
+}
+
+// Generate returns the GGUF image of preset p in dtype dt from seed, built in memory: meant
+// for the tiny preset.
+func Generate(p Preset, dt DType, seed uint64) ([]byte, error) {
+	w, g, err := newWriter(p, dt, seed, nil)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	buf.Grow(int(g.total) + 1<<20) // the data plus room for the header and padding
+	if err := w.Write(&buf); err != nil {
+		return nil, fmt.Errorf("synth: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// WriteFile streams preset p in dtype dt from seed to path, atomically (a temporary file
+// renamed into place).
+func WriteFile(path string, p Preset, dt DType, seed uint64, progress Progress) error {
+	w, err := NewWriter(p, dt, seed, progress)
+	if err != nil {
+		return err
+	}
+	if err := w.WriteFile(path); err != nil {
+		return fmt.Errorf("synth: %s: %w", path, err)
+	}
+	return nil
+}
+
+// distOf is the weight distribution of a tensor role (see the package doc).
+func distOf(r layout.Role, p Preset) dist {
+	fanIn := func(n int) float64 { return 1 / math.Sqrt(float64(n)) }
+	residual := math.Sqrt(float64(2 * p.NLayer))
+	switch r {
+	case layout.TokEmbd:
+		return dist{0, 1}
+	case layout.AttnNorm, layout.FFNNorm, layout.OutputNorm:
+		return dist{1, 0.1}
+	case layout.AttnQ, layout.AttnK:
+		return dist{0, math.Sqrt(2.5 / float64(p.Dim))}
+	case layout.AttnOutput:
+		return dist{0, fanIn(p.Dim) / residual}
+	case layout.FFNDown:
+		return dist{0, fanIn(p.FFNDim) / residual}
+	case layout.Output:
+		return dist{0, 3 * fanIn(p.Dim)}
+	}
+	return dist{0, fanIn(p.Dim)} // attn_v, ffn_gate, ffn_up
+}
+
+func elements(shape []uint64) uint64 {
+	n := uint64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}
+
+// chunkElems is about how many weights are generated and encoded at a time.
+const chunkElems = 1 << 20
+
+// generator produces tensor data for a Writer. The Writer calls the data functions one
+// after another, so they share the scratch buffers.
+type generator struct {
+	seed        uint64
+	progress    Progress
+	done, total uint64
+	f           []float32
+	b           []byte
+}
+
+// tensor returns the data function of t: rows of weights drawn from d, encoded as typ.
+func (g *generator) tensor(t layout.Tensor, typ gguf.Type, d dist) func(io.Writer) error {
+	return func(w io.Writer) error {
+		s := newStream(g.seed, t.Name)
+		n := elements(t.Shape)
+		row := t.Shape[0]
+		step := max(1, chunkElems/row) * row
+		for first := uint64(0); first < n; first += step {
+			m := min(step, n-first)
+			size, err := typ.RowBytes(m)
+			if err != nil {
+				return err
+			}
+			if uint64(cap(g.f)) < m || uint64(cap(g.b)) < size {
+				g.f, g.b = make([]float32, m), make([]byte, size)
+			}
+			src, dst := g.f[:m], g.b[:size]
+			s.fill(src, first, d)
+			if err := gguf.Quantize(typ, src, dst); err != nil {
+				return err
+			}
+			if _, err := w.Write(dst); err != nil {
+				return err
+			}
+			g.done += size
+			if g.progress != nil {
+				g.progress(g.done, g.total)
+			}
+		}
+		return nil
+	}
+}
+
+var trained struct {
+	once sync.Once
+	v    tokenizer.Vocab
+	err  error
+}
+
+// vocabFor returns the vocabulary trained on corpus.Text (once per process), padded to
+// p.Vocab tokens with unused pieces "<unused_N>" that no text can produce.
+func vocabFor(p Preset) (tokenizer.Vocab, error) {
+	trained.once.Do(func() {
+		trained.v, trained.err = tokenizer.Train(corpus.Text, TinyVocab)
+	})
+	if trained.err != nil {
+		return tokenizer.Vocab{}, fmt.Errorf("synth: training the vocabulary: %w", trained.err)
+	}
+	v := trained.v
+	n := len(v.Tokens)
+	if p.Vocab < n {
+		return tokenizer.Vocab{}, fmt.Errorf("synth: preset %s: vocabulary size %d smaller than the trained %d", p.Name, p.Vocab, n)
+	}
+	if p.Vocab == n {
+		return v, nil
+	}
+	tokens, scores, types := make([]string, p.Vocab), make([]float32, p.Vocab), make([]int32, p.Vocab)
+	copy(tokens, v.Tokens)
+	copy(scores, v.Scores) // nil Scores: all 0
+	for i := range types {
+		switch {
+		case i >= n:
+			tokens[i] = fmt.Sprintf("<unused_%d>", i-n)
+			types[i] = tokenizer.TypeUnused
+		case v.Types == nil:
+			types[i] = tokenizer.TypeNormal
+		default:
+			types[i] = v.Types[i]
+		}
+	}
+	v.Tokens, v.Scores, v.Types = tokens, scores, types
+	return v, nil
+}
