@@ -142,6 +142,7 @@ func TestCorruptFiles(t *testing.T) {
 		{"bad magic", func(r *raw) { copy(r.b, "GGML") }, `header: bad magic "GGML", want "GGUF"`, at0, ErrNotGGUF},
 		{"version 1", func(r *raw) { r.put32("version", 1) }, "header: version 1 is not supported", at("version"), ErrUnsupportedVersion},
 		{"version 4", func(r *raw) { r.put32("version", 4) }, "header: unsupported version 4, want 2 or 3", at("version"), ErrUnsupportedVersion},
+		{"big-endian file", func(r *raw) { r.put32("version", 3<<24) }, "header: big-endian GGUF version 3 is not supported", at("version"), ErrUnsupportedVersion},
 		{"truncated header", func(r *raw) { r.b = r.b[:20] }, "header: kv count truncated: need 8 bytes, 4 left", at("n_kv"), ErrTruncated},
 		{"absurd kv count", func(r *raw) { r.put64("n_kv", 1<<60) }, "header: kv count 1152921504606846976 too large", at("n_kv"), nil},
 		{"absurd tensor count", func(r *raw) { r.put64("n_tensors", 1<<40) }, "header: tensor count 1099511627776 too large", at("n_tensors"), nil},

@@ -3,6 +3,7 @@ package gguf
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strconv"
 )
@@ -125,6 +126,11 @@ func (p *parser) header(f *File) error {
 		return nil
 	case 1:
 		e := p.fail(4, "header", "version 1 is not supported (it used 32-bit counts; convert the file again)")
+		e.Err = ErrUnsupportedVersion
+		return e
+	}
+	if sw := bits.ReverseBytes32(v); sw == 2 || sw == 3 {
+		e := p.fail(4, "header", "big-endian GGUF version %d is not supported", sw)
 		e.Err = ErrUnsupportedVersion
 		return e
 	}

@@ -203,8 +203,12 @@ func (v Value) Index(i int) Value {
 	return Value{}
 }
 
-// Equal reports whether v and o encode to the same bytes (floats compare by bits).
+// Equal reports whether v and o have the same type and encode to the same bytes (floats
+// compare by bits).
 func (v Value) Equal(o Value) bool {
+	if v.typ != o.typ {
+		return false
+	}
 	a, errA := appendValue(nil, v, 0)
 	b, errB := appendValue(nil, o, 0)
 	return errA == nil && errB == nil && bytes.Equal(a, b)
