@@ -276,7 +276,7 @@ static void test_attention() {
 		bool prefill;
 	} cases[] = {{70, 0, 4, 2, 64, true}, {3, 67, 4, 2, 64, true},  {130, 0, 2, 1, 16, true},
 	             {65, 0, 4, 4, 32, true}, {40, 0, 2, 1, 128, true}, {1, 69, 4, 2, 64, false},
-	             {5, 20, 6, 3, 24, false}, {1, 0, 2, 2, 16, false}};
+	             {5, 20, 6, 3, 24, false}, {1, 0, 2, 2, 16, false}, {2, 300, 2, 1, 260, false}};
 	for (auto &c : cases) {
 		const int keys = c.pos0 + c.n, qw = c.nh * c.hd, kvw = c.nkv * c.hd;
 		auto q = randv((size_t)c.n * qw, -2, 2), kc = randv((size_t)keys * kvw, -2, 2), vc = randv((size_t)keys * kvw);

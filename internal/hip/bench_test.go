@@ -1,0 +1,92 @@
+//go:build rocm
+
+package hip
+
+import (
+	"os"
+	"testing"
+	"time"
+
+	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/prompts"
+	"github.com/gretabisect/gretabisect/internal/trace"
+)
+
+// benchModel is GRETA_MODEL when set (the figures are for a tinyllama-preset F32
+// model), else the tiny model.
+func benchModel(b *testing.B) *model.Model {
+	b.Helper()
+	spec := os.Getenv(EnvBigModel)
+	if spec == "" {
+		spec = model.TinySpec
+	}
+	for _, m := range testModels(b) {
+		if spec == model.TinySpec && m.Name == "tiny" || spec != model.TinySpec && m.Name != "tiny" {
+			return m
+		}
+	}
+	b.Fatalf("no model for %q", spec)
+	return nil
+}
+
+// BenchmarkPrefill is the 1653-token prompt in one pass, with the default trace plan (rows
+// hashed by a recorder, waited for) and untraced: the difference is the cost of tracing.
+func BenchmarkPrefill(b *testing.B) {
+	m := benchModel(b)
+	e := openGPU(b, m)
+	p, err := prompts.Standard(prompts.P6Len32, m.Tokenizer)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := len(p.Tokens)
+	b.Run("traced", func(b *testing.B) {
+		sel := trace.DefaultPlan().Resolve(m.Config.NLayer, n)
+		rows := 0
+		for b.Loop() {
+			rec := trace.NewRecorder(p.ID, n, m.Config.NLayer, "")
+			if _, err := e.Forward(p.Tokens, 0, &trace.Tap{Sel: sel, Sink: rec.Sink}); err != nil {
+				b.Fatal(err)
+			}
+			recs, err := rec.Close()
+			if err != nil {
+				b.Fatal(err)
+			}
+			rows = len(recs)
+		}
+		b.ReportMetric(float64(rows), "rows")
+		b.ReportMetric(msPerOp(b), "ms/prefill")
+	})
+	b.Run("untraced", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := e.Forward(p.Tokens, 0, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(msPerOp(b), "ms/prefill")
+	})
+}
+
+// BenchmarkDecode is one token at position 1652 after a 1652-token prefill (the KV cache
+// holds 1653 positions), untraced.
+func BenchmarkDecode(b *testing.B) {
+	m := benchModel(b)
+	e := openGPU(b, m)
+	p, err := prompts.Standard(prompts.P6Len32, m.Tokenizer)
+	if err != nil {
+		b.Fatal(err)
+	}
+	last := len(p.Tokens) - 1
+	if _, err := e.Forward(p.Tokens[:last], 0, nil); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := e.Forward(p.Tokens[last:], last, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(msPerOp(b), "ms/token")
+}
+
+func msPerOp(b *testing.B) float64 {
+	return float64(b.Elapsed()) / float64(b.N) / float64(time.Millisecond)
+}

@@ -1,0 +1,743 @@
+//go:build rocm
+
+package hip
+
+/*
+#include "greta_kernels.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+
+	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/trace"
+)
+
+func init() {
+	engine.Register(Name, func(m *model.Model) (engine.Engine, error) { return New(m) })
+}
+
+// Engine runs one model on the GPU. It is not safe for concurrent use.
+type Engine struct {
+	c           model.Config
+	device      string
+	qDim, kvDim int
+	allocs      []buf // everything Close frees
+
+	// Weights, uploaded once. Wq, Wk, Wv are stacked into one (q+2kv, dim) matrix and
+	// WGate, WUp into one (2ffn, dim) matrix: one product each, split by output segments.
+	tokEmbd, output, outNorm buf
+	layers                   []layerWeights
+	kc, vc                   buf // (layer, ctx, kv_dim) KV cache; keys after RoPE
+
+	// Activations of up to rows tokens, grown on demand, row-major by token.
+	rows          int
+	x, xb, out    buf // (rows, dim) residual stream, RMSNorm output, residual addend
+	q, att        buf // (rows, q_dim) queries, attention context
+	gate, up      buf // (rows, ffn) gate projection (then the SwiGLU product), up projection
+	scratch       buf // (n_head, ctx) decode attention scores
+	logitRows     int
+	lin, logits   buf // (logitRows, dim) final norm, (logitRows, vocab) logits
+	ints          buf // int32: this pass's tokens, then its row lists
+	intsCap       int
+	hostInts      []int32
+	lists         []rowList // by stage*NLayer + layer: planned rows of a traced stage
+	logitRowsList rowList   // rows whose logits are computed
+
+	// Traced rows are gathered on the device as the pass goes and copied back once at its
+	// end, so tracing never stalls the kernel queue.
+	staging []stagingChunk
+	pending []pendingRows
+	host    []float32
+	last    []float32
+}
+
+type layerWeights struct {
+	attnNorm, ffnNorm buf
+	qkv, wo, gu, down buf
+}
+
+// rowList is a list of row indices (relative to the pass's first position) in ints.
+type rowList struct{ off, n int }
+
+type stagingChunk struct {
+	b    buf
+	used int
+}
+
+// pendingRows are rows gathered into a staging chunk, to record after the pass.
+type pendingRows struct {
+	st             golden.Stage
+	layer, pos0, w int
+	list           rowList
+	chunk, off     int
+}
+
+const stagingChunkLen = 1 << 22 // elements
+
+// New checks m (see checkModel), selects the device and uploads the weights.
+func New(m *model.Model) (*Engine, error) {
+	if err := checkModel(m); err != nil {
+		return nil, err
+	}
+	dev, err := initDevice()
+	if err != nil {
+		return nil, err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	c := m.Config
+	e := &Engine{c: c, device: dev, qDim: c.NHead * c.HeadDim, kvDim: c.NHeadKV * c.HeadDim}
+	if err := e.upload(m.Weights); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// Device names the GPU: "cuda-sm90", "hip-gfx942".
+func (e *Engine) Device() string { return e.device }
+
+// Reset empties the KV cache. Positions are written before they are read, so nothing is
+// left to clear.
+func (e *Engine) Reset() {}
+
+// Close frees the device memory.
+func (e *Engine) Close() error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var errs []error
+	for _, b := range e.allocs {
+		if err := free(b); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	e.allocs = nil
+	e.staging = nil
+	e.rows, e.logitRows, e.intsCap = 0, 0, 0
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("hip: close: %w", err)
+	}
+	return nil
+}
+
+func (e *Engine) alloc(what string, n int) (buf, error) {
+	b, err := alloc(n)
+	if err != nil {
+		return b, fmt.Errorf("hip: allocating %s (%d floats): %w", what, n, err)
+	}
+	e.allocs = append(e.allocs, b)
+	return b, nil
+}
+
+// release frees the named buffers, which must have come from alloc.
+func (e *Engine) release(bs ...buf) error {
+	for _, b := range bs {
+		for i, a := range e.allocs {
+			if a == b {
+				e.allocs = append(e.allocs[:i], e.allocs[i+1:]...)
+				if err := free(b); err != nil {
+					return fmt.Errorf("hip: free: %w", err)
+				}
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// put allocates a buffer for the concatenation of parts and uploads them.
+func (e *Engine) put(what string, parts ...[]float32) (buf, error) {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	b, err := e.alloc(what, n)
+	if err != nil {
+		return b, err
+	}
+	off := 0
+	for _, p := range parts {
+		v, err := view(b, off, len(p))
+		if err == nil {
+			err = upload(v, p)
+		}
+		if err != nil {
+			return b, fmt.Errorf("hip: uploading %s: %w", what, err)
+		}
+		off += len(p)
+	}
+	return b, nil
+}
+
+func (e *Engine) upload(w *model.Weights) error {
+	c := e.c
+	var err error
+	if e.tokEmbd, err = e.put(w.TokEmbd.Name, w.TokEmbd.Data); err != nil {
+		return err
+	}
+	e.output = e.tokEmbd
+	if &w.Output.Data[0] != &w.TokEmbd.Data[0] {
+		if e.output, err = e.put(w.Output.Name, w.Output.Data); err != nil {
+			return err
+		}
+	}
+	if e.outNorm, err = e.put("output_norm.weight", w.OutNorm); err != nil {
+		return err
+	}
+	e.layers = make([]layerWeights, c.NLayer)
+	for l := range w.Layers {
+		L, D := &w.Layers[l], &e.layers[l]
+		blk := fmt.Sprintf("blk.%d.", l)
+		for _, u := range []struct {
+			dst   *buf
+			what  string
+			parts [][]float32
+		}{
+			{&D.attnNorm, blk + "attn_norm", [][]float32{L.AttnNorm}},
+			{&D.ffnNorm, blk + "ffn_norm", [][]float32{L.FFNNorm}},
+			{&D.qkv, blk + "attn_q,k,v", [][]float32{L.Wq.Data, L.Wk.Data, L.Wv.Data}},
+			{&D.wo, blk + "attn_output", [][]float32{L.Wo.Data}},
+			{&D.gu, blk + "ffn_gate,up", [][]float32{L.WGate.Data, L.WUp.Data}},
+			{&D.down, blk + "ffn_down", [][]float32{L.WDown.Data}},
+		} {
+			if *u.dst, err = e.put(u.what, u.parts...); err != nil {
+				return err
+			}
+		}
+	}
+	kvLen := c.NLayer * c.CtxLen * e.kvDim
+	if e.kc, err = e.alloc("key cache", kvLen); err != nil {
+		return err
+	}
+	if e.vc, err = e.alloc("value cache", kvLen); err != nil {
+		return err
+	}
+	e.scratch, err = e.alloc("attention scores", c.NHead*c.CtxLen)
+	return err
+}
+
+// grow makes the activation buffers hold n rows.
+func (e *Engine) grow(n int) error {
+	if n <= e.rows {
+		return nil
+	}
+	if err := e.release(e.x, e.xb, e.out, e.q, e.att, e.gate, e.up); err != nil {
+		return err
+	}
+	e.rows = 0
+	c := e.c
+	for _, a := range []struct {
+		dst   *buf
+		what  string
+		width int
+	}{
+		{&e.x, "residual", c.Dim}, {&e.xb, "norm output", c.Dim}, {&e.out, "residual addend", c.Dim},
+		{&e.q, "queries", e.qDim}, {&e.att, "attention context", e.qDim},
+		{&e.gate, "gate", c.FFNDim}, {&e.up, "up", c.FFNDim},
+	} {
+		var err error
+		if *a.dst, err = e.alloc(a.what, n*a.width); err != nil {
+			return err
+		}
+	}
+	e.rows = n
+	return nil
+}
+
+// kernelError is a kernel's failure with where it ran and on what shapes.
+type kernelError struct {
+	where, shapes string
+	err           error
+}
+
+func (k *kernelError) Error() string { return k.where + ": " + k.err.Error() + "; " + k.shapes }
+func (k *kernelError) Unwrap() error { return k.err }
+
+// fail turns the library's error for rc into a kernelError: `rmsnorm (attn) layer 0:
+// launch failed: ...; x [827 2048] w [2048]`. layer < 0 leaves the layer out.
+func fail(rc C.int, kernel, stage string, layer int, shapes string, args ...any) error {
+	err := lastError(rc)
+	if le, ok := err.(*libError); ok {
+		le.text = strings.TrimPrefix(le.text, kernel+": ")
+	}
+	where := kernel
+	if stage != "" {
+		where += " (" + stage + ")"
+	}
+	if layer >= 0 {
+		where += fmt.Sprintf(" layer %d", layer)
+	}
+	return &kernelError{where: where, shapes: fmt.Sprintf(shapes, args...), err: err}
+}
+
+// Forward runs tokens at positions pos0.. in one batched pass (one token: the decode route),
+// extending the KV cache, and returns the logits of the last position, valid until the next
+// call. Logits are computed for that position and the positions the tap plans.
+func (e *Engine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, error) {
+	c := e.c
+	n := len(tokens)
+	if n == 0 {
+		return nil, fmt.Errorf("hip: no tokens")
+	}
+	if pos0 < 0 || pos0+n > c.CtxLen {
+		return nil, fmt.Errorf("hip: positions %d..%d outside the context length %d", pos0, pos0+n-1, c.CtxLen)
+	}
+	for i, t := range tokens {
+		if t < 0 || int(t) >= c.Vocab {
+			return nil, fmt.Errorf("hip: token %d at position %d outside the vocabulary (0..%d)", t, pos0+i, c.Vocab-1)
+		}
+	}
+	if e.allocs == nil {
+		return nil, fmt.Errorf("hip: engine is closed")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := e.grow(n); err != nil {
+		return nil, err
+	}
+	if err := e.plan(tokens, pos0, tap); err != nil {
+		return nil, err
+	}
+	if err := e.forward(n, pos0, tap); err != nil {
+		return nil, err
+	}
+	return e.finish(n, pos0, tap)
+}
+
+// plan uploads the tokens and, for every traced stage, the rows the tap wants, in one copy.
+func (e *Engine) plan(tokens []int32, pos0 int, tap *trace.Tap) error {
+	c, n := e.c, len(tokens)
+	e.hostInts = append(e.hostInts[:0], tokens...)
+	e.lists = e.lists[:0]
+	for range golden.NumStages * c.NLayer {
+		e.lists = append(e.lists, rowList{})
+	}
+	e.pending = e.pending[:0]
+	for i := range e.staging {
+		e.staging[i].used = 0
+	}
+	// addList appends the rows i < n where want(i), reusing the previous list when equal.
+	var prev rowList
+	addList := func(want func(i int) bool) rowList {
+		start := len(e.hostInts)
+		for i := range n {
+			if want(i) {
+				e.hostInts = append(e.hostInts, int32(i))
+			}
+		}
+		l := rowList{off: start, n: len(e.hostInts) - start}
+		if l.n > 0 && prev.n == l.n && equalInts(e.hostInts[prev.off:prev.off+prev.n], e.hostInts[start:]) {
+			e.hostInts = e.hostInts[:start]
+			return prev
+		}
+		if l.n > 0 {
+			prev = l
+		}
+		return l
+	}
+	for _, info := range golden.Stages() {
+		st := info.Stage
+		for l := range c.NLayer {
+			layer := l
+			if !info.PerLayer {
+				layer = golden.LayerOf(st, -1, c.NLayer)
+				if l > 0 {
+					break
+				}
+			}
+			if st == golden.Logits || !tap.Active(st, layer) {
+				continue
+			}
+			e.lists[int(st)*c.NLayer+l] = addList(func(i int) bool { return tap.Want(st, layer, pos0+i) })
+		}
+	}
+	e.logitRowsList = addList(func(i int) bool { return i == n-1 || tap.Want(golden.Logits, c.NLayer, pos0+i) })
+
+	if len(e.hostInts) > e.intsCap {
+		if err := e.release(e.ints); err != nil {
+			return err
+		}
+		e.intsCap = 0
+		b, err := e.alloc("token and row lists", len(e.hostInts))
+		if err != nil {
+			return err
+		}
+		e.ints, e.intsCap = b, len(e.hostInts)
+	}
+	if err := uploadInts(e.ints, e.hostInts); err != nil {
+		return fmt.Errorf("hip: uploading %d tokens: %w", n, err)
+	}
+	return nil
+}
+
+func equalInts(a, b []int32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// forward launches the model's kernels for n tokens at pos0. Read it top to bottom: it is
+// the model, one trace call per stage.
+func (e *Engine) forward(n, pos0 int, tap *trace.Tap) error {
+	c := e.c
+	dim, ffn, qd, kvd := c.Dim, c.FFNDim, e.qDim, e.kvDim
+	toks, err := view(e.ints, 0, n)
+	if err != nil {
+		return err
+	}
+	if rc := C.greta_embed(toks, C.int(n), e.tokEmbd, C.int(c.Vocab), C.int(dim), e.x); rc != 0 {
+		return fail(rc, "embed", "", -1, "tokens [%d] table [%d %d]", n, c.Vocab, dim)
+	}
+	if err := e.trace(tap, golden.EmbedOut, -1, pos0, n, dim, e.x); err != nil {
+		return err
+	}
+	for l := range c.NLayer {
+		L := &e.layers[l]
+		kLayer, err1 := view(e.kc, l*c.CtxLen*kvd, (pos0+n)*kvd) // positions 0..pos0+n-1
+		vLayer, err2 := view(e.vc, l*c.CtxLen*kvd, (pos0+n)*kvd)
+		k, err3 := view(kLayer, pos0*kvd, n*kvd) // this pass's rows of the cache
+		v, err4 := view(vLayer, pos0*kvd, n*kvd)
+		if err := errors.Join(err1, err2, err3, err4); err != nil {
+			return fmt.Errorf("hip: layer %d: kv cache view: %w", l, err)
+		}
+
+		if err := e.trace(tap, golden.ResidualPreAttn, l, pos0, n, dim, e.x); err != nil {
+			return err
+		}
+		if err := e.rmsnorm("attn", l, e.x, L.attnNorm, n, e.xb); err != nil {
+			return err
+		}
+		if err := e.trace(tap, golden.AttnIn, l, pos0, n, dim, e.xb); err != nil {
+			return err
+		}
+		if err := e.product("qkv", l, e.xb, n, dim, L.qkv,
+			seg(e.q, qd), seg(k, kvd), seg(v, kvd)); err != nil {
+			return err
+		}
+		for _, s := range []struct {
+			st    golden.Stage
+			b     buf
+			width int
+		}{{golden.QPreRope, e.q, qd}, {golden.KPreRope, k, kvd}, {golden.V, v, kvd}} {
+			if err := e.trace(tap, s.st, l, pos0, n, s.width, s.b); err != nil {
+				return err
+			}
+		}
+		if err := e.rope("q", l, e.q, n, c.NHead, pos0); err != nil {
+			return err
+		}
+		if err := e.rope("k", l, k, n, c.NHeadKV, pos0); err != nil {
+			return err
+		}
+		if err := e.trace(tap, golden.QPostRope, l, pos0, n, qd, e.q); err != nil {
+			return err
+		}
+		if err := e.trace(tap, golden.KPostRope, l, pos0, n, kvd, k); err != nil {
+			return err
+		}
+		if err := e.attention(l, kLayer, vLayer, n, pos0); err != nil {
+			return err
+		}
+		if err := e.trace(tap, golden.AttnCtx, l, pos0, n, qd, e.att); err != nil {
+			return err
+		}
+		if err := e.product("attn_output", l, e.att, n, qd, L.wo, seg(e.out, dim)); err != nil {
+			return err
+		}
+		if err := e.trace(tap, golden.AttnOut, l, pos0, n, dim, e.out); err != nil {
+			return err
+		}
+		if err := e.add("attn", l, n); err != nil {
+			return err
+		}
+		if err := e.trace(tap, golden.ResidualPostAttn, l, pos0, n, dim, e.x); err != nil {
+			return err
+		}
+		if err := e.rmsnorm("ffn", l, e.x, L.ffnNorm, n, e.xb); err != nil {
+			return err
+		}
+		if err := e.trace(tap, golden.FFNNormIn, l, pos0, n, dim, e.xb); err != nil {
+			return err
+		}
+		if err := e.product("ffn_gate_up", l, e.xb, n, dim, L.gu, seg(e.gate, ffn), seg(e.up, ffn)); err != nil {
+			return err
+		}
+		if rc := C.greta_swiglu(e.gate, e.up, C.uint64_t(n*ffn), e.gate); rc != 0 {
+			return fail(rc, "swiglu", "ffn", l, "gate [%d %d] up [%d %d]", n, ffn, n, ffn)
+		}
+		if err := e.product("ffn_down", l, e.gate, n, ffn, L.down, seg(e.out, dim)); err != nil {
+			return err
+		}
+		if err := e.trace(tap, golden.MLPOut, l, pos0, n, dim, e.out); err != nil {
+			return err
+		}
+		if err := e.add("ffn", l, n); err != nil {
+			return err
+		}
+		if err := e.trace(tap, golden.ResidualPostMLP, l, pos0, n, dim, e.x); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func seg(b buf, width int) C.greta_seg {
+	return C.greta_seg{buf: b, ld: C.int32_t(width), cols: C.int32_t(width)}
+}
+
+func (e *Engine) rmsnorm(stage string, layer int, x, w buf, n int, out buf) error {
+	if rc := C.greta_rmsnorm(x, w, C.int(n), C.int(e.c.Dim), C.float(e.c.Eps), out); rc != 0 {
+		return fail(rc, "rmsnorm", stage, layer, "x [%d %d] w [%d]", n, e.c.Dim, count(w))
+	}
+	return nil
+}
+
+// product is Y = X W^T into the output segments: the tiled matmul, or matvec for the few
+// rows of decode.
+func (e *Engine) product(stage string, layer int, x buf, m, k int, w buf, segs ...C.greta_seg) error {
+	n := 0
+	for _, s := range segs {
+		n += int(s.cols)
+	}
+	kernel := "matmul"
+	var rc C.int
+	if m <= C.GRETA_MATVEC_MAX_ROWS {
+		kernel = "matvec"
+		rc = C.greta_matvec(x, C.int(m), C.int(k), w, C.int(n), &segs[0], C.int(len(segs)))
+	} else {
+		rc = C.greta_matmul(x, C.int(m), C.int(k), w, C.int(n), &segs[0], C.int(len(segs)))
+	}
+	if rc != 0 {
+		return fail(rc, kernel, stage, layer, "x [%d %d] w [%d %d]", m, k, n, k)
+	}
+	return nil
+}
+
+func (e *Engine) rope(stage string, layer int, x buf, n, heads, pos0 int) error {
+	c := e.c
+	if rc := C.greta_rope(x, C.int(n), C.int(heads), C.int(c.HeadDim), C.int(c.RopeDim), C.int(pos0),
+		C.double(c.RopeBase)); rc != 0 {
+		return fail(rc, "rope", stage, layer, "x [%d %d] pos %d..%d rope_dim %d", n, heads*c.HeadDim, pos0, pos0+n-1,
+			c.RopeDim)
+	}
+	return nil
+}
+
+// attention runs causal attention of the n queries in e.q over the layer's cache. Decode
+// (one query) and head sizes the tiled kernel lacks go through the per-query kernel.
+func (e *Engine) attention(layer int, kc, vc buf, n, pos0 int) error {
+	c := e.c
+	hd := c.HeadDim
+	tiled := n > 1 && (hd == 16 || hd == 32 || hd == 64 || hd == 128)
+	if tiled {
+		if rc := C.greta_attention_prefill(e.q, kc, vc, C.int(n), C.int(pos0), C.int(c.NHead), C.int(c.NHeadKV),
+			C.int(hd), e.att); rc != 0 {
+			return fail(rc, "attention_prefill", "", layer, "q [%d %d] kv [%d %d] heads %d/%d", n, e.qDim, pos0+n, e.kvDim,
+				c.NHead, c.NHeadKV)
+		}
+		return nil
+	}
+	for i := range n {
+		q, err1 := view(e.q, i*e.qDim, e.qDim)
+		out, err2 := view(e.att, i*e.qDim, e.qDim)
+		k, err3 := view(kc, 0, (pos0+i+1)*e.kvDim)
+		v, err4 := view(vc, 0, (pos0+i+1)*e.kvDim)
+		if err := errors.Join(err1, err2, err3, err4); err != nil {
+			return fmt.Errorf("hip: attention layer %d: %w", layer, err)
+		}
+		if rc := C.greta_attention_decode(q, k, v, 1, C.int(pos0+i), C.int(c.NHead), C.int(c.NHeadKV), C.int(hd),
+			e.scratch, out); rc != 0 {
+			return fail(rc, "attention_decode", "", layer, "q [1 %d] kv [%d %d] heads %d/%d", e.qDim, pos0+i+1, e.kvDim,
+				c.NHead, c.NHeadKV)
+		}
+	}
+	return nil
+}
+
+// add sets x += out for n rows.
+func (e *Engine) add(stage string, layer, n int) error {
+	if rc := C.greta_add(e.x, e.out, C.uint64_t(n*e.c.Dim), e.x); rc != 0 {
+		return fail(rc, "add", stage, layer, "x [%d %d] y [%d %d]", n, e.c.Dim, n, e.c.Dim)
+	}
+	return nil
+}
+
+// trace applies the tap's faults to stage st's output b (n rows of width w at pos0) on the
+// device, then gathers the planned rows into staging for finish to record.
+func (e *Engine) trace(tap *trace.Tap, st golden.Stage, layer, pos0, n, w int, b buf) error {
+	if !tap.Active(st, layer) {
+		return nil
+	}
+	if err := e.faults(tap, st, layer, pos0, n, w, b, nil); err != nil {
+		return err
+	}
+	li := 0
+	if st.Info().PerLayer {
+		li = layer
+	}
+	list := e.lists[int(st)*e.c.NLayer+li]
+	if list.n == 0 {
+		return nil
+	}
+	dst, chunk, off, err := e.stage(list.n * w)
+	if err != nil {
+		return err
+	}
+	idx, err := view(e.ints, list.off, list.n)
+	if err != nil {
+		return err
+	}
+	if rc := C.greta_gather(b, C.int(w), idx, C.int(list.n), dst); rc != 0 {
+		return fail(rc, "gather", st.String(), layer, "x [%d %d] rows %d", n, w, list.n)
+	}
+	e.pending = append(e.pending, pendingRows{st: st, layer: layer, pos0: pos0, w: w, list: list, chunk: chunk, off: off})
+	return nil
+}
+
+// faults applies every fault of the tap that matches stage st at layer to the rows of b, in
+// the tap's order, one launch per run of consecutive matching rows of b. rows maps b's rows
+// to pass rows (nil: row i is pass row i).
+func (e *Engine) faults(tap *trace.Tap, st golden.Stage, layer, pos0, n, w int, b buf, rows []int32) error {
+	if tap == nil {
+		return nil
+	}
+	pos := func(i int) int {
+		if rows != nil {
+			return pos0 + int(rows[i])
+		}
+		return pos0 + i
+	}
+	for _, f := range tap.Faults {
+		for i := 0; i < n; {
+			if !f.Matches(st, layer, pos(i)) {
+				i++
+				continue
+			}
+			j := i + 1
+			for j < n && f.Matches(st, layer, pos(j)) {
+				j++
+			}
+			if rc := C.greta_fault(b, C.int(w), C.int(i), C.int(j-i), C.float(f.Scale), C.float(f.Add)); rc != 0 {
+				return fail(rc, "fault", st.String(), layer, "x [%d %d] rows %d..%d", n, w, i, j-1)
+			}
+			i = j
+		}
+	}
+	return nil
+}
+
+// stage returns room for count floats in a staging chunk.
+func (e *Engine) stage(need int) (buf, int, int, error) {
+	for i := range e.staging {
+		s := &e.staging[i]
+		if count(s.b)-s.used >= need {
+			v, err := view(s.b, s.used, need)
+			off := s.used
+			s.used += need
+			return v, i, off, err
+		}
+	}
+	b, err := e.alloc("trace staging", max(need, stagingChunkLen))
+	if err != nil {
+		return b, 0, 0, err
+	}
+	e.staging = append(e.staging, stagingChunk{b: b, used: need})
+	v, err := view(b, 0, need)
+	return v, len(e.staging) - 1, 0, err
+}
+
+// finish computes the final norm and logits of the rows that need them, copies the traced
+// rows back and records them, and returns the last position's logits.
+func (e *Engine) finish(n, pos0 int, tap *trace.Tap) ([]float32, error) {
+	c := e.c
+	rows := e.hostInts[e.logitRowsList.off : e.logitRowsList.off+e.logitRowsList.n]
+	r := len(rows)
+	if r > e.logitRows {
+		if err := e.release(e.lin, e.logits); err != nil {
+			return nil, err
+		}
+		e.logitRows = 0
+		var err error
+		if e.lin, err = e.alloc("final norm", r*c.Dim); err != nil {
+			return nil, err
+		}
+		if e.logits, err = e.alloc("logits", r*c.Vocab); err != nil {
+			return nil, err
+		}
+		e.logitRows = r
+	}
+	idx, err := view(e.ints, e.logitRowsList.off, r)
+	if err != nil {
+		return nil, err
+	}
+	if rc := C.greta_gather(e.x, C.int(c.Dim), idx, C.int(r), e.lin); rc != 0 {
+		return nil, fail(rc, "gather", "final", -1, "x [%d %d] rows %d", n, c.Dim, r)
+	}
+	if err := e.rmsnorm("final", -1, e.lin, e.outNorm, r, e.lin); err != nil {
+		return nil, err
+	}
+	if err := e.product("logits", -1, e.lin, r, c.Dim, e.output, seg(e.logits, c.Vocab)); err != nil {
+		return nil, err
+	}
+	if err := e.faults(tap, golden.Logits, c.NLayer, pos0, r, c.Vocab, e.logits, rows); err != nil {
+		return nil, err
+	}
+
+	// One copy per staging chunk, then the records in the order the stages ran.
+	total := r * c.Vocab
+	for _, s := range e.staging {
+		total += s.used
+	}
+	if cap(e.host) < total {
+		e.host = make([]float32, total)
+	}
+	host := e.host[:total]
+	logits := host[:r*c.Vocab]
+	lv, err := view(e.logits, 0, r*c.Vocab)
+	if err == nil {
+		err = download(logits, lv)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("hip: forward of positions %d..%d: %w", pos0, pos0+n-1, err)
+	}
+	base := make([]int, len(e.staging))
+	off := r * c.Vocab
+	for i, s := range e.staging {
+		base[i] = off
+		if s.used == 0 {
+			continue
+		}
+		v, err := view(s.b, 0, s.used)
+		if err == nil {
+			err = download(host[off:off+s.used], v)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("hip: copying traced rows back: %w", err)
+		}
+		off += s.used
+	}
+	for _, p := range e.pending {
+		data := host[base[p.chunk]+p.off:]
+		for j, row := range e.hostInts[p.list.off : p.list.off+p.list.n] {
+			tap.Record(p.st, p.layer, p.pos0+int(row), p.w, data[j*p.w:(j+1)*p.w])
+		}
+	}
+	for j, row := range rows {
+		tap.Record(golden.Logits, c.NLayer, pos0+int(row), c.Vocab, logits[j*c.Vocab:(j+1)*c.Vocab])
+	}
+	e.last = append(e.last[:0], logits[(r-1)*c.Vocab:]...)
+	return e.last, nil
+}

@@ -1,0 +1,252 @@
+//go:build rocm
+
+package hip
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/prompts"
+	"github.com/gretabisect/gretabisect/internal/ref"
+	"github.com/gretabisect/gretabisect/internal/trace"
+)
+
+// EnvBigModel names a GGUF file (a tinyllama-preset model, say) that the comparison and the
+// benchmarks also run on when set.
+const EnvBigModel = "GRETA_MODEL"
+
+// openGPU starts the engine on m, skipping the test when no GPU is visible.
+func openGPU(t testing.TB, m *model.Model) *Engine {
+	t.Helper()
+	e, err := New(m)
+	if errors.Is(err, ErrNoDevice) {
+		t.Skipf("no GPU to run on: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := e.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return e
+}
+
+var models = struct {
+	sync.Mutex
+	m map[string]*model.Model
+}{m: map[string]*model.Model{}}
+
+// testModels returns the tiny model and, when GRETA_MODEL is set, that one too.
+func testModels(t testing.TB) map[string]*model.Model {
+	t.Helper()
+	models.Lock()
+	defer models.Unlock()
+	specs := []string{model.TinySpec}
+	if p := os.Getenv(EnvBigModel); p != "" {
+		specs = append(specs, p)
+	}
+	out := map[string]*model.Model{}
+	for _, s := range specs {
+		if models.m[s] == nil {
+			m, err := model.Open(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			models.m[s] = m
+		}
+		out[models.m[s].Name] = models.m[s]
+	}
+	return out
+}
+
+func standardPrompts(t testing.TB, m *model.Model) []prompts.Prompt {
+	t.Helper()
+	ps, err := prompts.All(m.Tokenizer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps
+}
+
+func run(t testing.TB, e engine.Engine, m *model.Model, p prompts.Prompt, route string, faults ...trace.Fault) []golden.Record {
+	t.Helper()
+	res, err := engine.Run(e, m, engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: trace.DefaultPlan(),
+		Route: route, Faults: faults})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Records
+}
+
+// digest is one hash over every record's key and hash, to compare runs at a glance.
+func digest(recs []golden.Record) string {
+	h := sha256.New()
+	for _, r := range recs {
+		fmt.Fprintf(h, "%s %d %d %s %s\n", r.Phase, r.PosID, r.Layer, r.TensorName, r.Hash)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil)[:8])
+}
+
+// compare fails the test unless every candidate record matches its baseline under p and
+// both sides hold the same keys.
+func compare(t *testing.T, what string, cand, base []golden.Record, p golden.Policy) {
+	t.Helper()
+	rep, err := golden.CompareRecords(cand, base, p)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	for _, pr := range rep.Prompts {
+		if pr.Compared == 0 || pr.Compared != len(base) {
+			t.Errorf("%s: %s: compared %d records of %d", what, pr.PromptID, pr.Compared, len(base))
+		}
+		if pr.FirstFail != nil {
+			f := pr.FirstFail
+			t.Errorf("%s: %s: FIRST_FAIL pos=%d layer=%d tensor=%s (%s, %d records fail; diff %+v)", what, pr.PromptID,
+				f.PosID, f.Layer, f.TensorName, f.Reason, pr.Mismatched, f.Diff)
+		}
+		if pr.Missing() > 0 {
+			t.Errorf("%s: %s: %d keys on one side only", what, pr.PromptID, pr.Missing())
+		}
+	}
+}
+
+// TestMatchesReference runs the three standard prompts on the GPU and on the CPU reference
+// with the default trace plan: every traced stage must agree within the tolerance policy.
+// It logs each GPU run's digest so that separate runs can be compared.
+func TestMatchesReference(t *testing.T) {
+	for name, m := range testModels(t) {
+		t.Run(name, func(t *testing.T) {
+			gpu := openGPU(t, m)
+			cpu, err := ref.New(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cpu.Close()
+			for _, p := range standardPrompts(t, m) {
+				got := run(t, gpu, m, p, golden.RoutePrefill)
+				want := run(t, cpu, m, p, golden.RoutePrefill)
+				compare(t, p.ID, got, want, golden.Tolerance)
+				t.Logf("%s %s on %s: %d records, digest %s", name, p.ID, gpu.Device(), len(got), digest(got))
+			}
+		})
+	}
+}
+
+// TestDeterministic runs a long prompt twice in one engine: the hashes must be equal.
+func TestDeterministic(t *testing.T) {
+	m := testModels(t)["tiny"]
+	e := openGPU(t, m)
+	p := standardPrompts(t, m)[1]
+	first := run(t, e, m, p, golden.RoutePrefill)
+	compare(t, "second run", run(t, e, m, p, golden.RoutePrefill), first, golden.Exact)
+}
+
+// TestDecodeRoute computes the short prompt one token at a time through the KV cache.
+func TestDecodeRoute(t *testing.T) {
+	m := testModels(t)["tiny"]
+	gpu := openGPU(t, m)
+	cpu, err := ref.New(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cpu.Close()
+	p := standardPrompts(t, m)[0]
+	got := run(t, gpu, m, p, golden.RouteDecode)
+	want := run(t, cpu, m, p, golden.RouteDecode)
+	compare(t, "decode route", got, want, golden.Tolerance)
+}
+
+// TestFaultLocalisation plants faults on the GPU and on the CPU: compared with the clean
+// CPU run, both must fail first at the same record.
+func TestFaultLocalisation(t *testing.T) {
+	m := testModels(t)["tiny"]
+	gpu := openGPU(t, m)
+	cpu, err := ref.New(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cpu.Close()
+	p := standardPrompts(t, m)[1]
+	clean := run(t, cpu, m, p, golden.RoutePrefill)
+	faults := []trace.Fault{
+		{Stage: golden.EmbedOut, PosMin: 820, PosMax: -1, Scale: 1, Add: 0.01},
+		{Stage: golden.KPostRope, Layer: 3, PosMin: 826, PosMax: -1, Scale: 1.001},
+		{Stage: golden.AttnIn, Layer: 1, PosMin: 0, PosMax: 5, Scale: 1.01},
+		{Stage: golden.V, Layer: 0, PosMin: 826, PosMax: 826, Scale: 1.01},
+		{Stage: golden.AttnCtx, Layer: 2, PosMin: 826, PosMax: -1, Scale: 1, Add: 0.01},
+		{Stage: golden.MLPOut, Layer: 8, PosMin: 826, PosMax: 826, Scale: 1.02},
+		{Stage: golden.ResidualPostMLP, Layer: trace.AnyLayer, PosMin: 826, PosMax: 826, Scale: 1.001},
+		{Stage: golden.Logits, PosMin: 826, PosMax: 826, Scale: 1, Add: 1},
+	}
+	first := func(recs []golden.Record) string {
+		rep, err := golden.CompareRecords(recs, clean, golden.Tolerance)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := rep.Prompts[0].FirstFail
+		if f == nil {
+			return "none"
+		}
+		return fmt.Sprintf("pos=%d layer=%d tensor=%s category=%s", f.PosID, f.Layer, f.TensorName, f.Category)
+	}
+	for _, f := range faults {
+		t.Run(fmt.Sprintf("%s_L%d_pos%d", f.Stage, f.Layer, f.PosMin), func(t *testing.T) {
+			want := first(run(t, cpu, m, p, golden.RoutePrefill, f))
+			got := first(run(t, gpu, m, p, golden.RoutePrefill, f))
+			if want == "none" {
+				t.Fatalf("the fault %+v is not seen on the CPU", f)
+			}
+			if got != want {
+				t.Errorf("GPU FIRST_FAIL %s, CPU %s", got, want)
+			}
+		})
+	}
+}
+
+// TestNewRefusesInconsistentModel: a hand-built model whose tensors do not match its
+// configuration is refused before any device work, naming the tensor.
+func TestNewRefusesInconsistentModel(t *testing.T) {
+	m := handModel()
+	m.Weights.Layers[1].Wv.Name, m.Weights.Layers[1].Wv.Rows = "blk.1.attn_v.weight", 5
+	_, err := New(m)
+	if err == nil || !strings.Contains(err.Error(), `tensor "blk.1.attn_v.weight": 5x8 with 32 values, the config wants 4x8`) {
+		t.Fatalf("New(inconsistent model) = %v, want the tensor named", err)
+	}
+}
+
+// TestErrorsName: a bad input or a shape that does not fit its buffer is an error naming
+// the kernel, the stage, the layer and the shapes, never a crash.
+func TestErrorsName(t *testing.T) {
+	m := handModel()
+	e := openGPU(t, m)
+	if _, err := e.Forward([]int32{1, 10}, 0, nil); err == nil || !strings.Contains(err.Error(), "token 10 at position 1 outside the vocabulary") {
+		t.Errorf("Forward(token 10) = %v", err)
+	}
+	if _, err := e.Forward([]int32{1, 2}, 15, nil); err == nil || !strings.Contains(err.Error(), "positions 15..16 outside the context length 16") {
+		t.Errorf("Forward(positions 15..16) = %v", err)
+	}
+	if _, err := e.Forward([]int32{1, 2, 3}, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The activations hold 3 rows: 4 is a shape that does not fit.
+	err := e.rmsnorm("attn", 0, e.x, e.layers[0].attnNorm, 4, e.xb)
+	want := regexp.MustCompile(`^rmsnorm \(attn\) layer 0: x holds 24 elements, the shapes need 32; x \[4 8\] w \[8\]$`)
+	if err == nil || !want.MatchString(err.Error()) {
+		t.Errorf("rmsnorm past the end = %v, want to match %s", err, want)
+	}
+	var le *libError
+	if !errors.As(err, &le) {
+		t.Errorf("error %v does not wrap the library's error", err)
+	}
+}

@@ -1,0 +1,142 @@
+//go:build rocm
+
+package hip
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../../kernels
+#cgo LDFLAGS: -L${SRCDIR}/../../kernels/build -lgreta_kernels -Wl,--enable-new-dtags -Wl,-rpath,${SRCDIR}/../../kernels/build
+#include <stdlib.h>
+#include "greta_kernels.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"unsafe"
+)
+
+// The library's run path is a DT_RUNPATH (--enable-new-dtags), which LD_LIBRARY_PATH
+// overrides: a binary built against the AMD library runs over the NVIDIA one when
+// LD_LIBRARY_PATH names it.
+
+// Available reports whether this binary holds the HIP backend (built with -tags rocm).
+const Available = true
+
+// ErrNoDevice is returned (wrapped) when no usable GPU is visible.
+var ErrNoDevice = errors.New("no GPU device")
+
+// libError is an error reported by libgreta_kernels: its code and its text.
+type libError struct {
+	code C.int
+	text string
+}
+
+func (e *libError) Error() string { return e.text }
+
+// lastError returns the library's error for rc. The text is kept per OS thread: callers hold
+// the thread (runtime.LockOSThread) across the call and this read.
+func lastError(rc C.int) error {
+	if rc == C.GRETA_OK {
+		return nil
+	}
+	err := &libError{code: rc, text: C.GoString(C.greta_last_error())}
+	if rc == C.GRETA_ERR_DEVICE {
+		return fmt.Errorf("%w: %s", ErrNoDevice, strings.TrimPrefix(err.text, "no GPU device: "))
+	}
+	return err
+}
+
+// buf is a span of device memory (C.greta_buf): an opaque address and a length in 4-byte
+// elements.
+type buf = C.greta_buf
+
+var device struct {
+	once sync.Once
+	name string // "cuda-sm90", "hip-gfx942"
+	long string // the marketing name
+	err  error
+}
+
+// initDevice selects the device once per process: the runtime's visible devices, then
+// GRETA_DEVICE.
+func initDevice() (string, error) {
+	device.once.Do(func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		var count C.int
+		if device.err = lastError(C.greta_device_count(&count)); device.err != nil {
+			device.err = fmt.Errorf("hip: %w", device.err)
+			return
+		}
+		idx := 0
+		if s := os.Getenv(EnvDevice); s != "" {
+			v, err := strconv.Atoi(s)
+			if err != nil || v < 0 || v >= int(count) {
+				device.err = fmt.Errorf("hip: %s=%q: want a device index in 0..%d", EnvDevice, s, count-1)
+				return
+			}
+			idx = v
+		}
+		if device.err = lastError(C.greta_init(C.int(idx))); device.err != nil {
+			device.err = fmt.Errorf("hip: device %d: %w", idx, device.err)
+			return
+		}
+		var arch, name [256]C.char
+		if err := lastError(C.greta_device_arch(&arch[0], C.size_t(len(arch)))); err != nil {
+			device.err = fmt.Errorf("hip: device %d: %w", idx, err)
+			return
+		}
+		if err := lastError(C.greta_device_name(&name[0], C.size_t(len(name)))); err != nil {
+			device.err = fmt.Errorf("hip: device %d: %w", idx, err)
+			return
+		}
+		device.name = C.GoString(C.greta_platform()) + "-" + C.GoString(&arch[0])
+		device.long = C.GoString(&name[0])
+	})
+	return device.name, device.err
+}
+
+func alloc(count int) (buf, error) {
+	var b buf
+	if count <= 0 {
+		count = 1
+	}
+	return b, lastError(C.greta_alloc(C.uint64_t(count), &b))
+}
+
+func free(b buf) error { return lastError(C.greta_free(b)) }
+
+// view returns elements [off, off+count) of b.
+func view(b buf, off, count int) (buf, error) {
+	var v buf
+	return v, lastError(C.greta_view(b, C.uint64_t(off), C.uint64_t(count), &v))
+}
+
+func upload(dst buf, src []float32) error {
+	if len(src) == 0 {
+		return nil
+	}
+	return lastError(C.greta_upload(dst, unsafe.Pointer(&src[0]), C.uint64_t(len(src))))
+}
+
+func uploadInts(dst buf, src []int32) error {
+	if len(src) == 0 {
+		return nil
+	}
+	return lastError(C.greta_upload(dst, unsafe.Pointer(&src[0]), C.uint64_t(len(src))))
+}
+
+func download(dst []float32, src buf) error {
+	if len(dst) == 0 {
+		return nil
+	}
+	return lastError(C.greta_download(unsafe.Pointer(&dst[0]), src, C.uint64_t(len(dst))))
+}
+
+func count(b buf) int { return int(b.count) }

@@ -1,0 +1,3 @@
+package hip
+
+import _ "github.com/gretabisect/gretabisect/internal/testutil"
