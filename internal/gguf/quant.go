@@ -7,7 +7,7 @@ import (
 
 // Quantize encodes src as type t into dst, the inverse of Dequantize: len(src) must be a
 // whole number of blocks and len(dst) exactly their byte size. Types: F32, F16, BF16, Q8_0,
-// Q4_K.
+// Q4_0, Q5_0 (these three as ggml's reference quantizers compute them), Q4_K, Q5_K, Q6_K.
 func Quantize(t Type, src []float32, dst []byte) error {
 	ti, ok := t.info()
 	if !ok {
@@ -39,8 +39,16 @@ func Quantize(t Type, src []float32, dst []byte) error {
 		return nil
 	case Q8_0:
 		q = quantQ8_0
+	case Q4_0:
+		q = quantQ4_0
+	case Q5_0:
+		q = quantQ5_0
 	case Q4_K:
 		q = quantQ4_K
+	case Q5_K:
+		q = quantQ5_K
+	case Q6_K:
+		q = quantQ6_K
 	default:
 		return fmt.Errorf("gguf: quantize: type %s not supported", t)
 	}
@@ -74,57 +82,175 @@ func quantQ8_0(x []float32, y []byte) {
 	}
 }
 
-// quantQ4_K chooses, per sub-block of 32, a min m >= -min(x) and a scale so that every
-// element lies in [0, 15] steps above -m, quantizing the sub-block scales and mins to six
-// bits against the super-block's d and dmin. Scales and mins are rounded up, never down,
-// so no element is clipped and the error of each is at most half its sub-block's step.
-// This is simpler than ggml's iterative search and a little less accurate; the format is
-// the same.
-func quantQ4_K(x []float32, y []byte) {
-	var mins, needs [8]float32
-	var maxMin, maxNeed float32
+// signedMax returns the element of largest magnitude, with its sign (the first on ties).
+func signedMax(x []float32) float32 {
+	var amax, m float32
+	for _, v := range x {
+		if a := float32(math.Abs(float64(v))); a > amax {
+			amax, m = a, v
+		}
+	}
+	return m
+}
+
+// quantQ4_0 follows ggml's reference: d = max/-8 for the signed extreme max, so that it
+// maps to level 0; q = min(15, trunc(x/d + 8.5)).
+func quantQ4_0(x []float32, y []byte) {
+	d := signedMax(x) / -8
+	var id float32
+	if d != 0 {
+		id = 1 / d
+	}
+	le.PutUint16(y, Float32ToF16(d))
+	for j := range 16 {
+		lo := min(15, int8(float32(x[j]*id)+8.5))
+		hi := min(15, int8(float32(x[j+16]*id)+8.5))
+		y[2+j] = byte(lo) | byte(hi)<<4
+	}
+}
+
+// quantQ5_0 follows ggml's reference: d = max/-16, q = min(31, trunc(x/d + 16.5)), the
+// fifth bits gathered in qh.
+func quantQ5_0(x []float32, y []byte) {
+	d := signedMax(x) / -16
+	var id float32
+	if d != 0 {
+		id = 1 / d
+	}
+	le.PutUint16(y, Float32ToF16(d))
+	var qh uint32
+	for j := range 16 {
+		lo := uint32(min(31, int8(float32(x[j]*id)+16.5)))
+		hi := uint32(min(31, int8(float32(x[j+16]*id)+16.5)))
+		y[6+j] = byte(lo&0xf) | byte(hi&0xf)<<4
+		qh |= (lo>>4)<<j | (hi>>4)<<(j+16)
+	}
+	le.PutUint32(y[2:], qh)
+}
+
+// kQuant holds a k-quant super-block's parameters: y = d*sc[s]*q - dmin*m[s] for
+// sub-block s of 32 elements.
+type kQuant struct {
+	d, dmin float32
+	sc, m   [8]uint8
+}
+
+// kScales chooses, per sub-block of 32, a min m >= -min(x) and a scale so that every
+// element lies within levels-1 steps above -m, quantizing the sub-block scales and mins to
+// six bits against the super-block's d and dmin. Scales and mins are rounded up, never
+// down, so no element is clipped and the error of each is at most half its sub-block's
+// step. This is simpler than ggml's iterative search and a little less accurate; the
+// format is the same.
+func kScales(x []float32, levels int) kQuant {
+	var k kQuant
+	var mins, his [8]float32
+	var maxMin float32
 	for s := range 8 {
 		lo, hi := x[32*s], x[32*s]
 		for _, v := range x[32*s : 32*s+32] {
 			lo, hi = min(lo, v), max(hi, v)
 		}
-		mins[s] = max(0, -lo)
-		needs[s] = max(0, hi+mins[s]) / 15
-		maxMin, maxNeed = max(maxMin, mins[s]), max(maxNeed, needs[s])
+		mins[s], his[s] = max(0, -lo), hi
+		maxMin = max(maxMin, mins[s])
 	}
-	dmin := f16Ceil(maxMin / 63)
-	var m6, sc6 [8]uint8
-	var dq float32
+	k.dmin = f16Ceil(maxMin / 63)
+	var needs [8]float32
+	var maxNeed float32
 	for s := range 8 {
-		m6[s] = ceil6(mins[s], dmin)
+		k.m[s] = uint8(ceilMul(mins[s], k.dmin, 63))
 		// The scale must cover the quantized min, which may exceed the exact one.
-		mq := dmin * float32(m6[s])
-		needs[s] = max(needs[s], max(0, hiOf(x[32*s:32*s+32])+mq)/15)
-		dq = max(dq, needs[s])
+		needs[s] = max(0, his[s]+k.dmin*float32(k.m[s])) / float32(levels-1)
+		maxNeed = max(maxNeed, needs[s])
 	}
-	d := f16Ceil(dq / 63)
+	k.d = f16Ceil(maxNeed / 63)
 	for s := range 8 {
-		sc6[s] = ceil6(needs[s], d)
+		k.sc[s] = uint8(ceilMul(needs[s], k.d, 63))
 	}
-	le.PutUint16(y, Float32ToF16(d))
-	le.PutUint16(y[2:], Float32ToF16(dmin))
-	packScalesK4(y[4:16], sc6, m6)
+	return k
+}
+
+// level returns element i's level, round((x+m)/step) clamped to 0..levels-1.
+func (k *kQuant) level(x []float32, i, levels int) byte {
+	s := i / 32
+	step := k.d * float32(k.sc[s])
+	if step == 0 {
+		return 0
+	}
+	q := math.Round(float64((x[i] + k.dmin*float32(k.m[s])) / step))
+	return byte(min(float64(levels-1), max(0, q)))
+}
+
+func (k *kQuant) putHeader(y []byte) {
+	le.PutUint16(y, Float32ToF16(k.d))
+	le.PutUint16(y[2:], Float32ToF16(k.dmin))
+	packScalesK4(y[4:16], k.sc, k.m)
+}
+
+// quantQ4_K: element 64c+l in the low nibble of qs[32c+l], element 64c+32+l in the high.
+func quantQ4_K(x []float32, y []byte) {
+	k := kScales(x, 16)
+	k.putHeader(y)
 	qs := y[16:144]
 	for c := range 4 {
 		for l := range 32 {
-			lo := quant4(x[64*c+l], d*float32(sc6[2*c]), dmin*float32(m6[2*c]))
-			hi := quant4(x[64*c+32+l], d*float32(sc6[2*c+1]), dmin*float32(m6[2*c+1]))
-			qs[32*c+l] = lo | hi<<4
+			qs[32*c+l] = k.level(x, 64*c+l, 16) | k.level(x, 64*c+32+l, 16)<<4
 		}
 	}
 }
 
-func hiOf(x []float32) float32 {
-	hi := x[0]
-	for _, v := range x {
-		hi = max(hi, v)
+// quantQ5_K: as Q4_K, the fifth bits in qh (bit 2c of qh[l] for element 64c+l, bit 2c+1
+// for element 64c+32+l).
+func quantQ5_K(x []float32, y []byte) {
+	k := kScales(x, 32)
+	k.putHeader(y)
+	qh, qs := y[16:48], y[48:176]
+	clear(qh)
+	for c := range 4 {
+		for l := range 32 {
+			lo, hi := k.level(x, 64*c+l, 32), k.level(x, 64*c+32+l, 32)
+			qs[32*c+l] = lo&0xf | hi&0xf<<4
+			qh[l] |= lo>>4<<(2*c) | hi>>4<<(2*c+1)
+		}
 	}
-	return hi
+}
+
+// quantQ6_K gives each sub-block of 16 a positive int8 scale against the super-block's d,
+// rounded up so that every element lies within 31 steps of zero (levels -32..31 are
+// stored as 0..63).
+func quantQ6_K(x []float32, y []byte) {
+	var need [16]float32
+	var maxNeed float32
+	for s := range 16 {
+		var amax float32
+		for _, v := range x[16*s : 16*s+16] {
+			amax = max(amax, float32(math.Abs(float64(v))))
+		}
+		need[s] = amax / 31
+		maxNeed = max(maxNeed, need[s])
+	}
+	d := f16Ceil(maxNeed / 127)
+	var q [qk]byte
+	for s := range 16 {
+		sc := ceilMul(need[s], d, 127)
+		y[192+s] = byte(sc)
+		step := d * float32(sc)
+		for i := 16 * s; i < 16*s+16; i++ {
+			q[i] = 32
+			if step != 0 {
+				q[i] = byte(min(31, max(-32, math.Round(float64(x[i]/step)))) + 32)
+			}
+		}
+	}
+	ql, qh := y[0:128], y[128:192]
+	for n := range 2 {
+		for l := range 32 {
+			e := q[128*n+l:]
+			ql[64*n+l] = e[0]&0xf | e[64]&0xf<<4
+			ql[64*n+l+32] = e[32]&0xf | e[96]&0xf<<4
+			qh[32*n+l] = e[0]>>4 | e[32]>>4<<2 | e[64]>>4<<4 | e[96]>>4<<6
+		}
+	}
+	le.PutUint16(y[208:], Float32ToF16(d))
 }
 
 // f16Ceil returns the smallest half-representable value >= v (v >= 0, finite).
@@ -136,25 +262,16 @@ func f16Ceil(v float32) float32 {
 	return F16ToFloat32(h)
 }
 
-// ceil6 returns the smallest multiplier k in 0..63 with unit*k >= v (63 if none).
-func ceil6(v, unit float32) uint8 {
+// ceilMul returns the smallest k in 0..top with unit*k >= v (top if none).
+func ceilMul(v, unit float32, top int) int {
 	if unit == 0 || v <= 0 {
 		return 0
 	}
-	k := min(63, int(math.Ceil(float64(v/unit))))
-	for k < 63 && unit*float32(k) < v {
+	k := min(top, int(math.Ceil(float64(v/unit))))
+	for k < top && unit*float32(k) < v {
 		k++
 	}
-	return uint8(k)
-}
-
-// quant4 returns round((v+m)/step) clamped to 0..15.
-func quant4(v, step, m float32) byte {
-	if step == 0 {
-		return 0
-	}
-	q := math.Round(float64((v + m) / step))
-	return byte(min(15, max(0, q)))
+	return k
 }
 
 // packScalesK4 is the inverse of scaleMinK4.

@@ -173,51 +173,144 @@ func TestQuantizeQ8_0RoundTrip(t *testing.T) {
 	}
 }
 
-func TestQuantizeQ4_KRoundTrip(t *testing.T) {
-	for name, x := range testVectors(2048) {
-		q := make([]byte, len(x)/256*144)
-		if err := QuantizeQ4_K(x, q); err != nil {
-			t.Fatal(err)
-		}
-		y := make([]float32, len(x))
-		if err := Dequantize(Q4_K, q, y); err != nil {
-			t.Fatal(err)
-		}
-		var sse, ssx float64
-		for b := range len(x) / 256 {
-			blk := q[b*144:]
-			d, dmin := float64(half(blk)), float64(half(blk[2:]))
-			for s := range 8 {
-				sc, m := scaleMinK4(s, blk[4:16])
-				step := d * float64(sc)
-				lo, hi := math.Inf(1), math.Inf(-1)
-				for _, v := range x[b*256+32*s : b*256+32*s+32] {
-					lo, hi = math.Min(lo, float64(v)), math.Max(hi, float64(v))
-				}
-				// The format can represent [-dmin*m, step*15 - dmin*m]: it must cover the
-				// sub-block, and every element must be within half a step of its value.
-				if -dmin*float64(m) > math.Min(lo, 0)*(1-1e-6) || step*15-dmin*float64(m) < hi*(1-1e-6)-1e-30 {
-					t.Errorf("%s block %d sub-block %d: range [%g, %g] does not cover [%g, %g]", name, b, s, -dmin*float64(m), step*15-dmin*float64(m), lo, hi)
-				}
-				bound := step/2*(1+1e-5) + 1e-6*math.Max(math.Abs(lo), math.Abs(hi)) + 1e-30
-				for i := b*256 + 32*s; i < b*256+32*s+32; i++ {
-					e := math.Abs(float64(y[i]) - float64(x[i]))
-					if e > bound {
-						t.Fatalf("%s element %d: %g -> %g, error %g > half step %g", name, i, x[i], y[i], e, bound)
+func TestQuantizeKRoundTrip(t *testing.T) {
+	for _, c := range []struct {
+		typ    Type
+		levels int
+		maxRel float64 // relative RMS error bound on smooth data
+	}{{Q4_K, 16, 0.1}, {Q5_K, 32, 0.05}} {
+		for name, x := range testVectors(2048) {
+			bs := int(c.typ.TypeSize())
+			q := make([]byte, len(x)/256*bs)
+			if err := Quantize(c.typ, x, q); err != nil {
+				t.Fatal(err)
+			}
+			y := make([]float32, len(x))
+			if err := Dequantize(c.typ, q, y); err != nil {
+				t.Fatal(err)
+			}
+			var sse, ssx float64
+			for b := range len(x) / 256 {
+				blk := q[b*bs:]
+				d, dmin := float64(half(blk)), float64(half(blk[2:]))
+				for s := range 8 {
+					sc, m := scaleMinK4(s, blk[4:16])
+					step, off := d*float64(sc), dmin*float64(m)
+					top := step*float64(c.levels-1) - off
+					sub := x[b*256+32*s : b*256+32*s+32]
+					lo, hi := math.Inf(1), math.Inf(-1)
+					for _, v := range sub {
+						lo, hi = math.Min(lo, float64(v)), math.Max(hi, float64(v))
 					}
-					sse += e * e
-					ssx += float64(x[i]) * float64(x[i])
+					// The format represents [-dmin*m, step*(levels-1) - dmin*m]: it must
+					// cover the sub-block, and each element be within half a step.
+					slack := 1e-6 * math.Max(math.Abs(lo), math.Abs(hi))
+					if -off > math.Min(lo, 0)+slack || top < hi-slack {
+						t.Errorf("%s %s block %d sub-block %d: range [%g, %g] does not cover [%g, %g]", c.typ, name, b, s, -off, top, lo, hi)
+					}
+					bound := step/2*(1+1e-5) + slack + 1e-30
+					for i, v := range sub {
+						got := y[b*256+32*s+i]
+						e := math.Abs(float64(got) - float64(v))
+						if e > bound {
+							t.Fatalf("%s %s element %d: %g -> %g, error %g > half step %g", c.typ, name, b*256+32*s+i, v, got, e, bound)
+						}
+						sse += e * e
+						ssx += float64(v) * float64(v)
+					}
 				}
 			}
-		}
-		// Four bits over the typical range of a Gaussian: the relative RMS error stays
-		// well under 10%.
-		if name == "normal" || name == "sine" {
-			if rel := math.Sqrt(sse / ssx); rel > 0.1 {
-				t.Errorf("%s: relative RMS error %.4f, want < 0.1", name, rel)
+			if name == "normal" || name == "sine" {
+				if rel := math.Sqrt(sse / ssx); rel > c.maxRel {
+					t.Errorf("%s %s: relative RMS error %.4f, want < %g", c.typ, name, rel, c.maxRel)
+				}
 			}
 		}
 	}
+}
+
+func TestQuantizeQ6_KRoundTrip(t *testing.T) {
+	for name, x := range testVectors(1024) {
+		q := make([]byte, len(x)/256*210)
+		if err := Quantize(Q6_K, x, q); err != nil {
+			t.Fatal(err)
+		}
+		y := make([]float32, len(x))
+		if err := Dequantize(Q6_K, q, y); err != nil {
+			t.Fatal(err)
+		}
+		for b := range len(x) / 256 {
+			blk := q[b*210:]
+			d := float64(half(blk[208:]))
+			for s := range 16 {
+				step := d * float64(int8(blk[192+s]))
+				for i := b*256 + 16*s; i < b*256+16*s+16; i++ {
+					// Levels reach 31 steps above and 32 below zero; the scale was rounded
+					// up so that |x| <= 31 steps, hence no clipping.
+					if math.Abs(float64(x[i])) > 31*step*(1+1e-6)+1e-30 {
+						t.Fatalf("%s element %d: %g beyond 31 steps of %g", name, i, x[i], step)
+					}
+					if e := math.Abs(float64(y[i]) - float64(x[i])); e > step/2*(1+1e-5)+1e-30 {
+						t.Fatalf("%s element %d: %g -> %g, error %g > half step %g", name, i, x[i], y[i], e, step/2)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestQuantize_0RoundTrip checks Q4_0 and Q5_0 as ggml's reference quantizer builds them:
+// d = max/-(levels/2) for the signed extreme, which lands on level 0 exactly, while the
+// opposite extreme would need level `levels` and is clipped to levels-1 (an error of up to
+// one step); everything else is within half a step, plus the error of storing d in half
+// precision times the level.
+func TestQuantize_0RoundTrip(t *testing.T) {
+	for _, c := range []struct {
+		typ    Type
+		levels float64
+	}{{Q4_0, 16}, {Q5_0, 32}} {
+		bs := int(c.typ.TypeSize())
+		for name, x := range testVectors(1024) {
+			q := make([]byte, len(x)/32*bs)
+			if err := Quantize(c.typ, x, q); err != nil {
+				t.Fatal(err)
+			}
+			y := make([]float32, len(x))
+			if err := Dequantize(c.typ, q, y); err != nil {
+				t.Fatal(err)
+			}
+			for b := range len(x) / 32 {
+				d := math.Abs(float64(half(q[b*bs:])))
+				mx := float64(signedMax(x[b*32 : b*32+32]))
+				// Half precision rounds d by up to 2^-11 relative, or 2^-25 absolute where it
+				// is subnormal; each level multiplies that error.
+				dErr := math.Max(d*math.Ldexp(1, -11), math.Ldexp(1, -25))
+				for i := b * 32; i < b*32+32; i++ {
+					bound := d/2 + (c.levels/2+1)*dErr + 1e-30
+					if v := float64(x[i]); v*mx < 0 && math.Abs(v) > (c.levels/2-0.5)*d {
+						bound += d / 2 // clipped at the top level
+					}
+					if e := math.Abs(float64(y[i]) - float64(x[i])); e > bound {
+						t.Fatalf("%s %s element %d: %g -> %g, error %g > %g (d %g)", c.typ, name, i, x[i], y[i], e, bound, d)
+					}
+				}
+				// The signed extreme itself is reproduced up to d's rounding.
+				if j := indexOfMax(x[b*32 : b*32+32]); math.Abs(float64(y[b*32+j])-mx) > c.levels/2*dErr+1e-30 {
+					t.Errorf("%s %s block %d: extreme %g -> %g", c.typ, name, b, mx, y[b*32+j])
+				}
+			}
+		}
+	}
+}
+
+func indexOfMax(x []float32) int {
+	best := 0
+	for i, v := range x {
+		if math.Abs(float64(v)) > math.Abs(float64(x[best])) {
+			best = i
+		}
+	}
+	return best
 }
 
 func TestQuantizeErrors(t *testing.T) {
@@ -227,8 +320,8 @@ func TestQuantizeErrors(t *testing.T) {
 	if err := Quantize(Q4_K, make([]float32, 256), make([]byte, 143)); err == nil {
 		t.Error("Q4_K into 143 bytes: no error")
 	}
-	if err := Quantize(Q6_K, make([]float32, 256), make([]byte, 210)); err == nil {
-		t.Error("Q6_K: no error for an unsupported quantizer")
+	if err := Quantize(Q2_K, make([]float32, 256), make([]byte, 84)); err == nil {
+		t.Error("Q2_K: no error for an unsupported quantizer")
 	}
 }
 
