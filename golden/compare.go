@@ -55,7 +55,7 @@ type PromptResult struct {
 	MissingInBaseline  []Key
 	Failures           []Failure // causal order
 	FirstFail          *Failure  // the first of Failures; nil unless diverged
-	HashOnly           int       // records a tolerance policy compared by hash: no size known
+	HashOnly           int       // differing records a tolerance policy compared by hash: no size known
 
 	grid map[cellKey]*cell // heatmap cells
 }
@@ -155,7 +155,7 @@ func Compare(candidate, baseline []*Trace, p Policy) (*Report, error) {
 	}
 	if hashOnly > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf(
-			"%s policy: %d of %d compared records carry no sketch or raw tensor on both sides; they were compared by hash (exact) and their MAE is n/a",
+			"%s policy: %d differing records (of %d compared) carry no sketch or raw tensor on both sides: they were compared by hash (exact) and their MAE is n/a",
 			p.Name, hashOnly, compared))
 	}
 	return rep, nil

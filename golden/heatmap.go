@@ -75,7 +75,7 @@ func (c *cell) add(f Failure) {
 var (
 	decadeBounds  = []float64{1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1}
 	decadeColours = []string{"#ffffcc", "#ffeda0", "#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c", "#bd0026", "#67001f"}
-	decadeLabels  = []string{"< 1e-7", "1e-7", "1e-6", "1e-5", "1e-4", "1e-3", "1e-2", "1e-1", "≥ 1"}
+	decadeTicks   = []string{"1e-7", "1e-6", "1e-5", "1e-4", "1e-3", "0.01", "0.1", "1"}
 )
 
 const (
@@ -106,6 +106,7 @@ type heatRow struct {
 	Label string
 	Y     int
 	Cells []heatCell
+	Slots []heatCell // stages of this row that were not traced
 }
 
 type heatCell struct {
@@ -168,11 +169,14 @@ func (p *PromptResult) heatmap() heatmap {
 			hr.Label = fmt.Sprintf("layer %d", r)
 		}
 		for _, s := range Stages() {
+			x := hmLabelW + int(s.Stage)*(hmCellW+hmGap)
 			c := p.grid[cellKey{r, s.Stage}]
 			if c == nil {
+				if rowHas(r, s) {
+					hr.Slots = append(hr.Slots, heatCell{X: x, Y: y, Title: fmt.Sprintf("%s %s: not traced", hr.Label, s.Name)})
+				}
 				continue
 			}
-			x := hmLabelW + int(s.Stage)*(hmCellW+hmGap)
 			fill, state := c.style()
 			title := fmt.Sprintf("%s %s: %d compared, %d failing, %d missing; %s", hr.Label, s.Name, c.records, c.failed, c.missing, state)
 			if c.first {
@@ -189,15 +193,55 @@ func (p *PromptResult) heatmap() heatmap {
 	return hm
 }
 
-type legendItem struct {
-	Fill, Label string
+// rowHas reports whether a heatmap row has a slot for stage s.
+func rowHas(row int, s StageInfo) bool {
+	switch row {
+	case embedRow:
+		return s.Stage == EmbedOut
+	case logitsRow:
+		return s.Stage == Logits
+	}
+	return s.PerLayer
 }
 
-// legend returns the colour key: identical, the decades, then the special states.
-func legend() []legendItem {
-	items := []legendItem{{colourIdentical, "identical"}}
+// legendBar is the colour bar of the decades with its tick labels, and the swatches of the
+// special states, laid out for an SVG.
+type legendBar struct {
+	Steps     []legendStep
+	Ticks     []legendStep
+	Swatches  []legendStep
+	Width     int
+	BarEnd    int
+	FirstX    int
+	FailMarkX int
+	FailMark  string // points of the failing mark's triangle
+}
+
+type legendStep struct {
+	X     int
+	Fill  string
+	Label string
+}
+
+func legend() legendBar {
+	const step, x0 = 44, 0
+	var l legendBar
 	for i, c := range decadeColours {
-		items = append(items, legendItem{c, decadeLabels[i]})
+		l.Steps = append(l.Steps, legendStep{X: x0 + i*step, Fill: c})
 	}
-	return append(items, legendItem{colourUnsized, "differs, size unknown"}, legendItem{colourMissing, "missing on one side"})
+	for i, label := range decadeTicks {
+		l.Ticks = append(l.Ticks, legendStep{X: x0 + (i+1)*step, Label: label})
+	}
+	l.BarEnd = x0 + len(decadeColours)*step
+	x := l.BarEnd + 28
+	for _, s := range []legendStep{{Fill: colourIdentical, Label: "identical"}, {Fill: colourUnsized, Label: "differs, size unknown"}, {Fill: colourMissing, Label: "missing on one side"}} {
+		s.X = x
+		l.Swatches = append(l.Swatches, s)
+		x += 24 + 7*len(s.Label)
+	}
+	l.FirstX = x
+	l.FailMarkX = x + 96
+	l.FailMark = fmt.Sprintf("%d,2 %d,2 %d,11", l.FailMarkX+21, l.FailMarkX+30, l.FailMarkX+30)
+	l.Width = l.FailMarkX + 70
+	return l
 }

@@ -39,7 +39,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		Summary    string
 		Policy     string
 		Notes      []string
-		Legend     []legendItem
+		Legend     legendBar
 		Categories []htmlCategory
 		Prompts    []htmlPrompt
 	}{Summary: r.Summary(), Policy: r.Policy.Name, Notes: r.Notes, Legend: legend()}
