@@ -1,0 +1,115 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+
+	"github.com/gretabisect/gretabisect/golden"
+)
+
+func init() {
+	register("analyze", "compare a candidate trace folder with a baseline and name the first divergent tensor", runAnalyze)
+}
+
+const analyzeUsage = `usage: gretabisect analyze --input_dir DIR --baseline_dir DIR --output FILE [--format md|json|html] [--policy exact|tolerance|tolerance-f16]
+
+Reads every <prompt_id>_trace.jsonl in both folders, matches records on (prompt_id, pos_id,
+layer, tensor_name), finds each prompt's FIRST_FAIL in causal order and writes the report
+(Markdown, JSON, or an HTML page with one heatmap per prompt). Prints one line per prompt
+that is not a match, then a summary.
+
+exit status: 0 nothing diverged, 1 a divergence (or a missing record) was found, 2 bad input
+
+flags:
+`
+
+func runAnalyze(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("analyze", stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, analyzeUsage); fs.PrintDefaults() }
+	inputDir := fs.String("input_dir", "", "candidate trace `folder`")
+	baselineDir := fs.String("baseline_dir", "", "baseline (known-good) trace `folder`")
+	output := fs.String("output", "", "report `file`")
+	format := fs.String("format", "", "report format: md, json or html (default: from the output's extension, else md)")
+	policyName := fs.String("policy", golden.Exact.Name, "comparison `policy`: exact (same backend and device), tolerance (float32 engines), tolerance-f16")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if err := analyze(*inputDir, *baselineDir, *output, *format, *policyName, fs.Args(), stdout); err != nil {
+		var d diverged
+		if errors.As(err, &d) {
+			return exitDiverged
+		}
+		return fail(stderr, "analyze", err)
+	}
+	return exitOK
+}
+
+// diverged reports a completed comparison that found a difference.
+type diverged struct{}
+
+func (diverged) Error() string { return "diverged" }
+
+func analyze(inputDir, baselineDir, output, format, policyName string, rest []string, stdout io.Writer) error {
+	switch {
+	case len(rest) > 0:
+		return fmt.Errorf("unexpected argument %q (folders are given with --input_dir and --baseline_dir)", rest[0])
+	case inputDir == "":
+		return errors.New("--input_dir is required")
+	case baselineDir == "":
+		return errors.New("--baseline_dir is required")
+	case output == "":
+		return errors.New("--output is required")
+	}
+	if format == "" {
+		format = formatOf(output)
+	}
+	if format != golden.FormatMarkdown && format != golden.FormatJSON && format != golden.FormatHTML {
+		return fmt.Errorf("--format %q: want md, json or html", format)
+	}
+	pol, err := golden.PolicyByName(policyName)
+	if err != nil {
+		return fmt.Errorf("--policy: %w", err)
+	}
+	cand, err := golden.ReadDir(inputDir)
+	if err != nil {
+		return fmt.Errorf("--input_dir: %w", err)
+	}
+	base, err := golden.ReadDir(baselineDir)
+	if err != nil {
+		return fmt.Errorf("--baseline_dir: %w", err)
+	}
+	rep, err := golden.Compare(cand, base, pol)
+	if err != nil {
+		return err
+	}
+	if err := rep.WriteFile(output, format); err != nil {
+		return fmt.Errorf("--output: %w", err)
+	}
+	for _, p := range rep.Prompts {
+		if p.Status != golden.StatusMatch {
+			fmt.Fprintln(stdout, p.Line())
+		}
+	}
+	for _, n := range rep.Notes {
+		fmt.Fprintln(stdout, "note: "+n)
+	}
+	fmt.Fprintln(stdout, rep.Summary())
+	if !rep.OK() {
+		return diverged{}
+	}
+	return nil
+}
+
+// formatOf picks the report format from the output file's extension.
+func formatOf(path string) string {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".json":
+		return golden.FormatJSON
+	case ".html", ".htm":
+		return golden.FormatHTML
+	}
+	return golden.FormatMarkdown
+}
