@@ -1,0 +1,114 @@
+package gretatest
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/internal/model"
+	_ "github.com/gretabisect/gretabisect/internal/ref" // registers the "cpu" backend
+	"github.com/gretabisect/gretabisect/internal/trace"
+)
+
+// run is one traced run of a prompt.
+type run struct {
+	prompt Prompt
+	tokens []int32
+	plan   trace.Plan
+	faults []trace.Fault
+}
+
+// tracer runs prompts through one backend and returns their records in causal order.
+type tracer interface {
+	Device() string
+	Trace(r run, progress func(done, total int)) ([]golden.Record, error)
+	Close() error
+}
+
+// openTracer starts backend name ("cpu", "hip", "exec:COMMAND", any registered engine).
+func openTracer(name, modelSpec string, m *model.Model) (tracer, error) {
+	if cmd, ok := strings.CutPrefix(name, execPrefix); ok {
+		return newExecTracer(cmd, modelSpec, m)
+	}
+	e, err := engine.Open(name, m)
+	if err != nil {
+		return nil, err
+	}
+	return &engineTracer{e: e, m: m}, nil
+}
+
+// engineTracer runs an in-process engine. An engine owns one KV cache, so runs take turns.
+type engineTracer struct {
+	mu sync.Mutex
+	e  engine.Engine
+	m  *model.Model
+}
+
+func (t *engineTracer) Device() string { return t.e.Device() }
+func (t *engineTracer) Close() error   { return t.e.Close() }
+
+func (t *engineTracer) Trace(r run, progress func(done, total int)) ([]golden.Record, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	res, err := engine.Run(t.e, t.m, engine.Request{
+		PromptID: r.prompt.ID, Tokens: r.tokens, Plan: r.plan, Faults: r.faults, Progress: progress,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res.Records, nil
+}
+
+// Cache keeps loaded models and reference runs so that Bisect calls sharing it (Share) load
+// each model and run the reference for each (prompt, plan) once. It is safe for concurrent
+// use by parallel tests.
+type Cache struct {
+	mu     sync.Mutex
+	models map[string]*entry[*model.Model]
+	runs   map[string]*entry[[]golden.Record]
+}
+
+type entry[T any] struct {
+	once sync.Once
+	val  T
+	err  error
+}
+
+// NewCache returns an empty cache.
+func NewCache() *Cache {
+	return &Cache{models: map[string]*entry[*model.Model]{}, runs: map[string]*entry[[]golden.Record]{}}
+}
+
+func lookup[T any](c *Cache, m map[string]*entry[T], key string, f func() (T, error)) (T, error) {
+	c.mu.Lock()
+	e, ok := m[key]
+	if !ok {
+		e = &entry[T]{}
+		m[key] = e
+	}
+	c.mu.Unlock()
+	e.once.Do(func() { e.val, e.err = f() })
+	return e.val, e.err
+}
+
+func (c *Cache) model(spec string, load func() (*model.Model, error)) (*model.Model, error) {
+	return lookup(c, c.models, spec, load)
+}
+
+// reference returns the records of a fault-free run of r on the reference backend.
+func (c *Cache) reference(backend, modelSpec string, r run, trace func() ([]golden.Record, error)) ([]golden.Record, error) {
+	return lookup(c, c.runs, runKey(backend, modelSpec, r), trace)
+}
+
+// runKey identifies a fault-free run: backend, model, prompt, its tokens and the plan.
+func runKey(backend, modelSpec string, r run) string {
+	h := sha256.New()
+	for _, t := range r.tokens {
+		binary.Write(h, binary.LittleEndian, t)
+	}
+	return fmt.Sprintf("%s|%s|%s|%x|%+v", backend, modelSpec, r.prompt.ID, h.Sum(nil), r.plan)
+}

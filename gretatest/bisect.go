@@ -1,0 +1,369 @@
+package gretatest
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/testutil"
+	"github.com/gretabisect/gretabisect/internal/trace"
+)
+
+// Report is what Bisect found; it is safe to ignore (failures go through t).
+type Report struct {
+	Dir     string          // artifacts folder of this run: <root>/<date>/<suite>
+	Prompts []*PromptReport // in the order of the prompts given
+}
+
+// PromptReport is the outcome for one prompt.
+type PromptReport struct {
+	PromptID string
+	Device   string // device of the backend under test
+	Baseline string // golden file compared against, or "live <backend> (<device>)"
+	Policy   string // "exact", "tolerance", ...
+	Compared int    // records compared
+	Recorded bool   // -update wrote the golden file
+	// Line is the one-line FIRST_FAIL message (of the isolated origin when self-bisection
+	// ran); empty when nothing diverged.
+	Line string
+	// FirstTraced is the first divergent record of the planned trace, and Origin where
+	// self-bisection isolated it; both nil when nothing diverged.
+	FirstTraced *golden.Failure
+	Origin      *Origin
+	// Result is the comparison of the planned trace (golden's record-level outcome).
+	Result *golden.PromptResult
+	Err    error // why the prompt could not be compared
+}
+
+// Bisect runs each prompt through the backend under test, compares its trace with the golden
+// trace (or a live reference run) and, when they differ, re-runs to isolate where the
+// divergence started. Each prompt is a subtest named after its id. A failure is one line
+// first, `<prompt>: FIRST_FAIL pos=.. layer=.. tensor=.. category=.. (hash .. want .., MAE
+// .., rel_l2 ..)`, naming the isolated origin, then the first traced failure, the steps of
+// the self-bisection, a diff of the two records and the paths of the reports and traces.
+//
+// Golden files live at <GoldenDir>/<device>/<model>/<prompt_id>_trace.jsonl; -update (or
+// GOLDIE_UPDATE=1) re-records them atomically, with the volatile fields (timestamp,
+// git_commit_hash) blanked so identical runs write identical files. A backend whose device
+// has no golden of its own is compared with the reference backend's goldens under the
+// tolerance policy. See the Option functions for what can be changed and their defaults.
+func Bisect(t TB, prompts []Prompt, opts ...Option) *Report {
+	t.Helper()
+	rep := &Report{}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		t.Errorf("gretatest: %v", err)
+		return rep
+	}
+	s, err := newSession(t, cfg)
+	if err != nil {
+		t.Errorf("gretatest: %v", err)
+		return rep
+	}
+	defer s.close()
+	rep.Dir = s.artDir
+	for _, p := range prompts {
+		pr := &PromptReport{PromptID: p.ID}
+		rep.Prompts = append(rep.Prompts, pr)
+		runSub(t, p.ID, func(t TB) {
+			t.Helper()
+			s.bisect(t, p, pr)
+		})
+	}
+	if len(prompts) == 0 {
+		t.Errorf("gretatest: no prompts: a bisect must compare something")
+	}
+	return rep
+}
+
+// session holds what the prompts of one Bisect call share.
+type session struct {
+	cfg       *config
+	m         *model.Model
+	modelName string
+	plan      trace.Plan
+	cut       tracer // the backend under test
+	artRoot   string
+	artDir    string
+
+	refOnce sync.Once
+	ref     tracer
+	refErr  error
+}
+
+func newSession(t TB, cfg *config) (*session, error) {
+	m, err := cfg.cache.model(cfg.model, func() (*model.Model, error) { return loadModel(cfg) })
+	if err != nil {
+		return nil, fmt.Errorf("model %q: %w", cfg.model, err)
+	}
+	s := &session{cfg: cfg, m: m, modelName: modelName(cfg.model), plan: cfg.plan()}
+	if s.cut, err = openTracer(cfg.backend, cfg.model, m); err != nil {
+		return nil, fmt.Errorf("backend %q: %w", cfg.backend, err)
+	}
+	if err := s.makeArtifacts(t); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *session) close() {
+	s.cut.Close()
+	if s.ref != nil {
+		s.ref.Close()
+	}
+}
+
+// reference opens the reference backend on first use.
+func (s *session) reference() (tracer, error) {
+	s.refOnce.Do(func() {
+		s.ref, s.refErr = openTracer(s.cfg.reference, s.cfg.model, s.m)
+		if s.refErr != nil {
+			s.refErr = fmt.Errorf("reference backend %q: %w", s.cfg.reference, s.refErr)
+		}
+	})
+	return s.ref, s.refErr
+}
+
+// referenceRun returns the records of a fault-free run of r on the reference backend.
+func (s *session) referenceRun(r run) ([]golden.Record, string, error) {
+	ref, err := s.reference()
+	if err != nil {
+		return nil, "", err
+	}
+	r.faults = nil
+	recs, err := s.cfg.cache.reference(s.cfg.reference, s.cfg.model, r, func() ([]golden.Record, error) {
+		return ref.Trace(r, s.progress(r.prompt.ID))
+	})
+	return recs, ref.Device(), err
+}
+
+func (s *session) progress(promptID string) func(done, total int) {
+	if s.cfg.progress == nil {
+		return nil
+	}
+	return func(done, total int) { s.cfg.progress(promptID, done, total) }
+}
+
+// plan is the trace plan the options describe.
+func (c *config) plan() trace.Plan {
+	p := trace.DefaultPlan()
+	p.Layers = c.layers
+	p.Positions = c.critical
+	p.AllPositions = c.allPositions
+	p.Stages = c.stages
+	p.MaxNewTokens = c.maxNew
+	return p
+}
+
+// bisect runs one prompt.
+func (s *session) bisect(t TB, p Prompt, pr *PromptReport) {
+	t.Helper()
+	pr.Device = s.cut.Device()
+	if err := s.bisectErr(t, p, pr); err != nil {
+		pr.Err = err
+		t.Errorf("%s: %v", p.ID, err)
+	}
+}
+
+func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
+	t.Helper()
+	tokens, err := p.Tokens(s.m)
+	if err != nil {
+		return err
+	}
+	r := run{prompt: p, tokens: tokens, plan: s.plan, faults: s.cfg.faults}
+	cand, err := s.cut.Trace(r, s.progress(p.ID))
+	if err != nil {
+		return err
+	}
+	if err := writeTrace(s.artSub("traces"), p.ID, cand); err != nil {
+		return err
+	}
+
+	// The baseline: the golden file, or the reference run live.
+	var base []golden.Record
+	var baseDevice string
+	if s.cfg.live {
+		if base, baseDevice, err = s.referenceRun(r); err != nil {
+			return err
+		}
+		pr.Baseline = fmt.Sprintf("live %s (%s)", s.cfg.reference, baseDevice)
+	} else {
+		path := s.goldenPath(pr.Device, p.ID)
+		if testutil.Update() {
+			if len(s.cfg.faults) > 0 {
+				return fmt.Errorf("refusing to record %s with faults injected (%s)", path, trace.FormatFaults(s.cfg.faults))
+			}
+			if err := writeGolden(path, cand); err != nil {
+				return fmt.Errorf("recording golden: %w", err)
+			}
+			pr.Recorded, pr.Baseline = true, path
+			t.Logf("%s: recorded %s (%d records)", p.ID, path, len(cand))
+			return nil
+		}
+		if base, baseDevice, path, err = s.readGolden(pr.Device, p.ID); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("no golden trace %s; record it with: %s", path, updateCommand(t))
+			}
+			return err
+		}
+		pr.Baseline = path
+	}
+	if err := writeTrace(s.artSub("baseline"), p.ID, base); err != nil {
+		return err
+	}
+
+	pol := s.policy(pr.Device, baseDevice)
+	pr.Policy = pol.Name
+	res, err := compareOne(cand, base, pol)
+	if err != nil {
+		return fmt.Errorf("comparing with %s: %w", pr.Baseline, err)
+	}
+	pr.Compared = res.Compared
+	pr.Result = res
+	defer s.writeReports(pr)
+	switch res.Status {
+	case golden.StatusMatch:
+		t.Logf("%s: %d records match %s (%s)", p.ID, res.Compared, pr.Baseline, pol.Name)
+		return nil
+	case golden.StatusMissing:
+		return fmt.Errorf("%s against %s\n%s", res.Line(), pr.Baseline, s.paths(p.ID))
+	}
+	pr.FirstTraced = res.FirstFail
+	origin := res.FirstFail
+	if !s.cfg.noBisect {
+		pb := &promptProber{s: s, r: r, golden: base, goldenPol: pol}
+		var o *Origin
+		origin, o, err = isolate(pb, s.plan, res.FirstFail, s.m.Config.NLayer, len(tokens))
+		if err != nil {
+			return fmt.Errorf("self-bisection after %s: %w", res.FirstFail.Line(), err)
+		}
+		pr.Origin = o
+	}
+	pr.Line = firstLine(origin)
+	t.Errorf("%s", s.failureMessage(pr, origin, cand, base))
+	return nil
+}
+
+// firstLine is the FIRST_FAIL line of f, which may come from a self-bisection run where it
+// was not the first failure of the planned trace.
+func firstLine(f *golden.Failure) string {
+	g := *f
+	g.FirstFail = true
+	return g.Line()
+}
+
+// policy is the comparison policy for a candidate of device cand against a baseline of
+// device base.
+func (s *session) policy(cand, base string) golden.Policy {
+	switch {
+	case s.cfg.policy != nil:
+		return *s.cfg.policy
+	case cand == base:
+		return golden.Exact
+	}
+	return golden.Tolerance
+}
+
+// promptProber re-runs one prompt for self-bisection.
+type promptProber struct {
+	s         *session
+	r         run
+	golden    []golden.Record // the baseline of the planned run
+	goldenPol golden.Policy
+}
+
+func (pb *promptProber) probe(plan trace.Plan, keep func(golden.Record) bool) (*golden.Failure, error) {
+	r := pb.r
+	r.plan = plan
+	cand, err := pb.s.cut.Trace(r, pb.s.progress(r.prompt.ID))
+	if err != nil {
+		return nil, err
+	}
+	cand = filter(cand, keep)
+	// The golden file serves when it has every record; the reference runs live otherwise.
+	base, pol := pb.golden, pb.goldenPol
+	if !covers(base, cand) {
+		var dev string
+		if base, dev, err = pb.s.referenceRun(r); err != nil {
+			return nil, err
+		}
+		pol = pb.s.policy(pb.s.cut.Device(), dev)
+	}
+	res, err := compareOne(cand, filter(base, keep), pol)
+	if err != nil {
+		return nil, err
+	}
+	return res.FirstFail, nil
+}
+
+func filter(recs []golden.Record, keep func(golden.Record) bool) []golden.Record {
+	var out []golden.Record
+	for _, r := range recs {
+		if keep(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// covers reports whether base has a record for every key of cand.
+func covers(base, cand []golden.Record) bool {
+	have := make(map[golden.Key]bool, len(base))
+	for _, r := range base {
+		have[golden.KeyOf(r)] = true
+	}
+	for _, r := range cand {
+		if !have[golden.KeyOf(r)] {
+			return false
+		}
+	}
+	return len(cand) > 0
+}
+
+// updateCommand is the command that records the golden of t's test.
+func updateCommand(t TB) string {
+	pkg := "."
+	if wd, err := os.Getwd(); err == nil {
+		if root, err := moduleRoot(wd); err == nil {
+			if rel, err := filepath.Rel(root, wd); err == nil && rel != "." {
+				pkg = "./" + filepath.ToSlash(rel)
+			}
+		}
+	}
+	return fmt.Sprintf("go test %s -run '%s' -update", pkg, regexpQuote(t.Name()))
+}
+
+// regexpQuote anchors nothing and escapes only what -run's per-level matching needs.
+func regexpQuote(name string) string {
+	return strings.NewReplacer("(", `\(`, ")", `\)`, "[", `\[`, "]", `\]`, ".", `\.`, "+", `\+`, "*", `\*`, "?", `\?`, "$", `\$`, "^", `\^`, "|", `\|`).Replace(name)
+}
+
+// moduleRoot returns the nearest folder at or above dir holding a go.mod.
+func moduleRoot(dir string) (string, error) {
+	for d := dir; ; {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return "", fmt.Errorf("no go.mod at or above %s", dir)
+		}
+		d = parent
+	}
+}
+
+// artSub is a folder of the artifacts, "" when none are written.
+func (s *session) artSub(name string) string {
+	if s.artDir == "" {
+		return ""
+	}
+	return filepath.Join(s.artDir, name)
+}

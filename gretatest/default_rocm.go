@@ -1,0 +1,7 @@
+//go:build rocm
+
+package gretatest
+
+// defaultBackend is the backend under test when neither Backend nor GRETA_BACKEND says: a
+// rocm build runs on the GPU.
+const defaultBackend = "hip"

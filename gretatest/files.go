@@ -1,0 +1,257 @@
+package gretatest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/sebdah/goldie/v2"
+
+	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/internal/model"
+)
+
+// loadModel opens the configured model.
+func loadModel(c *config) (*model.Model, error) {
+	if c.loaded != nil {
+		return c.loaded, nil
+	}
+	return model.Open(c.model)
+}
+
+// modelName names a model in golden paths: "tiny", or a GGUF file's base name without
+// ".gguf".
+func modelName(spec string) string {
+	return strings.TrimSuffix(filepath.Base(spec), ".gguf")
+}
+
+// goldenRoot is the folder holding <device>/<model>/ golden files.
+func (s *session) goldenRoot() string {
+	if s.cfg.goldenDir != "" {
+		return s.cfg.goldenDir
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return filepath.Join("golden", "testdata")
+	}
+	root, err := moduleRoot(wd)
+	if err != nil {
+		return filepath.Join("golden", "testdata")
+	}
+	return filepath.Join(root, "golden", "testdata")
+}
+
+// goldenPath is the golden file of a prompt on a device. goldie names it, so that -update,
+// GOLDIE_UPDATE and goldie's fixture layout mean the same here as in any goldie test.
+func (s *session) goldenPath(device, promptID string) string {
+	dir := filepath.Join(s.goldenRoot(), device, s.modelName)
+	// goldie.New only uses its testing.TB to report a bad option; these options are valid.
+	g := goldie.New(nil, goldie.WithFixtureDir(dir), goldie.WithNameSuffix(golden.TraceSuffix))
+	return g.GoldenFileName(nil, promptID)
+}
+
+// readGolden reads the golden trace of a prompt: the device's own, else the reference
+// backend's (a cross-device comparison). The error wraps fs.ErrNotExist, with the device's
+// own path, when neither exists.
+func (s *session) readGolden(device, promptID string) (recs []golden.Record, baseDevice, path string, err error) {
+	path = s.goldenPath(device, promptID)
+	t, err := golden.ReadTrace(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if ref, rerr := s.reference(); rerr == nil && ref.Device() != device {
+			refPath := s.goldenPath(ref.Device(), promptID)
+			if rt, rerr := golden.ReadTrace(refPath); rerr == nil {
+				return rt.Records, ref.Device(), refPath, nil
+			}
+		}
+	}
+	if err != nil {
+		return nil, "", path, err
+	}
+	return t.Records, device, path, nil
+}
+
+// writeGolden records a golden trace atomically, without its volatile fields, so two
+// identical runs write identical files.
+func writeGolden(path string, recs []golden.Record) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	out := make([]golden.Record, len(recs))
+	for i, r := range recs {
+		r.Timestamp, r.GitCommitHash = "", ""
+		out[i] = r
+	}
+	return golden.WriteTrace(path, out)
+}
+
+// writeTrace writes a prompt's trace into dir.
+func writeTrace(dir, promptID string, recs []golden.Record) error {
+	if dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return golden.WriteTrace(golden.TracePath(dir, promptID), recs)
+}
+
+// makeArtifacts creates the artifacts folder, laid out like the seed's
+// artifacts/<date>/b3_61/: traces/ (the backend under test), baseline/, and the reports.
+func (s *session) makeArtifacts(t TB) error {
+	if s.cfg.noArtifacts {
+		return nil
+	}
+	root := s.cfg.artifacts
+	if root == "" {
+		var err error
+		if root, err = os.MkdirTemp("", "gretabisect-"); err != nil {
+			return fmt.Errorf("artifacts: %w", err)
+		}
+		// Kept when the test fails (its path is in the failure message), removed otherwise.
+		if !cleanup(t, func() {
+			if !failed(t) {
+				os.RemoveAll(root)
+			}
+		}) {
+			t.Logf("gretatest: artifacts in %s", root)
+		}
+	}
+	s.artRoot = root
+	s.artDir = filepath.Join(root, time.Now().UTC().Format("2006-01-02"), s.cfg.suite)
+	if err := os.MkdirAll(s.artDir, 0o755); err != nil {
+		return fmt.Errorf("artifacts: %w", err)
+	}
+	return nil
+}
+
+// Report formats written to the artifacts folder.
+var reportFormats = []string{golden.FormatMarkdown, golden.FormatJSON, golden.FormatHTML}
+
+// reportPath is the report of one prompt in a format.
+func (s *session) reportPath(promptID, format string) string {
+	return filepath.Join(s.artDir, promptID+"_report."+format)
+}
+
+// writeReports writes the reports of one prompt; the Markdown report ends with the
+// self-bisection's findings.
+func (s *session) writeReports(pr *PromptReport) {
+	if pr.Result == nil || s.artDir == "" {
+		return
+	}
+	pol, err := golden.PolicyByName(pr.Policy)
+	if err != nil {
+		pol = golden.Policy{Name: pr.Policy}
+	}
+	rep := &golden.Report{Policy: pol, Prompts: []*golden.PromptResult{pr.Result}}
+	for _, f := range reportFormats {
+		var b bytes.Buffer
+		if err := rep.Write(&b, f); err != nil {
+			pr.Err = errors.Join(pr.Err, err)
+			continue
+		}
+		if f == golden.FormatMarkdown {
+			b.WriteString(bisectionSection(pr))
+		}
+		if err := golden.WriteFileAtomic(s.reportPath(pr.PromptID, f), func(w io.Writer) error {
+			_, err := w.Write(b.Bytes())
+			return err
+		}); err != nil {
+			pr.Err = errors.Join(pr.Err, err)
+		}
+	}
+}
+
+// bisectionSection is the Markdown section on self-bisection.
+func bisectionSection(pr *PromptReport) string {
+	if pr.Origin == nil {
+		return ""
+	}
+	o := pr.Origin
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## Self-bisection\n\nFirst traced failure: %s\n\nIsolated origin: %s in %d extra runs (%d over layers, %d over positions)\n\n",
+		pr.FirstTraced.Line(), o, o.Runs(), o.LayerRuns, o.PositionRuns)
+	for i, st := range o.Steps {
+		fmt.Fprintf(&b, "%d. %s\n", i+1, st)
+	}
+	return b.String()
+}
+
+// paths lists the reports and traces of a prompt, one per line.
+func (s *session) paths(promptID string) string {
+	if s.artDir == "" {
+		return "reports: not written (NoArtifacts)"
+	}
+	var b strings.Builder
+	b.WriteString("reports:")
+	for _, f := range reportFormats {
+		b.WriteString("\n  " + s.reportPath(promptID, f))
+	}
+	fmt.Fprintf(&b, "\ntraces:\n  %s\n  %s", golden.TracePath(filepath.Join(s.artDir, "traces"), promptID),
+		golden.TracePath(filepath.Join(s.artDir, "baseline"), promptID))
+	return b.String()
+}
+
+// failureMessage is the whole failure of a prompt: the FIRST_FAIL line of the origin, the
+// first traced failure and how it was isolated, a diff of the two records, the paths.
+func (s *session) failureMessage(pr *PromptReport, origin *golden.Failure, cand, base []golden.Record) string {
+	var b strings.Builder
+	b.WriteString(pr.Line)
+	b.WriteString("\n")
+	first := pr.FirstTraced
+	fmt.Fprintf(&b, "  %-10s %-6s %-6s %-20s %-10s %-10s %s\n", "", "pos", "layer", "tensor", "hash", "MAE", "rel_l2")
+	row := func(what string, f *golden.Failure) {
+		mae, rel := "n/a", "n/a"
+		if f.Diff != nil {
+			mae, rel = fmt.Sprintf("%.3g", f.Diff.MAE), fmt.Sprintf("%.3g", f.Diff.RelL2)
+		}
+		match := "differs"
+		if f.HashMatch {
+			match = "same"
+		}
+		fmt.Fprintf(&b, "  %-10s %-6d %-6d %-20s %-10s %-10s %s\n", what, f.PosID, f.Layer, f.TensorName, match, mae, rel)
+	}
+	row("traced", first)
+	if o := pr.Origin; o != nil {
+		if origin != first {
+			row("origin", origin)
+		}
+		fmt.Fprintf(&b, "origin isolated in %d extra runs (%d over layers, %d over positions)", o.Runs(), o.LayerRuns, o.PositionRuns)
+		for _, st := range o.Steps {
+			b.WriteString("\n  " + st)
+		}
+		b.WriteString("\n")
+	}
+	if c, ok := find(cand, first.Key); ok {
+		if g, ok := find(base, first.Key); ok {
+			fmt.Fprintf(&b, "traced record (-want +got):\n%s", recordDiff(g, c))
+		}
+	}
+	fmt.Fprintf(&b, "candidate %s vs baseline %s, policy %s, %d records compared, %d differ\n",
+		pr.Device, pr.Baseline, pr.Policy, pr.Result.Compared, pr.Result.Mismatched)
+	b.WriteString(s.paths(pr.PromptID))
+	return b.String()
+}
+
+// recordDiff shows how two records differ, volatile fields and sketches left out (a sketch
+// is noise to a reader; its estimate is in the table).
+func recordDiff(base, cand golden.Record) string {
+	return cmp.Diff(base, cand, cmpopts.IgnoreFields(golden.Record{}, "Timestamp", "GitCommitHash", "Sketch", "Extra"))
+}
+
+// find returns the record of recs with key k.
+func find(recs []golden.Record, k golden.Key) (golden.Record, bool) {
+	for _, r := range recs {
+		if golden.KeyOf(r) == k {
+			return r, true
+		}
+	}
+	return golden.Record{}, false
+}

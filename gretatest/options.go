@@ -1,0 +1,251 @@
+package gretatest
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/trace"
+)
+
+// Environment variables read for option defaults.
+const (
+	EnvModel     = "GRETA_MODEL"     // model: a GGUF path or "tiny"
+	EnvBackend   = "GRETA_BACKEND"   // backend: "cpu", "hip", or "exec:COMMAND"
+	EnvInject    = "GRETA_INJECT"    // faults, in trace.ParseFaults syntax
+	EnvArtifacts = "GRETA_ARTIFACTS" // artifacts folder, kept whatever the outcome
+)
+
+// Defaults of the options.
+const (
+	DefaultModel     = "tiny" // the embedded 10-layer test model
+	DefaultReference = "cpu"  // the live reference backend
+	DefaultSuite     = "b3_61"
+)
+
+// An Option changes one setting of Bisect. Each option's doc comment gives its default.
+type Option func(*config) error
+
+type config struct {
+	layers       []int
+	critical     []int
+	allPositions bool
+	stages       []golden.Stage
+	maxNew       int
+
+	model     string
+	loaded    *model.Model
+	backend   string
+	reference string
+	live      bool // compare with a live reference run instead of the golden files
+	faults    []trace.Fault
+	faultsSet bool
+	policy    *golden.Policy
+
+	goldenDir   string
+	artifacts   string
+	keepOnPass  bool // artifacts folder given explicitly: never removed
+	suite       string
+	noBisect    bool
+	noArtifacts bool
+	cache       *Cache
+	progress    func(promptID string, done, total int)
+	env         func(string) string
+}
+
+func newConfig(opts []Option) (*config, error) {
+	c := &config{
+		layers:    append([]int(nil), trace.DefaultLayers...),
+		critical:  append([]int(nil), trace.DefaultPositions...),
+		maxNew:    trace.DefaultMaxNewTokens,
+		reference: DefaultReference,
+		suite:     DefaultSuite,
+		env:       os.Getenv,
+	}
+	for _, o := range opts {
+		if err := o(c); err != nil {
+			return nil, err
+		}
+	}
+	// The environment fills what no option set.
+	if c.model == "" {
+		c.model = orDefault(c.env(EnvModel), DefaultModel)
+	}
+	if c.backend == "" {
+		c.backend = orDefault(c.env(EnvBackend), defaultBackend)
+	}
+	if !c.faultsSet {
+		if spec := c.env(EnvInject); spec != "" {
+			faults, err := trace.ParseFaults(spec)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", EnvInject, err)
+			}
+			c.faults = faults
+		}
+	}
+	if c.artifacts == "" {
+		if dir := c.env(EnvArtifacts); dir != "" {
+			c.artifacts, c.keepOnPass = dir, true
+		}
+	}
+	if c.cache == nil {
+		c.cache = NewCache()
+	}
+	return c, nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// Env replaces os.Getenv for the GRETA_* defaults (tests of the framework use it so they
+// neither read nor change the process environment). Default: os.Getenv.
+func Env(lookup func(string) string) Option {
+	return func(c *config) error { c.env = lookup; return nil }
+}
+
+// Layers sets the traced layers. Default: 0, 1, 2, 4, 8 (layers beyond the model are dropped).
+func Layers(layers ...int) Option {
+	return func(c *config) error {
+		for _, l := range layers {
+			if l < 0 {
+				return fmt.Errorf("gretatest.Layers: layer %d is negative", l)
+			}
+		}
+		c.layers = append([]int(nil), layers...)
+		return nil
+	}
+}
+
+// Critical sets the critical positions traced besides the last prompt position and the three
+// windows of 16 positions. Default: 826, 1652 (positions beyond a prompt are dropped).
+func Critical(positions ...int) Option {
+	return func(c *config) error {
+		for _, p := range positions {
+			if p < 0 {
+				return fmt.Errorf("gretatest.Critical: position %d is negative", p)
+			}
+		}
+		c.critical = append([]int(nil), positions...)
+		return nil
+	}
+}
+
+// AllPositions traces every prompt position. Default: off (critical positions, the last one
+// and the windows).
+func AllPositions() Option {
+	return func(c *config) error { c.allPositions = true; return nil }
+}
+
+// Stages sets the traced stages. Default: every stage of the table.
+func Stages(stages ...golden.Stage) Option {
+	return func(c *config) error {
+		for _, s := range stages {
+			if int(s) >= golden.NumStages {
+				return fmt.Errorf("gretatest.Stages: stage %d is not in the table", s)
+			}
+		}
+		c.stages = append([]golden.Stage(nil), stages...)
+		return nil
+	}
+}
+
+// MaxNewTokens sets how many tokens are generated (and traced) after the prompt. Default: 5.
+func MaxNewTokens(n int) Option {
+	return func(c *config) error {
+		if n < 0 {
+			return fmt.Errorf("gretatest.MaxNewTokens: %d is negative", n)
+		}
+		c.maxNew = n
+		return nil
+	}
+}
+
+// Model sets the model: "tiny" (the embedded test model) or a GGUF path. Default:
+// GRETA_MODEL, else "tiny".
+func Model(spec string) Option {
+	return func(c *config) error { c.model = spec; return nil }
+}
+
+// LoadedModel uses a model already in memory, named name in golden paths (this module's
+// tests share one tiny model this way). Default: none (Model's spec is opened).
+func LoadedModel(name string, m *model.Model) Option {
+	return func(c *config) error { c.model, c.loaded = name, m; return nil }
+}
+
+// Backend sets the backend under test: a registered engine ("cpu"; "hip" under the rocm
+// build tag) or "exec:COMMAND" for an external engine (see the package documentation).
+// Default: GRETA_BACKEND, else "cpu" ("hip" when built with -tags rocm).
+func Backend(name string) Option {
+	return func(c *config) error { c.backend = name; return nil }
+}
+
+// Reference sets the backend run live when a baseline record is not in the golden file (the
+// layers and positions self-bisection traces beyond the plan). Default: "cpu".
+func Reference(name string) Option {
+	return func(c *config) error { c.reference = name; return nil }
+}
+
+// Baseline compares against a live run of the reference backend instead of the golden
+// files (nothing is read or written under the golden folder). Default: off.
+func Baseline() Option {
+	return func(c *config) error { c.live = true; return nil }
+}
+
+// Inject adds faults to the backend under test (before tracing, so everything downstream
+// sees them). Default: the faults of GRETA_INJECT, replaced by this option.
+func Inject(faults ...trace.Fault) Option {
+	return func(c *config) error { c.faults, c.faultsSet = append([]trace.Fault(nil), faults...), true; return nil }
+}
+
+// Policy overrides the comparison policy. Default: exact when the golden comes from the same
+// device as the backend under test, golden.Tolerance's float32 defaults otherwise.
+func Policy(p golden.Policy) Option {
+	return func(c *config) error { c.policy = &p; return nil }
+}
+
+// GoldenDir sets the root of the golden files; each lives at
+// <dir>/<device>/<model>/<prompt_id>_trace.jsonl. Default: golden/testdata under the root of
+// the enclosing module (the nearest folder with a go.mod).
+func GoldenDir(dir string) Option {
+	return func(c *config) error { c.goldenDir = dir; return nil }
+}
+
+// Artifacts sets the folder receiving reports and traces, laid out as
+// <dir>/<date>/<suite>/... and kept. Default: GRETA_ARTIFACTS, else a temporary folder that
+// is removed when the test passes and kept (its path logged) when it fails.
+func Artifacts(dir string) Option {
+	return func(c *config) error { c.artifacts, c.keepOnPass = dir, true; return nil }
+}
+
+// NoArtifacts writes no reports or traces (large suites of expected failures use it).
+// Default: off.
+func NoArtifacts() Option {
+	return func(c *config) error { c.noArtifacts = true; return nil }
+}
+
+// Suite names the run in the artifacts layout. Default: "b3_61".
+func Suite(name string) Option {
+	return func(c *config) error { c.suite = name; return nil }
+}
+
+// NoSelfBisect reports the first traced divergence without re-running to isolate its origin.
+// Default: off.
+func NoSelfBisect() Option {
+	return func(c *config) error { c.noBisect = true; return nil }
+}
+
+// Share makes Bisect keep the reference runs in cache and reuse them: calls that compare
+// against the same model, prompt and plan run the reference once. Default: a cache per call.
+func Share(cache *Cache) Option {
+	return func(c *config) error { c.cache = cache; return nil }
+}
+
+// Progress receives progress reports of every traced run. Default: none.
+func Progress(f func(promptID string, done, total int)) Option {
+	return func(c *config) error { c.progress = f; return nil }
+}
