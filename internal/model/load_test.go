@@ -61,11 +61,17 @@ func newFixture() *fixture {
 		{Key: "llama.context_length", Value: u32(64)},
 	}}
 	fx.kvs = append(fx.kvs, fxVocabulary().Metadata()...)
-	for _, t := range layout.Tensors(layout.Dims{NLayer: fxLayers, Dim: fxDim, FFNDim: fxFFN,
+	fx.setLayers(fxLayers)
+	return fx
+}
+
+// setLayers replaces the tensors with those of n layers (block_count is left alone).
+func (fx *fixture) setLayers(n int) {
+	fx.tensors = nil
+	for _, t := range layout.Tensors(layout.Dims{NLayer: n, Dim: fxDim, FFNDim: fxFFN,
 		NHead: fxHeads, NHeadKV: fxKV, Vocab: fxVocab}) {
 		fx.tensors = append(fx.tensors, fixtureTensor{t.Name, gguf.F32, t.Shape})
 	}
-	return fx
 }
 
 func (fx *fixture) setKV(key string, v gguf.Value) {
@@ -108,7 +114,7 @@ func (fx *fixture) dropTensor(name string) {
 func fxValue(k, i int) float32 { return float32((k*7+i)%64-32) / 16 }
 
 // bytes encodes the fixture as a GGUF image.
-func (fx *fixture) bytes(t *testing.T) []byte {
+func (fx *fixture) bytes(t testing.TB) []byte {
 	t.Helper()
 	w := gguf.NewWriter()
 	for _, kv := range fx.kvs {
@@ -179,6 +185,10 @@ func TestFromFileRefusesInconsistentModels(t *testing.T) {
 		{"block_count larger than the layers present",
 			func(fx *fixture) { fx.setKV("llama.block_count", gguf.ValueOf(uint32(4))) },
 			`model: tensor "blk.2.attn_norm.weight" missing: llama.block_count = 4 but the file holds 2 layers`},
+		{"block_count 32 with 22 layers, the seed report's crash", func(fx *fixture) {
+			fx.setLayers(22)
+			fx.setKV("llama.block_count", gguf.ValueOf(uint32(32)))
+		}, `model: tensor "blk.22.attn_norm.weight" missing: llama.block_count = 32 but the file holds 22 layers`},
 		{"tensors beyond block_count",
 			func(fx *fixture) { fx.setKV("llama.block_count", gguf.ValueOf(uint32(1))) },
 			`model: tensor "blk.1.attn_norm.weight" is beyond llama.block_count = 1`},
