@@ -12,7 +12,8 @@ var f16Table = func() *[1 << 16]float32 {
 	return &t
 }()
 
-// F16ToFloat32 converts IEEE half-precision bits to float32 (exactly; NaN payloads kept).
+// F16ToFloat32 converts IEEE half-precision bits to float32 exactly, as ggml does: NaNs
+// keep their payload and sign and come out quiet.
 func F16ToFloat32(h uint16) float32 { return f16Table[h] }
 
 func halfToFloat(h uint16) float32 {
@@ -20,8 +21,10 @@ func halfToFloat(h uint16) float32 {
 	exp := uint32(h>>10) & 0x1f
 	mant := uint32(h & 0x3ff)
 	switch {
-	case exp == 0x1f: // inf, NaN
-		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
+	case exp == 0x1f && mant != 0: // NaN: quieted, as ggml's conversion (and F16C) does
+		return math.Float32frombits(sign | 0x7fc00000 | mant<<13)
+	case exp == 0x1f:
+		return math.Float32frombits(sign | 0x7f800000)
 	case exp != 0:
 		return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
 	case mant == 0:
