@@ -225,8 +225,8 @@ func comparePrompt(id string, cand, base *indexed, p Policy) (*PromptResult, err
 			if err != nil {
 				return nil, err
 			}
-			if f.Diff == nil && p.Tolerance {
-				pr.HashOnly++
+			if p.Tolerance && f.Reason == ReasonHash {
+				pr.HashOnly++ // a tolerance policy only compares hashes when no size is known
 			}
 			if c.TokenID != b.TokenID {
 				if _, seen := tokenDiv[k.PosID]; !seen {

@@ -82,6 +82,7 @@ const (
 	colourIdentical = "#cfe8d0"
 	colourUnsized   = "#6a51a3"
 	colourMissing   = "#9e9e9e"
+	colourFirstFail = "#0a58ca" // the outline: blue stands apart from the red ramp
 )
 
 // style returns a cell's fill colour and a words-only description of its state.

@@ -36,13 +36,14 @@ type htmlCategory struct {
 // network, no timestamp or random id: the same report gives the same bytes.
 func (r *Report) WriteHTML(w io.Writer) error {
 	data := struct {
-		Summary    string
-		Policy     string
-		Notes      []string
-		Legend     legendBar
-		Categories []htmlCategory
-		Prompts    []htmlPrompt
-	}{Summary: r.Summary(), Policy: r.Policy.Name, Notes: r.Notes, Legend: legend()}
+		Summary     string
+		FirstColour string
+		Policy      string
+		Notes       []string
+		Legend      legendBar
+		Categories  []htmlCategory
+		Prompts     []htmlPrompt
+	}{Summary: r.Summary(), Policy: r.Policy.Name, Notes: r.Notes, Legend: legend(), FirstColour: colourFirstFail}
 	counts := r.CategoryCounts()
 	total := 0
 	for _, c := range counts {
