@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/gretabisect/gretabisect/internal/gguf"
 	"github.com/gretabisect/gretabisect/internal/model/layout"
@@ -31,11 +32,7 @@ func ReadConfig(f *gguf.File) (Config, error) {
 	if err != nil {
 		return c, fmt.Errorf("model: %w", err)
 	}
-	supported := false
-	for _, a := range supportedArchs {
-		supported = supported || a == arch
-	}
-	if !supported {
+	if !slices.Contains(supportedArchs, arch) {
 		return c, fmt.Errorf("model: general.architecture %q is not supported (want one of %q)", arch, supportedArchs)
 	}
 	c.Arch = arch

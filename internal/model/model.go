@@ -37,7 +37,12 @@ type Model struct {
 
 // Close releases the file the model was loaded from (its memory map). Weights that alias
 // the file must not be used afterwards.
-func (m *Model) Close() error { return m.File.Close() }
+func (m *Model) Close() error {
+	if m.File == nil { // a Model assembled by hand
+		return nil
+	}
+	return m.File.Close()
+}
 
 // Weights are the model's tensors. Matrices are row-major with one row per output feature
 // (GGUF dims [in, out]): y = W x is a dot product of each row with x.

@@ -38,8 +38,11 @@ func TestTinyHashAndTime(t *testing.T) {
 	if got := hex.EncodeToString(sum[:]); got != tinyF32SHA256 {
 		t.Errorf("SHA-256 of the tiny f32 model = %s, want %s", got, tinyF32SHA256)
 	}
-	if limit := time.Second; !raceEnabled && elapsed > limit {
-		t.Errorf("generating the tiny model took %v, want well under %v", elapsed, limit)
+	// About 0.1 s natively (amd64, one core); the bound leaves room for -race and for
+	// emulated architectures, and still catches a generator gone quadratic or allocating
+	// per weight.
+	if limit := 10 * time.Second; elapsed > limit {
+		t.Errorf("generating the tiny model took %v, want well under a second natively (limit %v)", elapsed, limit)
 	}
 }
 
