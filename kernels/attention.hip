@@ -134,6 +134,96 @@ __global__ void __launch_bounds__(kReduceThreads)
 	}
 }
 
+// Split decode (head_dim a multiple of 4): the keys of a query are cut into tiles of kSplit
+// positions; a block of kSplitThreads threads takes one tile for the group of query heads
+// that share a KV head (so K and V are read once per group), and leaves the tile's max m,
+// sum l and unnormalised context acc[head_dim] in scratch. attn_combine_kernel then merges
+// the tiles of each (query, head) in ascending order. Dynamic shared memory: split_smem.
+constexpr int kSplit = 64, kSplitThreads = 128;
+
+__global__ void __launch_bounds__(kSplitThreads)
+	attn_split_kernel(const float *__restrict__ q, const float *__restrict__ kc, const float *__restrict__ vc,
+	                  int pos0, int n_head, int group, int hd, int tiles, float scale, float *__restrict__ part) {
+	extern __shared__ __align__(16) float sm[];
+	float *qs = sm;                       // (group, hd)
+	float *ks = qs + group * hd;          // (kSplit, hd)
+	float *vs = ks + kSplit * hd;         // (kSplit, hd)
+	float *ps = vs + kSplit * hd;         // (group, kSplit) scores, then probabilities
+	float *ml = ps + group * kSplit;      // (group, 2) max and sum
+	const int kvh = blockIdx.x, tile = blockIdx.y, i = blockIdx.z, t = threadIdx.x;
+	const int kvw = (n_head / group) * hd, hd4 = hd / 4;
+	const int qpos = pos0 + i, k0 = tile * kSplit;
+	const int nk = max(0, min(kSplit, qpos + 1 - k0));
+	const int h0 = kvh * group;
+
+	for (int e = t; e < group * hd4; e += kSplitThreads) {
+		const int g = e / hd4, d4 = e % hd4;
+		reinterpret_cast<float4 *>(qs + g * hd)[d4] =
+			reinterpret_cast<const float4 *>(q + (size_t)i * n_head * hd + (size_t)(h0 + g) * hd)[d4];
+	}
+	for (int e = t; e < nk * hd4; e += kSplitThreads) {
+		const int j = e / hd4, d4 = e % hd4;
+		const size_t off = (size_t)(k0 + j) * kvw + (size_t)kvh * hd;
+		reinterpret_cast<float4 *>(ks + j * hd)[d4] = reinterpret_cast<const float4 *>(kc + off)[d4];
+		reinterpret_cast<float4 *>(vs + j * hd)[d4] = reinterpret_cast<const float4 *>(vc + off)[d4];
+	}
+	__syncthreads();
+	for (int e = t; e < group * nk; e += kSplitThreads) {
+		const int g = e / nk, j = e % nk;
+		const float *qr = qs + g * hd, *kr = ks + j * hd;
+		float s4[4] = {0.f, 0.f, 0.f, 0.f};
+		for (int d = 0; d < hd; d += 4)
+#pragma unroll
+			for (int u = 0; u < 4; u++) s4[u] = fmaf(qr[d + u], kr[d + u], s4[u]);
+		ps[g * kSplit + j] = ((s4[0] + s4[1]) + (s4[2] + s4[3])) * scale;
+	}
+	__syncthreads();
+	if (t < group) {
+		float *p = ps + t * kSplit;
+		float m = -INFINITY, l = 0.f;
+		for (int j = 0; j < nk; j++) m = fmaxf(m, p[j]);
+		for (int j = 0; j < nk; j++) {
+			p[j] = expf(p[j] - m);
+			l += p[j];
+		}
+		ml[2 * t] = m;
+		ml[2 * t + 1] = l;
+	}
+	__syncthreads();
+	for (int e = t; e < group * hd; e += kSplitThreads) {
+		const int g = e / hd, d = e % hd;
+		const float *p = ps + g * kSplit;
+		float acc = 0.f;
+		for (int j = 0; j < nk; j++) acc = fmaf(p[j], vs[j * hd + d], acc);
+		float *o = part + (((size_t)i * n_head + h0 + g) * tiles + tile) * (size_t)(hd + 2);
+		o[2 + d] = acc;
+		if (d == 0) {
+			o[0] = ml[2 * g];
+			o[1] = ml[2 * g + 1];
+		}
+	}
+}
+
+__global__ void attn_combine_kernel(const float *__restrict__ part, int pos0, int n_head, int hd, int tiles,
+                                    float *__restrict__ out) {
+	const int i = blockIdx.x, h = blockIdx.y;
+	const int used = (pos0 + i) / kSplit + 1; // tiles holding keys of this query
+	const float *p = part + ((size_t)i * n_head + h) * tiles * (size_t)(hd + 2);
+	float m = -INFINITY;
+	for (int s = 0; s < used; s++) m = fmaxf(m, p[s * (hd + 2)]);
+	float l = 0.f;
+	for (int s = 0; s < used; s++) l += expf(p[s * (hd + 2)] - m) * p[s * (hd + 2) + 1];
+	for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+		float acc = 0.f;
+		for (int s = 0; s < used; s++) acc = fmaf(expf(p[s * (hd + 2)] - m), p[s * (hd + 2) + 2 + d], acc);
+		out[(size_t)i * n_head * hd + (size_t)h * hd + d] = acc / l;
+	}
+}
+
+static size_t split_smem(int hd, int group) {
+	return sizeof(float) * ((size_t)group * hd + 2 * (size_t)kSplit * hd + (size_t)group * kSplit + 2 * (size_t)group);
+}
+
 static size_t decode_smem(int hd) { return sizeof(float) * ((size_t)hd + (hd > kReduceThreads ? hd : kReduceThreads)); }
 
 static int check(const char *fn, greta_buf q, greta_buf kc, greta_buf vc, int n, int pos0, int n_head, int n_head_kv,
@@ -189,15 +279,33 @@ int greta_attention_decode(greta_buf q, greta_buf kc, greta_buf vc, int n, int p
                            int head_dim, greta_buf scratch, greta_buf out) {
 	const char *fn = "attention_decode";
 	int rc = check(fn, q, kc, vc, n, pos0, n_head, n_head_kv, head_dim, out);
-	if (!rc) rc = need(fn, "scratch", scratch, (uint64_t)n * n_head * ((uint64_t)pos0 + n));
+	if (!rc) rc = need(fn, "scratch", scratch, greta_attention_decode_scratch(n, pos0, n_head, head_dim));
 	if (rc) return rc;
-	const size_t smem = decode_smem(head_dim);
-	if (smem > 48 * 1024) return fail(GRETA_ERR_ARG, "%s: head_dim %d needs %zu bytes of shared memory", fn, head_dim, smem);
-	attn_decode_kernel<<<dim3(n, n_head), kReduceThreads, smem>>>(ptr<float>(q), ptr<float>(kc), ptr<float>(vc), pos0, n,
-	                                                          n_head, n_head / n_head_kv, head_dim,
-	                                                          attn_scale(head_dim), ptr<float>(scratch),
-	                                                          ptr<float>(out));
+	const int group = n_head / n_head_kv;
+	const size_t smem = split_smem(head_dim, group);
+	if (head_dim % 4 == 0 && smem <= 48 * 1024 && q.addr % 16 == 0 && kc.addr % 16 == 0 && vc.addr % 16 == 0) {
+		const int tiles = (pos0 + n + kSplit - 1) / kSplit;
+		attn_split_kernel<<<dim3(n_head_kv, tiles, n), kSplitThreads, smem>>>(
+			ptr<float>(q), ptr<float>(kc), ptr<float>(vc), pos0, n_head, group, head_dim, tiles, attn_scale(head_dim),
+			ptr<float>(scratch));
+		if ((rc = launched(fn))) return rc;
+		attn_combine_kernel<<<dim3(n, n_head), 64>>>(ptr<float>(scratch), pos0, n_head, head_dim, tiles, ptr<float>(out));
+		return launched(fn);
+	}
+	const size_t dsmem = decode_smem(head_dim);
+	if (dsmem > 48 * 1024)
+		return fail(GRETA_ERR_ARG, "%s: head_dim %d needs %zu bytes of shared memory", fn, head_dim, dsmem);
+	attn_decode_kernel<<<dim3(n, n_head), kReduceThreads, dsmem>>>(ptr<float>(q), ptr<float>(kc), ptr<float>(vc), pos0,
+	                                                                 n, n_head, group, head_dim, attn_scale(head_dim),
+	                                                                 ptr<float>(scratch), ptr<float>(out));
 	return launched(fn);
+}
+
+uint64_t greta_attention_decode_scratch(int n, int pos0, int n_head, int head_dim) {
+	const uint64_t keys = (uint64_t)pos0 + n;
+	const uint64_t tiles = (keys + kSplit - 1) / kSplit;
+	const uint64_t split = tiles * (uint64_t)(head_dim + 2), scores = keys;
+	return (uint64_t)n * n_head * (split > scores ? split : scores);
 }
 
 } // extern "C"

@@ -120,12 +120,15 @@ int greta_rope(greta_buf x, int n, int n_head, int head_dim, int rope_dim, int p
  * h / (n_head/n_head_kv). Scores are scaled by 1/sqrt(head_dim) and each query's softmax
  * runs over its keys in ascending position order.
  * greta_attention_prefill tiles queries and keys through shared memory (head_dim one of 16,
- * 32, 64, 128); greta_attention_decode takes any head_dim and needs scratch of at least
- * n*n_head*(pos0+n) elements. */
+ * 32, 64, 128). greta_attention_decode takes any head_dim: keys are split into tiles of 64
+ * positions spread over blocks, then merged in ascending order (head_dim a multiple of 4),
+ * else one block per query and head; its scratch must hold
+ * greta_attention_decode_scratch(n, pos0, n_head, head_dim) elements. */
 int greta_attention_prefill(greta_buf q, greta_buf kc, greta_buf vc, int n, int pos0, int n_head,
                             int n_head_kv, int head_dim, greta_buf out);
 int greta_attention_decode(greta_buf q, greta_buf kc, greta_buf vc, int n, int pos0, int n_head,
                            int n_head_kv, int head_dim, greta_buf scratch, greta_buf out);
+uint64_t greta_attention_decode_scratch(int n, int pos0, int n_head, int head_dim);
 
 /* out[i] = silu(gate[i]) * up[i] for count elements; silu(g) = g / (1 + exp(-g)). */
 int greta_swiglu(greta_buf gate, greta_buf up, uint64_t count, greta_buf out);

@@ -41,7 +41,7 @@ type Engine struct {
 	x, xb, out    buf // (rows, dim) residual stream, RMSNorm output, residual addend
 	q, att        buf // (rows, q_dim) queries, attention context
 	gate, up      buf // (rows, ffn) gate projection (then the SwiGLU product), up projection
-	scratch       buf // (n_head, ctx) decode attention scores
+	scratch       buf // decode attention: scores or per-tile partial results
 	logitRows     int
 	lin, logits   buf // (logitRows, dim) final norm, (logitRows, vocab) logits
 	ints          buf // int32: this pass's tokens, then its row lists
@@ -219,7 +219,8 @@ func (e *Engine) upload(w *model.Weights) error {
 	if e.vc, err = e.alloc("value cache", kvLen); err != nil {
 		return err
 	}
-	e.scratch, err = e.alloc("attention scores", c.NHead*c.CtxLen)
+	scratch := C.greta_attention_decode_scratch(1, C.int(c.CtxLen-1), C.int(c.NHead), C.int(c.HeadDim))
+	e.scratch, err = e.alloc("attention scratch", int(scratch))
 	return err
 }
 

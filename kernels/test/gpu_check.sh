@@ -3,7 +3,7 @@
 # root, with test binaries built elsewhere (no Go toolchain needed here):
 #   go test -c -tags rocm -o .gpu/hip.test ./internal/hip
 #   go build -o .gpu/synthgen.bin <a program calling synth.WriteFile(path, TinyLlama, F32, 0)>
-# Steps: correct | sanitize | bench (any subset, in order). Logs go to $OUT (or .gpu/out).
+# Steps: correct | sanitize | bench | goldens (any subset, in order). Logs go to $OUT (or .gpu/out).
 set -uo pipefail
 OUT=${OUT:-.gpu/out}
 mkdir -p "$OUT"
@@ -45,6 +45,13 @@ sanitize() {
 	compute-sanitizer --tool memcheck ./kernels/build/kernel_test >"$OUT/memcheck_c.log" 2>&1; tail -1 "$OUT/memcheck_c.log"
 	(cd internal/hip && compute-sanitizer --tool memcheck "$ROOT/.gpu/hip.test" -test.count=1 -test.run 'TestDeterministic|TestDecodeRoute|TestErrorsName|TestFaultLocalisation|TestMatchesReference/tiny') >"$OUT/memcheck_go.log" 2>&1
 	tail -3 "$OUT/memcheck_go.log"
+}
+
+goldens() {
+	bigmodel
+	step "record the per-device digests (testdata/<device>/<model>.digests)"
+	GRETA_MODEL=$BIG hiptest -test.count=1 -test.run 'TestDigests' -update 2>&1 | tail -2
+	for f in internal/hip/testdata/*/*.digests; do cp "$f" "$OUT/$(basename "$(dirname "$f")")__$(basename "$f")"; cat "$f"; done
 }
 
 bench() {

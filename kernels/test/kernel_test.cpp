@@ -276,14 +276,15 @@ static void test_attention() {
 		bool prefill;
 	} cases[] = {{70, 0, 4, 2, 64, true}, {3, 67, 4, 2, 64, true},  {130, 0, 2, 1, 16, true},
 	             {65, 0, 4, 4, 32, true}, {40, 0, 2, 1, 128, true}, {1, 69, 4, 2, 64, false},
-	             {5, 20, 6, 3, 24, false}, {1, 0, 2, 2, 16, false}, {2, 300, 2, 1, 260, false}};
+	             {5, 20, 6, 3, 24, false}, {1, 0, 2, 2, 16, false}, {2, 300, 2, 1, 260, false}, {3, 10, 2, 1, 18, false},
+	             {4, 130, 8, 2, 32, false}};
 	for (auto &c : cases) {
 		const int keys = c.pos0 + c.n, qw = c.nh * c.hd, kvw = c.nkv * c.hd;
 		auto q = randv((size_t)c.n * qw, -2, 2), kc = randv((size_t)keys * kvw, -2, 2), vc = randv((size_t)keys * kvw);
 		std::vector<double> scale;
 		auto ref = attn_ref(q, kc, vc, c.n, c.pos0, c.nh, c.nkv, c.hd, &scale);
 		greta_buf qb = dev(q), kb = dev(kc), vb = dev(vc), out = poisoned((size_t)c.n * qw), scr;
-		CHECK(greta_alloc((size_t)c.n * c.nh * keys, &scr));
+		CHECK(greta_alloc(greta_attention_decode_scratch(c.n, c.pos0, c.nh, c.hd), &scr));
 		auto run = [&]() {
 			if (c.prefill)
 				CHECK(greta_attention_prefill(qb, kb, vb, c.n, c.pos0, c.nh, c.nkv, c.hd, out));
@@ -402,7 +403,7 @@ static void bench() {
 	greta_buf q = dev(randv((size_t)m * nh * hd)), kc = dev(randv((size_t)m * kvw)), vc = dev(randv((size_t)m * kvw)),
 	          out, scr;
 	CHECK(greta_alloc((size_t)m * nh * hd, &out));
-	CHECK(greta_alloc((size_t)nh * m, &scr));
+	CHECK(greta_alloc(greta_attention_decode_scratch(1, m - 1, nh, hd), &scr));
 	const double pa = time_ms([&] { CHECK(greta_attention_prefill(q, kc, vc, m, 0, nh, nkv, hd, out)); }, 10);
 	const double da = time_ms([&] { CHECK(greta_attention_decode(q, kc, vc, 1, m - 1, nh, nkv, hd, scr, out)); }, 50);
 	std::printf("bench attention prefill n=%d %.3f ms (x22 %.1f ms) | decode at pos %d %.1f us\n", m, pa, pa * 22,
