@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -26,16 +27,24 @@ func llamaTokenizer(tb testing.TB) *Tokenizer {
 	if _, err := os.Stat(path); err != nil {
 		tb.Skipf("llama.cpp vocabulary test data not found at %s (it lives in ../shared/testdata/vocab next to the checkout): %v", path, err)
 	}
-	f, err := gguf.Open(path)
+	tok, err := openTokenizer(path)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	return tok
+}
+
+func openTokenizer(path string) (*Tokenizer, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
 	}
 	defer f.Close()
 	tok, err := FromGGUF(f)
 	if err != nil {
-		tb.Fatalf("FromGGUF(%s): %v", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return tok
+	return tok, nil
 }
 
 type vocabCase struct {

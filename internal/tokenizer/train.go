@@ -21,7 +21,8 @@ const FixedTokens = 3 + 256
 // words that start at each U+2581, with runs of newlines as words of their own; merges never
 // cross a word boundary, so a piece holds U+2581 only as its first character. Each step
 // merges the most frequent adjacent pair (ties: the smaller concatenated text, then the
-// smaller left text), skipping results that would spell a fixed token. Merged pieces score
+// smaller left text), skipping results that would spell a fixed token or a start or end of
+// one of at least two bytes (such as "<s" or "s>"). Merged pieces score
 // minus their rank and characters score below every merge, so that Encode's highest-score
 // -first merging reproduces the learned segmentation. Training stops early when no pair
 // is left. The result is a pure function of its arguments.
@@ -40,7 +41,7 @@ type trainer struct {
 	where    map[[2]int32][]int32 // words that held the pair when it was counted
 	queue    []candidate          // heap, best first; entries go stale when counts change
 	seen     []int                // per word: the last step that rewrote it
-	reserved map[string]bool      // texts of the fixed tokens, never merged into
+	reserved map[string]bool      // texts never learned: fixed tokens and their ends
 }
 
 // candidate is a pair with the count it had when queued.
@@ -81,7 +82,13 @@ func train(corpus string, vocabSize int) (Vocab, map[string][]string, error) {
 	}
 	tr := &trainer{pairs: map[[2]int32]int{}, where: map[[2]int32][]int32{}, reserved: map[string]bool{}}
 	for _, s := range v.Tokens {
-		tr.reserved[s] = true
+		// Encode merges any two adjacent symbols that spell a token, fixed ones included,
+		// so a learned proper prefix or suffix of a fixed token ("<s", "s>") would let it
+		// form "<s>" where training never did. All fixed texts are ASCII and 3+ bytes long.
+		for n := 2; n <= len(s); n++ {
+			tr.reserved[s[:n]] = true
+			tr.reserved[s[len(s)-n:]] = true
+		}
 	}
 
 	wordText, chars := tr.split(corpus, vocabSize-FixedTokens)
@@ -139,7 +146,7 @@ func train(corpus string, vocabSize int) (Vocab, map[string][]string, error) {
 // symbols (ties: smaller text first) and fills tr.words with them. It returns the text of
 // each word and the kept characters' symbol ids.
 func (tr *trainer) split(corpus string, maxChars int) (words []string, chars []int32) {
-	text := spaceMarker + strings.ReplaceAll(corpus, " ", spaceMarker)
+	text := escape(corpus)
 	counts := map[string]int{}
 	for start := 0; start < len(text); {
 		end := wordEnd(text, start)
@@ -188,6 +195,14 @@ func (tr *trainer) split(corpus string, maxChars int) (words []string, chars []i
 		tr.freq[i] = counts[w]
 	}
 	return words, chars
+}
+
+// escape returns corpus as Encode's merge loop sees it.
+func escape(corpus string) string {
+	if corpus == "" {
+		return "" // Encode adds no space prefix to empty text
+	}
+	return spaceMarker + strings.ReplaceAll(corpus, " ", spaceMarker)
 }
 
 // wordEnd returns the end of the word that starts at text[start]: a run of newlines, or a
@@ -279,7 +294,7 @@ func (tr *trainer) merge(pair [2]int32, id int32, step int) {
 	}
 }
 
-// push queues pair with its current count, unless its text spells a fixed token.
+// push queues pair with its current count, unless its text is reserved.
 func (tr *trainer) push(p [2]int32) {
 	left := tr.texts[p[0]]
 	c := candidate{count: tr.pairs[p], pair: p, left: left, merged: left + tr.texts[p[1]]}
