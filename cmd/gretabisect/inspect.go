@@ -16,10 +16,10 @@ func init() {
 
 const inspectUsage = `usage: gretabisect inspect [--model PATH|tiny] [--json]
 
-Loads the model exactly as the engines do, refusing it (exit 2, one line) when its metadata
-and tensors disagree, and prints the architecture, the configuration, the GGUF version and
-tensor types, the tokenizer, the metadata and the tensor table (name, type, shape, byte
-offset in the file, size).
+Checks the model as the engines' loader does, without reading tensor data, and refuses it
+(exit 2, one line) when its metadata and tensors disagree. Prints the architecture, the
+configuration, the GGUF version and tensor types, the tokenizer, the metadata and the
+tensor table (name, type, shape, byte offset in the file, size).
 
 flags:
 `
@@ -39,7 +39,7 @@ func runInspect(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		return fail(stderr, "inspect", fmt.Errorf("unexpected argument %q (the model is given with --model)", fs.Arg(0)))
 	}
-	m, err := model.Open(spec)
+	m, err := model.Inspect(spec) // checks everything, dequantizes nothing
 	if err != nil {
 		return fail(stderr, "inspect", err)
 	}

@@ -22,9 +22,17 @@ const TinySpec = "tiny"
 // memory by internal/synth (preset tiny, f32, seed 0) once per process and then parsed
 // like any file; anything else is a path for Load. Callers that honour GRETA_MODEL read it
 // themselves and pass its value here.
-func Open(spec string) (*Model, error) {
+func Open(spec string) (*Model, error) { return open(spec, FromFile) }
+
+// Inspect opens a model by spec as Open does and checks everything Open checks except the
+// tensor data, which it leaves unread: the Model has nil Weights. It is how to look at a
+// quantized model without dequantizing gigabytes.
+func Inspect(spec string) (*Model, error) { return open(spec, header) }
+
+// open opens spec's file and hands it to bind (FromFile or header).
+func open(spec string, bind func(*gguf.File, string) (*Model, error)) (*Model, error) {
 	if spec != "" && spec != TinySpec {
-		return Load(spec)
+		return load(spec, bind)
 	}
 	data, err := tinyBytes()
 	if err != nil {
@@ -34,7 +42,7 @@ func Open(spec string) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model: tiny: %w", err)
 	}
-	return FromFile(f, TinySpec)
+	return bind(f, TinySpec)
 }
 
 var tiny struct {
@@ -57,12 +65,14 @@ func tinyBytes() ([]byte, error) {
 
 // Load memory-maps the GGUF file at path and binds it (see FromFile). The model's Name is
 // the file's base name without ".gguf". Close releases the mapping.
-func Load(path string) (*Model, error) {
+func Load(path string) (*Model, error) { return load(path, FromFile) }
+
+func load(path string, bind func(*gguf.File, string) (*Model, error)) (*Model, error) {
 	f, err := gguf.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	m, err := FromFile(f, strings.TrimSuffix(filepath.Base(path), ".gguf"))
+	m, err := bind(f, strings.TrimSuffix(filepath.Base(path), ".gguf"))
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -85,6 +95,29 @@ func Load(path string) (*Model, error) {
 // read); F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K and Q6_K tensors are dequantized to
 // float32 at load. The Model owns f: Close closes it.
 func FromFile(f *gguf.File, name string) (*Model, error) {
+	m, err := header(f, name)
+	if err != nil {
+		return nil, err
+	}
+	c := m.Config
+	w := &Weights{Layers: make([]Layer, c.NLayer)}
+	for _, s := range tensorsOf(c) {
+		t, _ := f.Tensor(s.Name) // header found every one
+		data, err := f.Float32(t)
+		if err != nil {
+			return nil, fmt.Errorf("model: %w", err)
+		}
+		w.bind(s, data)
+	}
+	if c.TiedOutput {
+		w.Output = w.TokEmbd
+	}
+	m.Weights = w
+	return m, nil
+}
+
+// header is FromFile without reading tensor data: everything but Weights.
+func header(f *gguf.File, name string) (*Model, error) {
 	c, err := ReadConfig(f)
 	if err != nil {
 		return nil, err
@@ -103,11 +136,8 @@ func FromFile(f *gguf.File, name string) (*Model, error) {
 		return nil, err
 	}
 
-	specs := layout.Tensors(layout.Dims{NLayer: c.NLayer, Dim: c.Dim, FFNDim: c.FFNDim,
-		NHead: c.NHead, NHeadKV: c.NHeadKV, Vocab: c.Vocab, Tied: c.TiedOutput})
-	infos := make([]*gguf.TensorInfo, len(specs))
 	present := layersPresent(f)
-	for i, s := range specs {
+	for _, s := range tensorsOf(c) {
 		t, ok := f.Tensor(s.Name)
 		switch {
 		case !ok && s.Layer >= present:
@@ -118,7 +148,9 @@ func FromFile(f *gguf.File, name string) (*Model, error) {
 		if msg := s.Mismatch(t.Dims); msg != "" {
 			return nil, fmt.Errorf("model: %s: %s", s.Name, msg)
 		}
-		infos[i] = t
+		if !t.Type.Supported() {
+			return nil, fmt.Errorf("model: %s: tensor type %s cannot be converted to float32", s.Name, t.Type)
+		}
 	}
 
 	tok, err := tokenizer.FromGGUF(f)
@@ -128,19 +160,13 @@ func FromFile(f *gguf.File, name string) (*Model, error) {
 	if tok.Size() != c.Vocab {
 		return nil, fmt.Errorf("model: tokenizer has %d tokens but %s has %d rows", tok.Size(), emb.Name, c.Vocab)
 	}
+	return &Model{Config: c, Tokenizer: tok, Name: name, FileType: typeSummary(f), File: f}, nil
+}
 
-	w := &Weights{Layers: make([]Layer, c.NLayer)}
-	for i, s := range specs {
-		data, err := f.Float32(infos[i])
-		if err != nil {
-			return nil, fmt.Errorf("model: %w", err)
-		}
-		w.bind(s, data)
-	}
-	if c.TiedOutput {
-		w.Output = w.TokEmbd
-	}
-	return &Model{Config: c, Weights: w, Tokenizer: tok, Name: name, FileType: typeSummary(f), File: f}, nil
+// tensorsOf lists the tensors c requires.
+func tensorsOf(c Config) []layout.Tensor {
+	return layout.Tensors(layout.Dims{NLayer: c.NLayer, Dim: c.Dim, FFNDim: c.FFNDim,
+		NHead: c.NHead, NHeadKV: c.NHeadKV, Vocab: c.Vocab, Tied: c.TiedOutput})
 }
 
 // maxVocab bounds the vocabulary (token_embd's row count); real vocabularies stay far below.

@@ -136,8 +136,10 @@ func (fx *fixture) bytes(t testing.TB) []byte {
 			t.Fatal(err)
 		}
 		data := make([]byte, size)
-		if err := gguf.Quantize(ft.typ, src, data); err != nil {
-			t.Fatal(err)
+		if ft.typ.Supported() { // else zeros: a type the loader must refuse anyway
+			if err := gguf.Quantize(ft.typ, src, data); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if err := w.AddTensor(ft.name, ft.typ, ft.dims, data); err != nil {
 			t.Fatal(err)
@@ -215,6 +217,8 @@ func TestFromFileRefusesInconsistentModels(t *testing.T) {
 		}, `model: llama.attention.layer_norm_rms_epsilon = NaN, want a value in (0, 1]`},
 		{"unsupported architecture", func(fx *fixture) { fx.setKV("general.architecture", gguf.ValueOf("gpt2")) },
 			`model: general.architecture "gpt2" is not supported (want one of ["llama"])`},
+		{"tensor of a type without float32 conversion", func(fx *fixture) { fx.tensor("blk.1.ffn_norm.weight").typ = gguf.I32 },
+			`model: blk.1.ffn_norm.weight: tensor type I32 cannot be converted to float32`},
 		{"missing token_embd", func(fx *fixture) { fx.dropTensor("token_embd.weight") },
 			`model: tensor "token_embd.weight" missing`},
 		{"tokenizer model not llama", func(fx *fixture) { fx.setKV("tokenizer.ggml.model", gguf.ValueOf("gpt2")) },
@@ -229,6 +233,14 @@ func TestFromFileRefusesInconsistentModels(t *testing.T) {
 			}
 			if err.Error() != tc.want {
 				t.Errorf("FromFile error:\n got %q\nwant %q", err, tc.want)
+			}
+			// Inspect refuses the same file with the same error.
+			path := filepath.Join(t.TempDir(), "bad.gguf")
+			if err := os.WriteFile(path, fx.bytes(t), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Inspect(path); err == nil || err.Error() != path+": "+tc.want {
+				t.Errorf("Inspect error %v, want %q", err, path+": "+tc.want)
 			}
 		})
 	}
@@ -354,5 +366,34 @@ func TestLoadNamesTheModelAfterTheFile(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(t.TempDir(), "absent.gguf")); err == nil {
 		t.Errorf("Load of a missing file succeeded")
+	}
+}
+
+func TestInspectReadsNoTensorData(t *testing.T) {
+	fx := newFixture()
+	fx.tensor("blk.0.ffn_down.weight").typ = gguf.Q8_0
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	if err := os.WriteFile(path, fx.bytes(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	full, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	m, err := Inspect(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.Weights != nil {
+		t.Errorf("Inspect bound weights, want nil")
+	}
+	if diff := cmp.Diff(full.Config, m.Config); diff != "" {
+		t.Errorf("Inspect config differs from Load's (-load +inspect):\n%s", diff)
+	}
+	if m.Name != "m" || m.FileType != full.FileType || m.Tokenizer.Size() != full.Tokenizer.Size() {
+		t.Errorf("Inspect: name %q type %q tokens %d; Load: %q %q %d", m.Name, m.FileType, m.Tokenizer.Size(),
+			full.Name, full.FileType, full.Tokenizer.Size())
 	}
 }
