@@ -276,11 +276,9 @@ func (p *parser) array(subject string, depth int) (Value, error) {
 	case ValueFloat64:
 		v.arr = decode(b, n, 8, func(b []byte) float64 { return math.Float64frombits(le.Uint64(b)) })
 	case ValueString:
-		a := make([]string, n)
-		for i := range a {
-			if a[i], err = p.str(subject, "string element "+strconv.Itoa(i)); err != nil {
-				return Value{}, err
-			}
+		a, err := p.strings(subject, n)
+		if err != nil {
+			return Value{}, err
 		}
 		v.arr = a
 		return v, nil
@@ -296,6 +294,32 @@ func (p *parser) array(subject string, depth int) (Value, error) {
 	}
 	p.off += n * valueSizes[elem]
 	return v, nil
+}
+
+// strings reads n length-prefixed strings. A vocabulary holds tens of thousands, so they
+// are validated first and then sliced out of one copy of their bytes: one allocation
+// instead of one per string.
+func (p *parser) strings(subject string, n uint64) ([]string, error) {
+	start := p.off
+	for i := range n {
+		if p.left() < 8 {
+			return nil, p.truncated(subject, "string element "+strconv.FormatUint(i, 10)+" length", 8)
+		}
+		l := le.Uint64(p.b[p.off:])
+		if l > p.left()-8 {
+			return nil, p.fail(p.off, subject, "string element %d length %d past end of file (%d bytes left, size %d)", i, l, p.left()-8, len(p.b))
+		}
+		p.off += 8 + l
+	}
+	region := string(p.b[start:p.off])
+	out := make([]string, n)
+	off := uint64(0)
+	for i := range out {
+		l := le.Uint64(p.b[start+off:])
+		out[i] = region[off+8 : off+8+l]
+		off += 8 + l
+	}
+	return out, nil
 }
 
 // decode reads n fixed-size elements; the caller has checked that n*size bytes are there.
