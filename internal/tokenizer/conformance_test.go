@@ -101,6 +101,9 @@ func TestLlamaConformance(t *testing.T) {
 		if diff := cmp.Diff(c.want, got); diff != "" {
 			t.Errorf("case %d %q: Encode (-want +got):\n%s", i, c.text, diff)
 		}
+		if back := tok.Decode(c.want); back != c.text {
+			t.Errorf("case %d %q: Decode = %q", i, c.text, back)
+		}
 	}
 }
 
@@ -121,6 +124,7 @@ func TestLlamaSpecial(t *testing.T) {
 		{"", true, false, []int32{1}},
 		{"<s>Hello", false, true, append([]int32{1}, hello...)},
 		{"Hello</s>", true, true, append(append([]int32{1}, hello...), 2)},
+		{"<unk>", false, true, []int32{0}},
 	}
 	for _, c := range cases {
 		got := tok.Encode(c.text, c.add, c.special)
