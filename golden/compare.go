@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strings"
 )
 
 // Status is the outcome of one prompt.
@@ -360,7 +359,7 @@ func size(c, b *Record, ct, bt *Trace) (*Diff, error) {
 }
 
 func readRaw(r *Record, t *Trace) ([]float32, error) {
-	if filepath.IsAbs(r.RawFile) || strings.Contains(filepath.ToSlash(r.RawFile), "..") {
+	if !filepath.IsLocal(r.RawFile) {
 		return nil, fmt.Errorf("%s: record %s: raw_file %q must be a path inside the trace's folder", t.Path, KeyOf(*r), r.RawFile)
 	}
 	_, data, err := ReadNpyFile(filepath.Join(filepath.Dir(t.Path), r.RawFile))

@@ -371,3 +371,18 @@ func TestFailureLine(t *testing.T) {
 		}
 	}
 }
+
+func TestRawFileMustStayInTheTraceFolder(t *testing.T) {
+	y := row(6, 256, 1)
+	trace := func(dir string, r Record) *Trace {
+		r.RawFile = "../outside.npy"
+		return &Trace{PromptID: "p", Path: TracePath(dir, "p"), Records: []Record{r}}
+	}
+	dir := t.TempDir()
+	cand := trace(dir+"/c", rec("p", 0, 0, "v", scaled(y, 0.1, 1), false))
+	base := trace(dir+"/b", rec("p", 0, 0, "v", y, false))
+	_, err := Compare([]*Trace{cand}, []*Trace{base}, Exact)
+	if err == nil || !strings.Contains(err.Error(), `raw_file "../outside.npy" must be a path inside the trace's folder`) {
+		t.Errorf("Compare with raw_file ../outside.npy: error %v", err)
+	}
+}

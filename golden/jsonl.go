@@ -101,7 +101,10 @@ type Trace struct {
 
 // ReadTrace reads a trace file. An empty file, or one of blank lines only, is an error, and
 // so is a key that appears twice (the error names both lines).
-func ReadTrace(path string) (*Trace, error) {
+func ReadTrace(path string) (*Trace, error) { return readTrace(path, "") }
+
+// readTrace reads a trace file whose records must all carry promptID, unless it is "".
+func readTrace(path, promptID string) (*Trace, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -119,6 +122,9 @@ func ReadTrace(path string) (*Trace, error) {
 			return nil, err
 		}
 		k := KeyOf(rec)
+		if promptID != "" && rec.PromptID != promptID {
+			return nil, fmt.Errorf("%s:%d: prompt_id %q disagrees with the file name (want %q)", path, r.Line(), rec.PromptID, promptID)
+		}
 		if prev, dup := seen[k]; dup {
 			return nil, fmt.Errorf("%s:%d: duplicate key %s (first at line %d)", path, r.Line(), k, prev)
 		}
@@ -168,17 +174,10 @@ func ReadDir(dir string) ([]*Trace, error) {
 		if id == "" {
 			return nil, fmt.Errorf("%s: empty prompt id in file name", path)
 		}
-		t, err := ReadTrace(path)
+		t, err := readTrace(path, id)
 		if err != nil {
 			return nil, err
 		}
-		for i, rec := range t.Records {
-			if rec.PromptID != id {
-				return nil, fmt.Errorf("%s: record %d (%s): prompt_id %q disagrees with the file name (want %q)",
-					path, i+1, KeyOf(rec), rec.PromptID, id)
-			}
-		}
-		t.PromptID = id
 		traces = append(traces, t)
 	}
 	if len(traces) == 0 {

@@ -135,7 +135,7 @@ func TestReadDir(t *testing.T) {
 
 	bad := t.TempDir()
 	writeFile(t, TracePath(bad, "a"), line("a", 0, 0, "v", "h")+"\n"+line("x", 1, 0, "v", "h")+"\n")
-	if _, err := ReadDir(bad); err == nil || !strings.Contains(err.Error(), `record 2 (`) || !strings.Contains(err.Error(), `prompt_id "x" disagrees with the file name (want "a")`) {
+	if _, err := ReadDir(bad); err == nil || !strings.Contains(err.Error(), `a_trace.jsonl:2: prompt_id "x" disagrees with the file name (want "a")`) {
 		t.Errorf("ReadDir with a stray prompt_id: error %v", err)
 	}
 	if _, err := ReadDir(t.TempDir()); err == nil || !strings.Contains(err.Error(), "no *_trace.jsonl files") {

@@ -163,3 +163,25 @@ func TestHalfToFloat32(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReadNpy: arbitrary bytes give values or an error, never a panic or a huge allocation.
+func FuzzReadNpy(f *testing.F) {
+	var b bytes.Buffer
+	WriteNpy(&b, []int{2, 2}, []float32{1, 2, 3, 4})
+	f.Add(b.Bytes())
+	f.Add(npyBytes(1, "{'descr': '<f2', 'fortran_order': False, 'shape': (3,), }\n", []byte{0, 0x3c, 0, 0, 0xff, 0x7f}))
+	f.Add(npyBytes(3, `{"descr":"<f8","fortran_order":False,"shape":(1,)}`, make([]byte, 8)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		shape, vals, err := ReadNpy(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		count := 1
+		for _, d := range shape {
+			count *= d
+		}
+		if count != len(vals) {
+			t.Fatalf("shape %v but %d values", shape, len(vals))
+		}
+	})
+}

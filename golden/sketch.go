@@ -48,22 +48,36 @@ type Sketch struct {
 
 // NewSketch summarises row.
 func NewSketch(row []float32) *Sketch {
-	s := &Sketch{Version: SketchVersion, N: len(row)}
-	coef := projection(len(row))
-	var acc [sketchWidth]float64
+	n := len(row)
+	s := &Sketch{Version: SketchVersion, N: n}
 	var l2, l1 float64
-	for i, v := range row {
+	for _, v := range row {
 		x := float64(v)
 		l2 += float64(x * x)
 		l1 += math.Abs(x)
-		c := (*[sketchWidth]float32)(coef[i*sketchWidth:])
-		for j := range acc {
-			acc[j] += float64(float64(c[j]) * x)
-		}
 	}
-	s.L2 = math.Sqrt(l2)
-	s.L1 = l1
-	s.Proj = acc
+	s.L2, s.L1 = math.Sqrt(l2), l1
+	coef := projection(n)
+	// Eight projections at a time: eight independent sums keep the FPU busy, and each sum
+	// still runs over i in order, so the result does not depend on the blocking.
+	for j := 0; j < sketchWidth; j += 8 {
+		c0, c1, c2, c3 := coef[(j+0)*n:(j+1)*n], coef[(j+1)*n:(j+2)*n], coef[(j+2)*n:(j+3)*n], coef[(j+3)*n:(j+4)*n]
+		c4, c5, c6, c7 := coef[(j+4)*n:(j+5)*n], coef[(j+5)*n:(j+6)*n], coef[(j+6)*n:(j+7)*n], coef[(j+7)*n:(j+8)*n]
+		var s0, s1, s2, s3, s4, s5, s6, s7 float64
+		for i, v := range row {
+			x := float64(v)
+			s0 += float64(float64(c0[i]) * x)
+			s1 += float64(float64(c1[i]) * x)
+			s2 += float64(float64(c2[i]) * x)
+			s3 += float64(float64(c3[i]) * x)
+			s4 += float64(float64(c4[i]) * x)
+			s5 += float64(float64(c5[i]) * x)
+			s6 += float64(float64(c6[i]) * x)
+			s7 += float64(float64(c7[i]) * x)
+		}
+		s.Proj[j], s.Proj[j+1], s.Proj[j+2], s.Proj[j+3] = s0, s1, s2, s3
+		s.Proj[j+4], s.Proj[j+5], s.Proj[j+6], s.Proj[j+7] = s4, s5, s6, s7
+	}
 	return s
 }
 
@@ -184,9 +198,10 @@ var (
 	projCache = map[int][]float32{}
 )
 
-// projection returns the coefficients for rows of length n: n groups of sketchWidth, the
-// first sketchL2 of each +-1, the rest standard Cauchy variates. It is built once per length
-// (12 MB for n = 32000) and shared.
+// projection returns the coefficients for rows of length n, stored by projection: sketchWidth
+// rows of n, the first sketchL2 of them +-1, the rest standard Cauchy variates. The generator
+// draws them element by element (for each i, every j). It is built once per length (12 MB
+// for n = 32000) and shared.
 func projection(n int) []float32 {
 	projMu.Lock()
 	defer projMu.Unlock()
@@ -196,12 +211,11 @@ func projection(n int) []float32 {
 	c := make([]float32, n*sketchWidth)
 	rng := splitmix64{state: uint64(n)*0xD1B54A32D192ED03 + SketchVersion}
 	for i := 0; i < n; i++ {
-		g := c[i*sketchWidth : (i+1)*sketchWidth]
 		for j := 0; j < sketchL2; j++ {
-			g[j] = float32(1 - 2*int(rng.next()>>63))
+			c[j*n+i] = float32(1 - 2*int(rng.next()>>63))
 		}
 		for j := sketchL2; j < sketchWidth; j++ {
-			g[j] = float32(rng.cauchy())
+			c[j*n+i] = float32(rng.cauchy())
 		}
 	}
 	projCache[n] = c
