@@ -69,7 +69,8 @@ type Progress func(done, total uint64)
 
 // NewWriter returns a GGUF writer for preset p in dtype dt from seed. Tensor data is
 // generated while the writer writes, a chunk at a time, so even the 4.4 GB tinyllama f32
-// file is never held in memory. progress, if not nil, is called after every chunk.
+// file is never held in memory. progress, if not nil, is called after every chunk. The
+// writer is meant to write once.
 func NewWriter(p Preset, dt DType, seed uint64, progress Progress) (*gguf.Writer, error) {
 	w, _, err := newWriter(p, dt, seed, progress)
 	return w, err
