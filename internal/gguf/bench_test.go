@@ -11,7 +11,7 @@ import (
 func BenchmarkDequantize(b *testing.B) {
 	const n = 1 << 20
 	r := rand.New(rand.NewPCG(3, 4))
-	for _, typ := range []Type{F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K} {
+	for _, typ := range []Type{F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K} {
 		b.Run(typ.String(), func(b *testing.B) {
 			size, err := typ.RowBytes(n)
 			if err != nil {

@@ -260,6 +260,9 @@ func TestOpenErrors(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Errorf("Open: %v, want %q", err, want)
 	}
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("Open of a folder: %v, want \"not a regular file\"", err)
+	}
 	empty := filepath.Join(dir, "empty.gguf")
 	if err := os.WriteFile(empty, nil, 0o644); err != nil {
 		t.Fatal(err)

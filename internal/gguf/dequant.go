@@ -6,11 +6,14 @@ import (
 )
 
 // Dequantize converts len(dst) elements of type t from src to float32, bit-exact with
-// ggml's reference dequantizers (dequantize_row_*). len(dst) must be a whole number of
-// blocks and src must hold at least that many blocks.
+// ggml's reference dequantizers (dequantize_row_*). Types: F32, F16, BF16, Q4_0, Q4_1,
+// Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (see Type.Supported). len(dst) must be a
+// whole number of blocks and src must hold at least that many blocks.
 //
 // Products are rounded to float32 before any addition (float32(a*b) - c), so that no
-// architecture fuses them into one FMA and the bits are the same everywhere.
+// architecture fuses them into one FMA and the bits are the same everywhere; the one
+// exception is the payload and sign of a NaN made from an infinite or NaN block scale,
+// which follow the hardware, as they do in ggml.
 func Dequantize(t Type, src []byte, dst []float32) error {
 	ti, ok := t.info()
 	if !ok {
@@ -57,13 +60,17 @@ func Dequantize(t Type, src []byte, dst []float32) error {
 var dequantizers = map[Type]func(x []byte, y []float32){
 	Q8_0: dequantQ8_0,
 	Q4_0: dequantQ4_0,
+	Q4_1: dequantQ4_1,
 	Q5_0: dequantQ5_0,
+	Q5_1: dequantQ5_1,
+	Q2_K: dequantQ2_K,
+	Q3_K: dequantQ3_K,
 	Q4_K: dequantQ4_K,
 	Q5_K: dequantQ5_K,
 	Q6_K: dequantQ6_K,
 }
 
-// Supported reports whether Dequantize handles t.
+// Supported reports whether Dequantize (and so File.Float32) handles t.
 func (t Type) Supported() bool {
 	_, ok := dequantizers[t]
 	return ok || t == F32 || t == F16 || t == BF16
@@ -105,6 +112,81 @@ func dequantQ5_0(x []byte, y []float32) {
 		hi := uint32(q>>4) | (qh>>(j+16)&1)<<4
 		y[j] = float32(int(lo)-16) * d
 		y[j+16] = float32(int(hi)-16) * d
+	}
+}
+
+// Q4_1: d, m (f16), qs[16] as Q4_0; y = q*d + m.
+func dequantQ4_1(x []byte, y []float32) {
+	d, m := half(x), half(x[2:])
+	qs := x[4:20]
+	y = y[:32]
+	for j, q := range qs {
+		y[j] = float32(float32(q&0xf)*d) + m
+		y[j+16] = float32(float32(q>>4)*d) + m
+	}
+}
+
+// Q5_1: d, m (f16), qh (uint32), qs[16] as Q5_0; y = q*d + m.
+func dequantQ5_1(x []byte, y []float32) {
+	d, m := half(x), half(x[2:])
+	qh := le.Uint32(x[4:8])
+	qs := x[8:24]
+	y = y[:32]
+	for j, q := range qs {
+		lo := uint32(q&0xf) | (qh>>j&1)<<4
+		hi := uint32(q>>4) | (qh>>(j+16)&1)<<4
+		y[j] = float32(float32(lo)*d) + m
+		y[j+16] = float32(float32(hi)*d) + m
+	}
+}
+
+// Q2_K: scales[16] (scale in the low nibble, min in the high), qs[64], d, dmin (f16).
+// Sixteen sub-blocks of 16: element 128n+32j+l (l < 16) is bits 2j..2j+1 of qs[32n+l]
+// with scale byte 8n+2j; element 128n+32j+16+l is those bits of qs[32n+16+l] with byte
+// 8n+2j+1. y = d*sc*q - dmin*m.
+func dequantQ2_K(x []byte, y []float32) {
+	scales, qs := x[0:16], x[16:80]
+	d, dmin := half(x[80:]), half(x[82:])
+	y = y[:qk]
+	for s := range 16 {
+		dl, ml := d*float32(scales[s]&0xf), dmin*float32(scales[s]>>4)
+		n, j, second := s/8, s%8/2, s%2
+		q := qs[32*n+16*second : 32*n+16*second+16]
+		out := y[16*s : 16*s+16]
+		for l, b := range q {
+			out[l] = float32(dl*float32(b>>(2*j)&3)) - ml
+		}
+	}
+}
+
+// Q3_K: hmask[32], qs[64], scales[12], d (f16). Sixteen sub-blocks of 16 laid out as in
+// Q2_K, with 6-bit scales stored minus 32: scale s has its low four bits in byte s (s < 8,
+// low nibble) or byte s-8 (s >= 8, high nibble), and its top two bits in byte 8+s%4 at bit
+// 2*(s/4). An element whose hmask bit (bit 4n+j of hmask[l] or hmask[16+l]) is clear has 4
+// subtracted from its two-bit value. y = d*(sc-32)*(q - 4*!h).
+func dequantQ3_K(x []byte, y []float32) {
+	hmask, qs, sb := x[0:32], x[32:96], x[96:108]
+	d := half(x[108:])
+	y = y[:qk]
+	for s := range 16 {
+		lo := sb[s%8] & 0xf
+		if s >= 8 {
+			lo = sb[s%8] >> 4
+		}
+		sc := int(lo|(sb[8+s%4]>>(2*(s/4))&3)<<4) - 32
+		dl := d * float32(sc)
+		n, j, second := s/8, s%8/2, s%2
+		q := qs[32*n+16*second : 32*n+16*second+16]
+		hm := hmask[16*second : 16*second+16]
+		bit := byte(1) << (4*n + j)
+		out := y[16*s : 16*s+16]
+		for l, b := range q {
+			v := int(b >> (2 * j) & 3)
+			if hm[l]&bit == 0 {
+				v -= 4
+			}
+			out[l] = dl * float32(v)
+		}
 	}
 }
 

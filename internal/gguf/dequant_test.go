@@ -108,6 +108,72 @@ func TestDequantizeHandChecked(t *testing.T) {
 		w[0], w[16], w[17] = 1, -14, 0
 		cases = append(cases, tc{Q5_0, b, w})
 	}
+	// Q4_1: d = 0.5 (0x3800), m = -1 (0xbc00); y = q*d + m.
+	{
+		b := make([]byte, 20)
+		b[0], b[1], b[2], b[3] = 0x00, 0x38, 0x00, 0xbc
+		b[4+0] = 0x2f // y[0] = 15*0.5 - 1 = 6.5, y[16] = 2*0.5 - 1 = 0
+		w := filled(32, -1)
+		w[0], w[16] = 6.5, 0
+		cases = append(cases, tc{Q4_1, b, w})
+	}
+	// Q5_1: d = 2 (0x4000), m = 0.25 (0x3400), qh bits 3 and 31; y = q*d + m.
+	{
+		b := make([]byte, 24)
+		b[0], b[1], b[2], b[3] = 0x00, 0x40, 0x00, 0x34
+		b[4], b[7] = 0x08, 0x80
+		b[8+3] = 0x10  // y[3] = (0|16)*2 + 0.25 = 32.25, y[19] = 1*2 + 0.25 = 2.25
+		b[8+15] = 0xf0 // y[15] = 0.25, y[31] = (15|16)*2 + 0.25 = 62.25
+		w := filled(32, 0.25)
+		w[3], w[19], w[31] = 32.25, 2.25, 62.25
+		cases = append(cases, tc{Q5_1, b, w})
+	}
+	// Q2_K: scales[16] (low nibble scale, high nibble min), qs[64], d = 1 (0x3c00) at 80,
+	// dmin = 0.5 (0x3800) at 82. Sub-block s (16 elements) of half n = s/8, j = s%8/2 takes
+	// bits 2j..2j+1 of qs[32n + 16*(s%2) + l]. y = d*sc*q - dmin*m; q = 0 gives -dmin*m.
+	{
+		b := make([]byte, 84)
+		for i := range 16 {
+			b[i] = 0x21 // sc 1, m 2: default -1
+		}
+		b[0] = 0x13 // sb0: sc 3, m 1: default -0.5
+		b[9] = 0xf4 // sb9: sc 4, m 15: default -7.5
+		b[80], b[81], b[82], b[83] = 0x00, 0x3c, 0x00, 0x38
+		qs := b[16:80]
+		qs[0] = 0xe7 // bits 11|10|01|11: e0 (sb0, j0) = 3*3 - 0.5 = 8.5; e32 (sb2, j1) = 1*1 - 1 = 0;
+		//              e64 (sb4, j2) = 2 - 1 = 1; e96 (sb6, j3) = 3 - 1 = 2
+		qs[63] = 0x02 // e159 (sb9: n1, j0, second half, l15) = 4*2 - 7.5 = 0.5
+		w := filled(256, -1)
+		for i := range 16 {
+			w[i], w[9*16+i] = -0.5, -7.5
+		}
+		w[0], w[32], w[64], w[96], w[159] = 8.5, 0, 1, 2, 0.5
+		cases = append(cases, tc{Q2_K, b, w})
+	}
+	// Q3_K: hmask[32], qs[64], scales[12] at 96, d = 0.5 (0x3800) at 108. Scale s =
+	// (low nibble: byte s for s < 8, high nibble of byte s-8 otherwise) | (bits 2*(s/4) of
+	// byte 8+s%4) << 4, minus 32. Bytes 0 = 0x21 and 8 = 0x82 give s0 = 1|2<<4 - 32 = 1,
+	// s8 = 2 - 32 = -30, s12 = 0|2<<4 - 32 = 0, every other -32. The two-bit value loses 4
+	// unless its hmask bit (bit 4n+j of hmask[16*(s%2) + l]) is set; all clear gives
+	// y = 0.5*sc*-4 = -2*sc: -2 (s0), 60 (s8), -0 (s12: 0 * -4), 64 elsewhere.
+	{
+		b := make([]byte, 110)
+		hm, qs, sc := b[0:32], b[32:96], b[96:108]
+		sc[0], sc[8] = 0x21, 0x82
+		b[108], b[109] = 0x00, 0x38
+		qs[0], hm[0] = 0x03, 0x11 // e0 (s0): q 3, bit 0 set: 0.5*1*3 = 1.5;
+		//                           e128 (s8: n1, j0): q = qs[32]&3 = 0, bit 4 set: 0.5*-30*0 = -0
+		qs[1] = 0x02                // e1 (s0): 2-4 = -2: 0.5*1*-2 = -1
+		qs[51], hm[19] = 0x01, 0x10 // e147 (s9: n1, j0, second, l3): q 1, bit 4 set: 0.5*-32*1 = -16
+		qs[48], hm[16] = 0xc0, 0x80 // e240 (s15: n1, j3, second, l0): q 3, bit 7 set: 0.5*-32*3 = -48
+		w := filled(256, 64)
+		negZero := float32(math.Copysign(0, -1))
+		for i := range 16 {
+			w[i], w[8*16+i], w[12*16+i] = -2, 60, negZero
+		}
+		w[0], w[128], w[1], w[147], w[240] = 1.5, negZero, -1, -16, -48
+		cases = append(cases, tc{Q3_K, b, w})
+	}
 	// Q4_K: d = 0.5 (0x3800), dmin = 0.25 (0x3400), scales k4Scales. Sub-block s holds
 	// elements 32s..32s+31; qs byte 32c+l has element 64c+l in its low nibble and
 	// 64c+32+l in its high one. y = d*sc*q - dmin*m. With q = 0 a sub-block gives
@@ -202,7 +268,7 @@ func TestDequantizeErrors(t *testing.T) {
 		{Q8_0, 34, 31, "31 elements not a multiple of the block size 32"},
 		{Q4_K, 143, 256, "256 elements need 144 bytes, have 143"},
 		{Type(4), 100, 1, "unknown ggml type type(4)"},
-		{Q2_K, 84, 256, "type Q2_K not supported"},
+		{IQ2_XXS, 66, 256, "type IQ2_XXS not supported"},
 	}
 	for _, c := range cases {
 		err := Dequantize(c.typ, make([]byte, c.src), make([]float32, c.dst))

@@ -21,7 +21,7 @@ func fuzzSeeds(t testing.TB) map[string][]byte {
 	seeds := map[string][]byte{"base": baseImage().b}
 	seeds["values"] = buildFile(t, allValues(), nil)
 	var tensors []tensorSpec
-	for _, typ := range []Type{F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K} {
+	for _, typ := range []Type{F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K} {
 		tensors = append(tensors, tensorSpec{"t." + typ.String(), typ, []uint64{typ.BlockSize() * 2, 1}})
 	}
 	seeds["types"] = buildFile(t, []KV{{KeyAlignment, ValueOf(uint32(64))}}, tensors)

@@ -22,6 +22,9 @@ func mapFile(path string) ([]byte, func() error, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if !st.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("gguf: %s: not a regular file", path)
+	}
 	size := st.Size()
 	if size == 0 {
 		return nil, func() error { return nil }, nil
