@@ -2,8 +2,10 @@ package golden
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -14,7 +16,7 @@ import (
 
 // assertGolden compares got with testdata/<name>.golden through goldie. A missing golden
 // file fails with the command that records it, instead of goldie's generic hint.
-func assertGolden(t *testing.T, name string, got []byte) {
+func assertGolden(t testing.TB, name string, got []byte) {
 	t.Helper()
 	path := filepath.Join("testdata", name+".golden")
 	if _, err := os.Stat(path); os.IsNotExist(err) && !testutil.Update() {
@@ -52,5 +54,35 @@ func TestReportGoldens(t *testing.T) {
 				assertGolden(t, "report/"+tc.name+"."+format, b.Bytes())
 			})
 		}
+	}
+}
+
+// fatalRecorder is a testing.TB whose Fatalf records the message and ends the goroutine.
+type fatalRecorder struct {
+	testing.TB
+	msg string
+}
+
+func (f *fatalRecorder) Helper()      {}
+func (f *fatalRecorder) Name() string { return "TestSomething/case" }
+func (f *fatalRecorder) Fatalf(format string, args ...any) {
+	f.msg = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func TestAssertGoldenNamesTheRecordCommand(t *testing.T) {
+	if testutil.Update() {
+		t.Skip("with -update a missing golden is recorded, not reported")
+	}
+	rec := &fatalRecorder{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		assertGolden(rec, "report/no_such_golden", []byte("x"))
+	}()
+	<-done
+	const want = "golden file testdata/report/no_such_golden.golden does not exist; record it with: go test ./golden -run '^TestSomething$' -update"
+	if rec.msg != want {
+		t.Errorf("message %q, want %q", rec.msg, want)
 	}
 }
