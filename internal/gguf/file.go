@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 	"unsafe"
 )
 
@@ -173,8 +175,37 @@ func (f *File) Float32(t *TensorInfo) ([]float32, error) {
 		return unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(data))), n), nil
 	}
 	out := make([]float32, n)
-	if err := Dequantize(t.Type, data, out); err != nil {
+	if err := dequantizeParallel(t.Type, data, out); err != nil {
 		return nil, fmt.Errorf("gguf: tensor %q: %w", t.Name, err)
 	}
 	return out, nil
+}
+
+// parallelMin is the element count from which Float32 spreads a conversion over the CPUs.
+const parallelMin = 1 << 20
+
+// dequantizeParallel converts in chunks of whole blocks on GOMAXPROCS goroutines. Every
+// block decodes independently of the others, so the result is the same bits as one
+// sequential Dequantize, whatever the number of CPUs.
+func dequantizeParallel(t Type, src []byte, dst []float32) error {
+	workers := runtime.GOMAXPROCS(0)
+	if len(dst) < parallelMin || workers < 2 {
+		return Dequantize(t, src, dst)
+	}
+	ti, ok := t.info()
+	if !ok || uint64(len(dst))%ti.block != 0 || uint64(len(src)) < uint64(len(dst))/ti.block*ti.size {
+		return Dequantize(t, src, dst) // reports the error
+	}
+	blocks := len(dst) / int(ti.block)
+	per := (blocks + workers - 1) / workers
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := min(w*per, blocks), min((w+1)*per, blocks)
+		wg.Go(func() {
+			errs[w] = Dequantize(t, src[lo*int(ti.size):hi*int(ti.size)], dst[lo*int(ti.block):hi*int(ti.block)])
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }

@@ -1,9 +1,11 @@
 package gguf
 
 import (
+	"bytes"
 	"io"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"testing"
 )
 
@@ -61,5 +63,41 @@ func TestOpenDoesNotCopyTensors(t *testing.T) {
 	}
 	if s.bytes > 1<<20 || s2.bytes > 1<<20 {
 		t.Errorf("Open allocated %d bytes and Float32 %d for a 16 MiB tensor, want the metadata only", s.bytes, s2.bytes)
+	}
+}
+
+// TestFloat32Parallel converts a tensor large enough to be split across CPUs and compares
+// it with one sequential Dequantize, bit for bit, at several GOMAXPROCS.
+func TestFloat32Parallel(t *testing.T) {
+	const n = parallelMin + 3*256 // not a multiple of the chunking
+	data := make([]byte, n/256*144)
+	for i := range data {
+		data[i] = byte(i*7 + i>>9)
+	}
+	w := NewWriter()
+	if err := w.AddTensor("q", Q4_K, []uint64{256, n / 256}, data); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := w.Write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Parse(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]float32, n)
+	if err := Dequantize(Q4_K, data, want); err != nil {
+		t.Fatal(err)
+	}
+	ti, _ := f.Tensor("q")
+	for _, procs := range []int{1, 2, 3, 8} {
+		prev := runtime.GOMAXPROCS(procs)
+		got, err := f.Float32(ti)
+		runtime.GOMAXPROCS(prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		compareBits(t, "GOMAXPROCS="+strconv.Itoa(procs), want, got)
 	}
 }
