@@ -50,12 +50,16 @@ type Engine struct {
 	lists         []rowList // by stage*NLayer + layer: planned rows of a traced stage
 	logitRowsList rowList   // rows whose logits are computed
 
-	// Traced rows are gathered on the device as the pass goes and copied back once at its
-	// end, so tracing never stalls the kernel queue.
-	staging []stagingChunk
-	pending []pendingRows
-	host    []float32
-	last    []float32
+	// Traced rows are gathered on the device as the pass goes; after each layer that traced
+	// something they are copied back in one piece per staging chunk and handed to a
+	// recording goroutine, so the tap's sink (hashing, sketches) runs while the device
+	// computes the next layers.
+	staging  []stagingChunk
+	pending  []pendingRows
+	host     []float32 // copies of the staging chunks, chunk i at hostBase(i)
+	records  chan []recordRows
+	recorded chan struct{}
+	last     []float32
 }
 
 type layerWeights struct {
@@ -67,8 +71,16 @@ type layerWeights struct {
 type rowList struct{ off, n int }
 
 type stagingChunk struct {
-	b    buf
-	used int
+	b             buf
+	used, flushed int // elements written this pass, and copied back so far
+}
+
+// recordRows are traced rows back on the host, for the recording goroutine.
+type recordRows struct {
+	st             golden.Stage
+	layer, pos0, w int
+	rows           []int32   // pass rows
+	data           []float32 // len(rows) rows of width w
 }
 
 // pendingRows are rows gathered into a staging chunk, to record after the pass.
@@ -306,10 +318,89 @@ func (e *Engine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, e
 	if err := e.plan(tokens, pos0, tap); err != nil {
 		return nil, err
 	}
-	if err := e.forward(n, pos0, tap); err != nil {
+	e.startRecording(tap)
+	err := e.forward(n, pos0, tap)
+	var logits []float32
+	if err == nil {
+		logits, err = e.finish(n, pos0, tap)
+	}
+	e.waitRecording()
+	if err != nil {
 		return nil, err
 	}
-	return e.finish(n, pos0, tap)
+	return logits, nil
+}
+
+// startRecording starts the goroutine that hands copied-back rows to the tap, one batch
+// per flush, in order.
+func (e *Engine) startRecording(tap *trace.Tap) {
+	e.records = make(chan []recordRows, e.c.NLayer+3) // at most one batch per layer, embed and logits
+	e.recorded = make(chan struct{})
+	go func(in <-chan []recordRows, done chan<- struct{}) {
+		defer close(done)
+		for batch := range in {
+			for _, r := range batch {
+				for j, row := range r.rows {
+					tap.Record(r.st, r.layer, r.pos0+int(row), r.w, r.data[j*r.w:(j+1)*r.w])
+				}
+			}
+		}
+	}(e.records, e.recorded)
+}
+
+// waitRecording waits until every row handed over has been recorded.
+func (e *Engine) waitRecording() {
+	close(e.records)
+	<-e.recorded
+}
+
+// flush copies the rows gathered since the last flush back to the host and hands them to
+// the recording goroutine.
+func (e *Engine) flush() error {
+	if len(e.pending) == 0 {
+		return nil
+	}
+	total := 0
+	for _, s := range e.staging {
+		total += count(s.b)
+	}
+	if len(e.host) < total {
+		// Earlier batches keep the old array alive; the next rows land in the new one.
+		e.host = make([]float32, total)
+	}
+	base := 0
+	for i := range e.staging {
+		s := &e.staging[i]
+		if s.used > s.flushed {
+			v, err := view(s.b, s.flushed, s.used-s.flushed)
+			if err == nil {
+				err = download(e.host[base+s.flushed:base+s.used], v)
+			}
+			if err != nil {
+				return fmt.Errorf("hip: copying traced rows back: %w", err)
+			}
+			s.flushed = s.used
+		}
+		base += count(s.b)
+	}
+	batch := make([]recordRows, len(e.pending))
+	for i, p := range e.pending {
+		data := e.host[e.hostBase(p.chunk)+p.off:]
+		batch[i] = recordRows{st: p.st, layer: p.layer, pos0: p.pos0, w: p.w,
+			rows: e.hostInts[p.list.off : p.list.off+p.list.n], data: data[:p.list.n*p.w]}
+	}
+	e.pending = e.pending[:0]
+	e.records <- batch
+	return nil
+}
+
+// hostBase is where staging chunk i starts in e.host.
+func (e *Engine) hostBase(i int) int {
+	base := 0
+	for _, s := range e.staging[:i] {
+		base += count(s.b)
+	}
+	return base
 }
 
 // plan uploads the tokens and, for every traced stage, the rows the tap wants, in one copy.
@@ -322,7 +413,7 @@ func (e *Engine) plan(tokens []int32, pos0 int, tap *trace.Tap) error {
 	}
 	e.pending = e.pending[:0]
 	for i := range e.staging {
-		e.staging[i].used = 0
+		e.staging[i].used, e.staging[i].flushed = 0, 0
 	}
 	// addList appends the rows i < n where want(i), reusing the previous list when equal.
 	var prev rowList
@@ -489,6 +580,9 @@ func (e *Engine) forward(n, pos0 int, tap *trace.Tap) error {
 			return err
 		}
 		if err := e.trace(tap, golden.ResidualPostMLP, l, pos0, n, dim, e.x); err != nil {
+			return err
+		}
+		if err := e.flush(); err != nil {
 			return err
 		}
 	}
@@ -660,8 +754,9 @@ func (e *Engine) stage(need int) (buf, int, int, error) {
 	return v, len(e.staging) - 1, 0, err
 }
 
-// finish computes the final norm and logits of the rows that need them, copies the traced
-// rows back and records them, and returns the last position's logits.
+// finish computes the final norm and logits of the rows that need them, applies the logits
+// faults, hands the planned logits rows to the recording goroutine and returns the last
+// position's logits.
 func (e *Engine) finish(n, pos0 int, tap *trace.Tap) ([]float32, error) {
 	c := e.c
 	rows := e.hostInts[e.logitRowsList.off : e.logitRowsList.off+e.logitRowsList.n]
@@ -697,16 +792,13 @@ func (e *Engine) finish(n, pos0 int, tap *trace.Tap) ([]float32, error) {
 		return nil, err
 	}
 
-	// One copy per staging chunk, then the records in the order the stages ran.
-	total := r * c.Vocab
-	for _, s := range e.staging {
-		total += s.used
+	if err := e.flush(); err != nil {
+		return nil, err
 	}
-	if cap(e.host) < total {
-		e.host = make([]float32, total)
+	if len(e.last) < r*c.Vocab {
+		e.last = make([]float32, r*c.Vocab)
 	}
-	host := e.host[:total]
-	logits := host[:r*c.Vocab]
+	logits := e.last[:r*c.Vocab]
 	lv, err := view(e.logits, 0, r*c.Vocab)
 	if err == nil {
 		err = download(logits, lv)
@@ -714,31 +806,6 @@ func (e *Engine) finish(n, pos0 int, tap *trace.Tap) ([]float32, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hip: forward of positions %d..%d: %w", pos0, pos0+n-1, err)
 	}
-	base := make([]int, len(e.staging))
-	off := r * c.Vocab
-	for i, s := range e.staging {
-		base[i] = off
-		if s.used == 0 {
-			continue
-		}
-		v, err := view(s.b, 0, s.used)
-		if err == nil {
-			err = download(host[off:off+s.used], v)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("hip: copying traced rows back: %w", err)
-		}
-		off += s.used
-	}
-	for _, p := range e.pending {
-		data := host[base[p.chunk]+p.off:]
-		for j, row := range e.hostInts[p.list.off : p.list.off+p.list.n] {
-			tap.Record(p.st, p.layer, p.pos0+int(row), p.w, data[j*p.w:(j+1)*p.w])
-		}
-	}
-	for j, row := range rows {
-		tap.Record(golden.Logits, c.NLayer, pos0+int(row), c.Vocab, logits[j*c.Vocab:(j+1)*c.Vocab])
-	}
-	e.last = append(e.last[:0], logits[(r-1)*c.Vocab:]...)
-	return e.last, nil
+	e.records <- []recordRows{{st: golden.Logits, layer: c.NLayer, pos0: pos0, w: c.Vocab, rows: rows, data: logits}}
+	return logits[(r-1)*c.Vocab:], nil
 }
