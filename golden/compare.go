@@ -85,7 +85,11 @@ func (r *Report) CategoryCounts() []int {
 	counts := make([]int, len(Categories))
 	for _, p := range r.Prompts {
 		if p.FirstFail != nil {
-			counts[slices.Index(Categories, p.FirstFail.Category)]++
+			i := slices.Index(Categories, p.FirstFail.Category)
+			if i < 0 {
+				i = len(Categories) - 1 // UNKNOWN
+			}
+			counts[i]++
 		}
 	}
 	return counts

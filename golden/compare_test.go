@@ -137,6 +137,8 @@ func TestPolicies(t *testing.T) {
 		{"same hash, other nz_count", func() Record { r := rec("p", 0, 0, "v", y, true); r.NZCount--; return r }(), rec("p", 0, 0, "v", y, true), Exact, ReasonHash, true},
 		{"no sketch: tolerance falls back to exact", rec("p", 0, 0, "v", scaled(y, 1e-6, 2), false), rec("p", 0, 0, "v", y, false), Tolerance, ReasonHash, false},
 		{"sketch on one side only", rec("p", 0, 0, "v", scaled(y, 1e-6, 2), true), rec("p", 0, 0, "v", y, false), Tolerance, ReasonHash, false},
+		{"sketch of another version", func() Record { r := rec("p", 0, 0, "v", scaled(y, 1e-6, 2), true); r.Sketch.Version = 7; return r }(),
+			rec("p", 0, 0, "v", y, true), Tolerance, ReasonHash, false},
 		{"row lengths differ", rec("p", 0, 0, "v", y[:256], true), rec("p", 0, 0, "v", y, true), Tolerance, ReasonShape, false},
 		{"unknown stage uses Other", rec("p", 0, 0, "probe", scaled(y, 1e-6, 2), true), rec("p", 0, 0, "probe", y, true), Tolerance, "", true},
 	}

@@ -127,9 +127,15 @@ func ReadNpy(r io.Reader) (shape []int, data []float32, err error) {
 		}
 		count *= d
 	}
-	raw := make([]byte, count*h.size)
-	if _, err := io.ReadFull(r, raw); err != nil {
-		return nil, nil, fmt.Errorf("npy: shape %v needs %d data bytes: %w", h.shape, len(raw), err)
+	// Read before allocating for the whole shape: a short file with a large header must not
+	// cost gigabytes.
+	need := count * h.size
+	raw, err := io.ReadAll(io.LimitReader(r, int64(need)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("npy: reading data: %w", err)
+	}
+	if len(raw) < need {
+		return nil, nil, fmt.Errorf("npy: shape %v needs %d data bytes, file has %d", h.shape, need, len(raw))
 	}
 	data = make([]float32, count)
 	for i := range data {

@@ -116,7 +116,7 @@ func TestReadNpyErrors(t *testing.T) {
 		{"no shape", hdr("{'descr': '<f4', 'fortran_order': False}"), `no "shape"`},
 		{"bad dimension", hdr("{'descr': '<f4', 'fortran_order': False, 'shape': (-1,), }"), `bad dimension "-1"`},
 		{"huge shape", hdr("{'descr': '<f4', 'fortran_order': False, 'shape': (100000, 100000), }"), "too large"},
-		{"short data", npyBytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", []byte{1, 2, 3}), "needs 16 data bytes"},
+		{"short data", npyBytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", []byte{1, 2, 3}), "needs 16 data bytes, file has 3"},
 		{"not a dict", hdr("['descr']"), "not a dict"},
 		{"unknown key", hdr("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': 1}"), `unknown key "x"`},
 		{"truncated header", []byte("\x93NUMPY\x01\x00\x50\x00{'descr'"), "reading 80-byte header"},

@@ -239,3 +239,23 @@ func BenchmarkSketch(b *testing.B) {
 		})
 	}
 }
+
+// A sketch of another version is kept as it was read and written back unchanged; estimates
+// against it fail, so the comparison falls back to hashes.
+func TestSketchOtherVersionSurvives(t *testing.T) {
+	const in = `{"v":7,"n":4096,"d":"c29tZXRoaW5nIG5ldw=="}`
+	var s Sketch
+	if err := json.Unmarshal([]byte(in), &s); err != nil {
+		t.Fatal(err)
+	}
+	out, err := json.Marshal(&s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != in {
+		t.Errorf("re-marshalled %s, want %s", out, in)
+	}
+	if _, err := s.Estimate(NewSketch(make([]float32, 4096))); err == nil {
+		t.Error("estimate against a version 7 sketch: no error")
+	}
+}
