@@ -1,8 +1,10 @@
 package tokenizer
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -458,6 +460,31 @@ func TestAccessors(t *testing.T) {
 	}{{ids["▁x"], "▁x"}, {1, "<s>"}, {3 + 10, "<0x0A>"}, {-1, ""}, {260, ""}} {
 		if got := tok.Piece(c.id); got != c.want {
 			t.Errorf("Piece(%d) = %q, want %q", c.id, got, c.want)
+		}
+	}
+}
+
+// TestConcurrentEncode backs the claim that a Tokenizer is safe for concurrent use (run
+// with -race).
+func TestConcurrentEncode(t *testing.T) {
+	v, _ := smallVocab(piece{"▁", -1, 0}, piece{"▁a", -2, 0}, piece{"ab", -3, 0})
+	tok := mustNew(t, v)
+	text := strings.Repeat("ab a b <s> ", 200)
+	want := tok.Encode(text, true, true)
+	errs := make(chan string, 4)
+	for range 4 {
+		go func() {
+			got := tok.Encode(text, true, true)
+			if !slices.Equal(got, want) {
+				errs <- fmt.Sprintf("concurrent Encode gave %d ids, want %d", len(got), len(want))
+				return
+			}
+			errs <- ""
+		}()
+	}
+	for range 4 {
+		if msg := <-errs; msg != "" {
+			t.Error(msg)
 		}
 	}
 }
