@@ -12,6 +12,9 @@ import (
 // <s> (1), </s> (2) and the byte tokens <0x00>..<0xFF> (3..258).
 const FixedTokens = 3 + 256
 
+// maxTrainedVocab keeps every rank exactly representable as a float32 score.
+const maxTrainedVocab = 1 << 24
+
 // Train learns a SentencePiece BPE vocabulary of at most vocabSize tokens from corpus, for
 // the project's generated models. The vocabulary holds the FixedTokens, then the merged
 // pieces in the order they were learned, then the corpus's characters (the most frequent
@@ -22,10 +25,10 @@ const FixedTokens = 3 + 256
 // cross a word boundary, so a piece holds U+2581 only as its first character. Each step
 // merges the most frequent adjacent pair (ties: the smaller concatenated text, then the
 // smaller left text), skipping results that would spell a fixed token or a start or end of
-// one of at least two bytes (such as "<s" or "s>"). Merged pieces score
-// minus their rank and characters score below every merge, so that Encode's highest-score
-// -first merging reproduces the learned segmentation. Training stops early when no pair
-// is left. The result is a pure function of its arguments.
+// one at least two bytes long (such as "<s" or "s>"). Merged pieces score minus their
+// rank and characters score below every merge, so that Encode, which merges the highest
+// score first, reproduces the learned segmentation. Training stops early when no pair is
+// left. The result is a pure function of the arguments.
 func Train(corpus string, vocabSize int) (Vocab, error) {
 	v, _, err := train(corpus, vocabSize)
 	return v, err
@@ -55,6 +58,9 @@ type candidate struct {
 func train(corpus string, vocabSize int) (Vocab, map[string][]string, error) {
 	if vocabSize < FixedTokens {
 		return Vocab{}, nil, fmt.Errorf("tokenizer: vocabulary size %d is below the %d fixed tokens (<unk>, <s>, </s> and 256 bytes)", vocabSize, FixedTokens)
+	}
+	if vocabSize > maxTrainedVocab {
+		return Vocab{}, nil, fmt.Errorf("tokenizer: vocabulary size %d is above %d, past which float32 scores cannot tell ranks apart", vocabSize, maxTrainedVocab)
 	}
 	if !utf8.ValidString(corpus) {
 		i := 0
@@ -278,14 +284,7 @@ func (tr *trainer) merge(pair [2]int32, id int32, step int) {
 		tr.touch(touched, out)
 	}
 	delete(tr.where, pair)
-	ps := make([][2]int32, 0, len(touched))
-	for p := range touched {
-		ps = append(ps, p)
-	}
-	// The queue breaks ties by text, so the order of pushes cannot change the result;
-	// sorting keeps even the queue's layout reproducible.
-	slices.SortFunc(ps, func(a, b [2]int32) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
-	for _, p := range ps {
+	for p := range touched { // any order: candidate.before is a total order
 		if tr.pairs[p] == 0 {
 			delete(tr.pairs, p)
 			continue

@@ -75,6 +75,7 @@ func TestTrainRefuses(t *testing.T) {
 	}{
 		{"abc", FixedTokens - 1, "vocabulary size 258 is below the 259 fixed tokens"},
 		{"abc\xffdef", 1000, "training corpus is not valid UTF-8 at byte 3"},
+		{"abc", 1<<24 + 1, "vocabulary size 16777217 is above 16777216"},
 	} {
 		_, err := Train(c.corpus, c.size)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
