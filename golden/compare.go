@@ -213,10 +213,7 @@ func comparePrompt(id string, cand, base *indexed, p Policy) (*PromptResult, err
 	if base != nil {
 		for _, b := range base.trace.Records {
 			k := KeyOf(b)
-			ci, ok := -1, false
-			if cand != nil {
-				ci, ok = cand.byKey[k]
-			}
+			ci, ok := cand.lookup(k)
 			if !ok {
 				pr.MissingInCandidate = append(pr.MissingInCandidate, k)
 				pr.cellAt(k).missing++
