@@ -45,9 +45,10 @@ type Sketch struct {
 	L1      float64              // ||x||_1
 	Proj    [sketchWidth]float64 // sketchL2 Rademacher projections, then sketchL1 Cauchy ones
 
-	// foreign keeps the encoded data of a sketch of another version, which this build
-	// cannot decode: it is written back unchanged, and Estimate refuses it.
-	foreign string
+	// Foreign holds the encoded data of a sketch of another version, which this build
+	// cannot decode: it is written back unchanged, and Estimate refuses it. Empty for
+	// sketches of SketchVersion.
+	Foreign string
 }
 
 // NewSketch summarises row.
@@ -262,7 +263,7 @@ type sketchJSON struct {
 // and infinities (a diverged engine produces them) survive.
 func (s *Sketch) MarshalJSON() ([]byte, error) {
 	if s.Version != SketchVersion {
-		return json.Marshal(sketchJSON{s.Version, s.N, s.foreign})
+		return json.Marshal(sketchJSON{s.Version, s.N, s.Foreign})
 	}
 	var b [sketchBytes]byte
 	binary.LittleEndian.PutUint64(b[0:], math.Float64bits(s.L2))
@@ -284,7 +285,7 @@ func (s *Sketch) UnmarshalJSON(data []byte) error {
 	}
 	*s = Sketch{Version: j.Version, N: j.N}
 	if j.Version != SketchVersion {
-		s.foreign = j.Data
+		s.Foreign = j.Data
 		return nil
 	}
 	b, err := base64.StdEncoding.DecodeString(j.Data)
