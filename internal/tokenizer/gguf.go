@@ -35,7 +35,8 @@ const (
 // FromGGUF reads the vocabulary of a GGUF file and builds its tokenizer. The file must say
 // tokenizer.ggml.model = "llama" (SentencePiece BPE); other tokenizer models are refused by
 // name. Missing optional keys take llama.cpp's defaults: scores 0, types normal, BOS 1,
-// EOS 2, UNK 0, add_bos_token true, add_eos_token false, add_space_prefix true.
+// EOS 2, UNK 0, add_bos_token true, add_eos_token false, add_space_prefix true. A BOS, EOS
+// or UNK id outside the vocabulary is refused (llama.cpp warns and keeps the default).
 func FromGGUF(f *gguf.File) (*Tokenizer, error) {
 	model, err := f.String(KeyModel)
 	if err != nil {

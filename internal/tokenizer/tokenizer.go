@@ -17,6 +17,9 @@
 //     leftmost pair.
 //  4. Each final symbol that is a piece becomes its id; any other symbol falls back to one
 //     <0xXX> byte token per byte.
+//
+// Not carried over: the lstrip/rstrip attributes llama.cpp gives the special tokens of a
+// few models it recognises by name (Phi-3, Jina v2); Llama 1/2 and TinyLlama have none.
 package tokenizer
 
 import (
