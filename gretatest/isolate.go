@@ -54,7 +54,8 @@ type prober interface {
 //     predecessor is known clean.
 //  2. Positions: when the isolated layer first fails in its first position-mixing stage
 //     (attn_ctx) while q, k and v are clean, the error came from an earlier position's keys
-//     or values; every position up to first's is traced in that layer.
+//     or values; when the position before the failing one is untraced, the error may have
+//     started there. Either way every position up to first's is traced in that layer.
 //  3. Column: when the first divergent record of a layer is its residual input at a position
 //     whose previous layer was never compared, the error entered below at that position;
 //     every layer is traced at that one position.
@@ -85,7 +86,7 @@ func isolate(pr prober, plan trace.Plan, first *golden.Failure, nLayer, nPrompt 
 			m := lo + (hi-lo)/2
 			p := plan
 			p.Layers, p.AllLayers = []int{m}, false
-			d, err := pr.probe(p, func(r golden.Record) bool { return r.Layer == m && isPerLayer(r) })
+			d, err := pr.probe(p, func(r golden.Record) bool { return r.Layer == m })
 			if err != nil {
 				return nil, nil, fmt.Errorf("tracing layer %d: %w", m, err)
 			}
@@ -103,11 +104,11 @@ func isolate(pr prober, plan trace.Plan, first *golden.Failure, nLayer, nPrompt 
 	}
 
 	// 2. Positions.
-	if stageOf(cur) == firstMixingStage(traced) && cur.PosID > 0 {
+	if cur.PosID > 0 && (stageOf(cur) == firstMixingStage(traced) || !plannedPos[cur.PosID-1]) {
 		l, p := cur.Layer, cur.PosID
 		q := plan
-		q.Layers, q.AllLayers, q.AllPositions = []int{l}, false, true
-		d, err := pr.probe(q, func(r golden.Record) bool { return r.Layer == l && isPerLayer(r) && r.PosID <= p })
+		q.Layers, q.AllLayers, q.AllPositions = []int{max(l, 0)}, false, true
+		d, err := pr.probe(q, func(r golden.Record) bool { return r.Layer == l && r.PosID <= p })
 		if err != nil {
 			return nil, nil, fmt.Errorf("tracing every position of layer %d: %w", l, err)
 		}
@@ -140,12 +141,6 @@ func isolate(pr prober, plan trace.Plan, first *golden.Failure, nLayer, nPrompt 
 	o.Stage, o.Layer, o.Pos = stageOf(cur), cur.Layer, cur.PosID
 	o.Category = cur.Category
 	return cur, o, nil
-}
-
-// isPerLayer reports whether r belongs to a layer (not embed_out or logits).
-func isPerLayer(r golden.Record) bool {
-	st, ok := golden.StageByName(r.TensorName)
-	return ok && st.Info().PerLayer
 }
 
 // firstMixingStage is the first traced stage whose row depends on other positions: the

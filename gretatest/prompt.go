@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/prompts"
 )
 
 // Prompt is one input of a bisect: an id (the subtest's name and the trace file's
@@ -31,4 +32,33 @@ func (p Prompt) Tokens(m *model.Model) ([]int32, error) {
 func TokenPrompt(id string, tokens ...int32) Prompt {
 	toks := append([]int32(nil), tokens...)
 	return Prompt{ID: id, tokens: func(*model.Model) ([]int32, error) { return toks, nil }}
+}
+
+// TextPrompt is a prompt given as text, tokenized with the model's own vocabulary (BOS by
+// the model's rule).
+func TextPrompt(id, text string) Prompt {
+	return Prompt{ID: id, Text: text, tokens: func(m *model.Model) ([]int32, error) {
+		if m.Tokenizer == nil {
+			return nil, fmt.Errorf("model has no tokenizer")
+		}
+		p, err := prompts.FromText(id, text, m.Tokenizer)
+		return p.Tokens, err
+	}}
+}
+
+// StandardPrompts returns the B3.61 prompts, shortest first: p0_short (5 tokens),
+// p6_len_16 (827: last position 826) and p6_len_32 (1653: last position 1652), BOS
+// included, cut at the token level from the bundled corpus for the model's vocabulary.
+func StandardPrompts() []Prompt {
+	var out []Prompt
+	for _, id := range prompts.IDs() {
+		out = append(out, Prompt{ID: id, tokens: func(m *model.Model) ([]int32, error) {
+			if m.Tokenizer == nil {
+				return nil, fmt.Errorf("model has no tokenizer")
+			}
+			p, err := prompts.Standard(id, m.Tokenizer)
+			return p.Tokens, err
+		}})
+	}
+	return out
 }

@@ -1,0 +1,134 @@
+package gretatest
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/prompts"
+	"github.com/gretabisect/gretabisect/internal/trace"
+)
+
+// matrixCase injects one fault and names the origin self-bisection must report.
+type matrixCase struct {
+	prompt string // "m50" (a 50-token prefix of p6_len_16) or a standard prompt id
+	stage  golden.Stage
+	layer  int
+	pos    int
+}
+
+// Positions of the 50-token prompt: windows 0..15, 17..32 and 34..49 are traced, 16 and 33
+// are not; 51 is the second generated token.
+const (
+	m50Len       = 50
+	m50Early     = 2
+	m50Untraced  = 16
+	m50Decode    = 51
+	tinyLastLyr  = 9
+	p6Len16Crit  = 826
+	p6Len32Crit  = 1652
+	matrixScale  = 1.001
+	matrixOffset = 0.0
+)
+
+// matrixCases covers every stage at traced (0, 1, 2, 4, 8) and untraced (3, 5, 6, 7, 9)
+// layers, at an early traced position, an untraced position (position bisection), a decode
+// position, and the critical positions 826 and 1652 of the standard prompts.
+func matrixCases(short bool) []matrixCase {
+	traced := []int{0, 1, 2, 4, 8}
+	untraced := []int{3, 5, 6, 7, 9}
+	var cases []matrixCase
+	for i, si := range golden.Stages() {
+		st := si.Stage
+		layers := []int{traced[i%len(traced)], untraced[i%len(untraced)]}
+		if !si.PerLayer {
+			layers = []int{0}
+		}
+		for _, l := range layers {
+			for _, pos := range []int{m50Early, m50Untraced, m50Decode} {
+				if pos == m50Untraced && !observable(st, l, tinyLastLyr) {
+					continue
+				}
+				cases = append(cases, matrixCase{"m50", st, l, pos})
+			}
+		}
+	}
+	if short {
+		return cases
+	}
+	return append(cases,
+		matrixCase{prompts.P6Len16, golden.KPostRope, 3, p6Len16Crit},
+		matrixCase{prompts.P6Len16, golden.AttnIn, 4, p6Len16Crit},
+		matrixCase{prompts.P6Len16, golden.AttnCtx, 0, p6Len16Crit},
+		matrixCase{prompts.P6Len16, golden.ResidualPostAttn, 8, p6Len16Crit},
+		matrixCase{prompts.P6Len32, golden.QPostRope, 1, p6Len32Crit},
+		matrixCase{prompts.P6Len32, golden.MLPOut, 6, p6Len32Crit},
+	)
+}
+
+// TestSelfBisectMatrix injects a fault at each case's stage, layer and position into the
+// CPU reference running the tiny model and checks that the reported origin and category are
+// exactly the injected ones. The 50-token cases compare with a live reference run shared by
+// all of them; the standard-prompt cases compare with the committed goldens.
+func TestSelfBisectMatrix(t *testing.T) {
+	m, err := model.Open(model.TinySpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p16, err := prompts.Standard(prompts.P6Len16, m.Tokenizer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]Prompt{"m50": TokenPrompt("m50", p16.Tokens[:m50Len]...)}
+	for _, p := range StandardPrompts() {
+		byID[p.ID] = p
+	}
+	cases := matrixCases(testing.Short())
+	cache := NewCache()
+	start := time.Now()
+	var mu sync.Mutex
+	stats := map[string]int{}
+	t.Cleanup(func() {
+		t.Logf("%d cases in %v; extra runs: %d over layers, %d over positions; %d cases used layer bisection, %d position search",
+			len(cases), time.Since(start).Round(time.Millisecond), stats["layerRuns"], stats["posRuns"], stats["layerCases"], stats["posCases"])
+	})
+	for _, c := range cases {
+		name := fmt.Sprintf("%s/%s/layer%d/pos%d", c.prompt, c.stage, c.layer, c.pos)
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f := trace.Fault{Stage: c.stage, Layer: c.layer, PosMin: c.pos, PosMax: -1, Scale: matrixScale, Add: matrixOffset}
+			opts := []Option{LoadedModel(model.TinySpec, m), Backend("cpu"), Inject(f), Share(cache),
+				NoArtifacts(), Env(func(string) string { return "" }), MaxNewTokens(3)}
+			if c.prompt == "m50" {
+				opts = append(opts, Baseline())
+			}
+			tb := &fakeTB{name: "TestB361"}
+			rep := Bisect(tb, []Prompt{byID[c.prompt]}, opts...)
+			pr := rep.Prompts[0]
+			if pr.Origin == nil {
+				t.Fatalf("no origin isolated; reported:\n%s", strings.Join(tb.errors, "\n"))
+			}
+			want := fmt.Sprintf("pos=%d layer=%d tensor=%s category=%s", c.pos, golden.LayerOf(c.stage, c.layer, tinyLastLyr+1), c.stage, c.stage.Category())
+			if got := pr.Origin.String(); got != want {
+				t.Errorf("origin %s, want %s\n%s", got, want, strings.Join(tb.errors, "\n"))
+			}
+			if !strings.HasPrefix(pr.Line, c.prompt+": FIRST_FAIL "+want+" (") {
+				t.Errorf("first line %q does not name the origin %s", pr.Line, want)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			stats["layerRuns"] += pr.Origin.LayerRuns
+			stats["posRuns"] += pr.Origin.PositionRuns
+			if pr.Origin.LayerRuns > 0 {
+				stats["layerCases"]++
+			}
+			if pr.Origin.PositionRuns > 0 {
+				stats["posCases"]++
+			}
+		})
+	}
+}
