@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"unsafe"
@@ -74,14 +73,10 @@ func initDevice() (string, error) {
 			device.err = fmt.Errorf("hip: %w", device.err)
 			return
 		}
-		idx := 0
-		if s := os.Getenv(EnvDevice); s != "" {
-			v, err := strconv.Atoi(s)
-			if err != nil || v < 0 || v >= int(count) {
-				device.err = fmt.Errorf("hip: %s=%q: want a device index in 0..%d", EnvDevice, s, count-1)
-				return
-			}
-			idx = v
+		idx, err := deviceIndex(os.Getenv(EnvDevice), int(count))
+		if err != nil {
+			device.err = err
+			return
 		}
 		if device.err = lastError(C.greta_init(C.int(idx))); device.err != nil {
 			device.err = fmt.Errorf("hip: device %d: %w", idx, device.err)
