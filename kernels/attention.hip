@@ -139,7 +139,7 @@ __global__ void __launch_bounds__(kReduceThreads)
 // that share a KV head (so K and V are read once per group), and leaves the tile's max m,
 // sum l and unnormalised context acc[head_dim] in scratch. attn_combine_kernel then merges
 // the tiles of each (query, head) in ascending order. Dynamic shared memory: split_smem.
-constexpr int kSplit = 64, kSplitThreads = 128;
+constexpr int kSplit = 64, kSplitThreads = 128, kCombineThreads = 64;
 
 __global__ void __launch_bounds__(kSplitThreads)
 	attn_split_kernel(const float *__restrict__ q, const float *__restrict__ kc, const float *__restrict__ vc,
@@ -289,7 +289,7 @@ int greta_attention_decode(greta_buf q, greta_buf kc, greta_buf vc, int n, int p
 			ptr<float>(q), ptr<float>(kc), ptr<float>(vc), pos0, n_head, group, head_dim, tiles, attn_scale(head_dim),
 			ptr<float>(scratch));
 		if ((rc = launched(fn))) return rc;
-		attn_combine_kernel<<<dim3(n, n_head), 64>>>(ptr<float>(scratch), pos0, n_head, head_dim, tiles, ptr<float>(out));
+		attn_combine_kernel<<<dim3(n, n_head), kCombineThreads>>>(ptr<float>(scratch), pos0, n_head, head_dim, tiles, ptr<float>(out));
 		return launched(fn);
 	}
 	const size_t dsmem = decode_smem(head_dim);

@@ -25,7 +25,5 @@
 #define hipMemcpy cudaMemcpy
 #define hipMemcpyHostToDevice cudaMemcpyHostToDevice
 #define hipMemcpyDeviceToHost cudaMemcpyDeviceToHost
-#define hipFuncSetAttribute cudaFuncSetAttribute
-#define hipFuncAttributeMaxDynamicSharedMemorySize cudaFuncAttributeMaxDynamicSharedMemorySize
 
 #endif /* GRETA_HIP_NVIDIA_H */

@@ -20,10 +20,11 @@ __device__ inline void store(const Segs &sg, int row, int col, float v) {
 }
 
 // Tiled product: a block computes a kBM x kBN tile of Y with kThreads threads, each an 8x8
-// sub-tile (rows ty*4+{0..3} and 64+ty*4+{0..3}, columns likewise with tx). K advances in
+// sub-tile (rows ty*4+{0..3} and kHalfM+ty*4+{0..3}, columns likewise with tx). K advances in
 // steps of kBK through double-buffered shared memory; every output sums k in ascending
 // order in one accumulator, whatever the tile it falls in.
 constexpr int kBM = 128, kBN = 128, kBK = 8, kThreads = 256, kPad = 4;
+constexpr int kHalfM = kBM / 2, kHalfN = kBN / 2; // a thread's two 4-wide strips start ty*4 and kHalf+ty*4
 
 template <bool VEC>
 __device__ inline void load_tile(const float *src, int rows, int k, int r0, int k0, float (&v)[4]) {
@@ -82,9 +83,9 @@ __global__ void __launch_bounds__(kThreads, 2)
 		for (int kk = 0; kk < kBK; kk++) {
 			float a[8], b[8];
 			const float4 a0 = *reinterpret_cast<const float4 *>(&As[cur][kk][ty * 4]);
-			const float4 a1 = *reinterpret_cast<const float4 *>(&As[cur][kk][64 + ty * 4]);
+			const float4 a1 = *reinterpret_cast<const float4 *>(&As[cur][kk][kHalfM + ty * 4]);
 			const float4 b0 = *reinterpret_cast<const float4 *>(&Bs[cur][kk][tx * 4]);
-			const float4 b1 = *reinterpret_cast<const float4 *>(&Bs[cur][kk][64 + tx * 4]);
+			const float4 b1 = *reinterpret_cast<const float4 *>(&Bs[cur][kk][kHalfN + tx * 4]);
 			a[0] = a0.x, a[1] = a0.y, a[2] = a0.z, a[3] = a0.w, a[4] = a1.x, a[5] = a1.y, a[6] = a1.z, a[7] = a1.w;
 			b[0] = b0.x, b[1] = b0.y, b[2] = b0.z, b[3] = b0.w, b[4] = b1.x, b[5] = b1.y, b[6] = b1.z, b[7] = b1.w;
 #pragma unroll
@@ -102,11 +103,11 @@ __global__ void __launch_bounds__(kThreads, 2)
 
 #pragma unroll
 	for (int i = 0; i < 8; i++) {
-		const int row = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + i - 4);
+		const int row = m0 + (i < 4 ? ty * 4 + i : kHalfM + ty * 4 + i - 4);
 		if (row >= m) continue;
 #pragma unroll
 		for (int j = 0; j < 8; j++) {
-			const int col = n0 + (j < 4 ? tx * 4 + j : 64 + tx * 4 + j - 4);
+			const int col = n0 + (j < 4 ? tx * 4 + j : kHalfN + tx * 4 + j - 4);
 			if (col < n) store(sg, row, col, acc[i][j]);
 		}
 	}
