@@ -4,16 +4,29 @@ import (
 	"testing"
 
 	"github.com/gretabisect/gretabisect/internal/gguf"
+	"github.com/gretabisect/gretabisect/internal/tokenizer"
 )
 
 // FuzzFromFile feeds FromFile every file the GGUF reader accepts: whatever the metadata and
 // tensors say, it binds them or refuses with an error, and never panics.
 func FuzzFromFile(f *testing.F) {
-	f.Add(newFixture().bytes(f))
+	addLoadable(f, newFixture())
 	tied := newFixture()
 	tied.dropTensor("output.weight")
 	tied.setKV("llama.rope.dimension_count", gguf.ValueOf(uint32(2)))
-	f.Add(tied.bytes(f))
+	addLoadable(f, tied)
+	// A one-layer model whose eight tokens leave bytes to <unk>: a few kilobytes to mutate.
+	small := newFixture()
+	small.setLayers(1)
+	small.setKV("llama.block_count", gguf.ValueOf(uint32(1)))
+	v := tokenizer.Vocab{Tokens: []string{"<unk>", "<s>", "</s>", "\u2581the", "a", "b", "c", "d"},
+		Types: []int32{2, 3, 3, 1, 1, 1, 1, 1}, Scores: make([]float32, 8), BOS: 1, EOS: 2, UNK: 0, AddBOS: true}
+	for _, kv := range v.Metadata() {
+		small.setKV(kv.Key, kv.Value)
+	}
+	small.tensor("token_embd.weight").dims = []uint64{fxDim, 8}
+	small.tensor("output.weight").dims = []uint64{fxDim, 8}
+	addLoadable(f, small)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		gf, err := gguf.Parse(data)
 		if err != nil {
@@ -30,4 +43,18 @@ func FuzzFromFile(f *testing.F) {
 				c, len(m.Weights.Layers), len(m.Weights.TokEmbd.Data), len(m.Weights.OutNorm))
 		}
 	})
+}
+
+// addLoadable adds fx as a seed after checking that it loads: mutations of a valid model
+// reach every check.
+func addLoadable(f *testing.F, fx *fixture) {
+	b := fx.bytes(f)
+	gf, err := gguf.Parse(b)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := FromFile(gf, "seed"); err != nil {
+		f.Fatalf("seed does not load: %v", err)
+	}
+	f.Add(b)
 }
