@@ -11,7 +11,6 @@ import (
 
 	"github.com/gretabisect/gretabisect/golden"
 	"github.com/gretabisect/gretabisect/internal/model"
-	"github.com/gretabisect/gretabisect/internal/testutil"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
@@ -197,7 +196,7 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 		pr.Baseline = fmt.Sprintf("live %s (%s)", s.cfg.reference, baseDevice)
 	} else {
 		path := s.goldenPath(pr.Device, p.ID)
-		if testutil.Update() {
+		if s.cfg.updating() {
 			if len(s.cfg.faults) > 0 {
 				return fmt.Errorf("refusing to record %s with faults injected (%s)", path, trace.FormatFaults(s.cfg.faults))
 			}

@@ -11,8 +11,10 @@ import (
 // stages, attention mixing earlier positions through a KV cache, two residual adds), cheap
 // enough to bisect hundreds of times. Its arithmetic is plain float32: deterministic.
 type toyEngine struct {
-	cfg model.Config
-	kv  [][][2][]float32 // [layer][pos]{k, v}
+	cfg    model.Config
+	device string
+	jitter bool             // perturb attn_out by a relative 1e-6: another "device" within tolerance
+	kv     [][][2][]float32 // [layer][pos]{k, v}
 }
 
 const toyDim = 4
@@ -23,13 +25,18 @@ func toyModel() *model.Model {
 
 func init() {
 	engine.Register("toy", func(m *model.Model) (engine.Engine, error) {
-		e := &toyEngine{cfg: m.Config}
+		e := &toyEngine{cfg: m.Config, device: "toy"}
+		e.Reset()
+		return e, nil
+	})
+	engine.Register("toygpu", func(m *model.Model) (engine.Engine, error) {
+		e := &toyEngine{cfg: m.Config, device: "toygpu", jitter: true}
 		e.Reset()
 		return e, nil
 	})
 }
 
-func (e *toyEngine) Device() string { return "toy" }
+func (e *toyEngine) Device() string { return e.device }
 func (e *toyEngine) Close() error   { return nil }
 func (e *toyEngine) Reset() {
 	e.kv = make([][][2][]float32, e.cfg.NLayer)
@@ -78,7 +85,11 @@ func (e *toyEngine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32
 			}
 		})
 		tap.Rows(golden.AttnCtx, l, pos0, d, ctx)
-		out := buf(func(i int, r []float32) { scale(r, ctx[i*d:], 0.1, 0) })
+		outScale := float32(0.1)
+		if e.jitter {
+			outScale = 0.1000001
+		}
+		out := buf(func(i int, r []float32) { scale(r, ctx[i*d:], outScale, 0) })
 		tap.Rows(golden.AttnOut, l, pos0, d, out)
 		x = buf(func(i int, r []float32) { add(r, x[i*d:], out[i*d:]) })
 		tap.Rows(golden.ResidualPostAttn, l, pos0, d, x)

@@ -206,24 +206,23 @@ func (s *session) failureMessage(pr *PromptReport, origin *golden.Failure, cand,
 	b.WriteString(pr.Line)
 	b.WriteString("\n")
 	first := pr.FirstTraced
-	fmt.Fprintf(&b, "  %-10s %-6s %-6s %-20s %-10s %-10s %s\n", "", "pos", "layer", "tensor", "hash", "MAE", "rel_l2")
-	row := func(what string, f *golden.Failure) {
+	b.WriteString("  | Prompt | Position | Layer | Tensor | Hash Match | MAE | rel_l2 | FIRST_FAIL |\n")
+	row := func(f *golden.Failure, mark string) {
 		mae, rel := "n/a", "n/a"
 		if f.Diff != nil {
 			mae, rel = fmt.Sprintf("%.3g", f.Diff.MAE), fmt.Sprintf("%.3g", f.Diff.RelL2)
 		}
-		match := "differs"
-		if f.HashMatch {
-			match = "same"
-		}
-		fmt.Fprintf(&b, "  %-10s %-6d %-6d %-20s %-10s %-10s %s\n", what, f.PosID, f.Layer, f.TensorName, match, mae, rel)
+		fmt.Fprintf(&b, "  | %s | %d | %d | %s | %s | %s | %s | %s |\n",
+			f.PromptID, f.PosID, f.Layer, f.TensorName, yesNo(f.HashMatch), mae, rel, mark)
 	}
-	row("traced", first)
+	if o := pr.Origin; o != nil && origin != first {
+		row(first, "N (first traced)")
+		row(origin, "Y (isolated origin)")
+	} else {
+		row(first, "Y")
+	}
 	if o := pr.Origin; o != nil {
-		if origin != first {
-			row("origin", origin)
-		}
-		fmt.Fprintf(&b, "origin isolated in %d extra runs (%d over layers, %d over positions)", o.Runs(), o.LayerRuns, o.PositionRuns)
+		fmt.Fprintf(&b, "self-bisection: %d extra runs (%d over layers, %d over positions)", o.Runs(), o.LayerRuns, o.PositionRuns)
 		for _, st := range o.Steps {
 			b.WriteString("\n  " + st)
 		}
@@ -254,4 +253,11 @@ func find(recs []golden.Record, k golden.Key) (golden.Record, bool) {
 		}
 	}
 	return golden.Record{}, false
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "YES"
+	}
+	return "NO"
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/gretabisect/gretabisect/golden"
 	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/testutil"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
@@ -49,6 +50,7 @@ type config struct {
 	suite       string
 	noBisect    bool
 	noArtifacts bool
+	update      *bool // nil: the -update flag decides
 	cache       *Cache
 	progress    func(promptID string, done, total int)
 	env         func(string) string
@@ -248,4 +250,17 @@ func Share(cache *Cache) Option {
 // Progress receives progress reports of every traced run. Default: none.
 func Progress(f func(promptID string, done, total int)) Option {
 	return func(c *config) error { c.progress = f; return nil }
+}
+
+// withUpdate overrides the -update flag (for the framework's own tests).
+func withUpdate(on bool) Option {
+	return func(c *config) error { c.update = &on; return nil }
+}
+
+// updating reports whether golden files are being re-recorded.
+func (c *config) updating() bool {
+	if c.update != nil {
+		return *c.update
+	}
+	return testutil.Update()
 }

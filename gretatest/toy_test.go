@@ -40,7 +40,7 @@ func toyPrompt() Prompt {
 	for i := range toks {
 		toks[i] = int32((i*7 + 3) % 16)
 	}
-	return TokenPrompt("toy60", toks...)
+	return TokenPrompt("toy50", toks...)
 }
 
 func toyOptions(t *testing.T, extra ...Option) []Option {
