@@ -167,7 +167,7 @@ func cauchyScale(z []float64) float64 {
 	if 2*zeros >= len(z) {
 		return 0
 	}
-	half := float64(len(z)) / 2
+	half := float64(float64(len(z)) * 0.5) // rounded here, so "s - half" below is not fused
 	f := func(t float64) float64 {
 		var s float64
 		for _, q := range sq {
@@ -188,7 +188,7 @@ func cauchyScale(z []float64) float64 {
 		hi *= 4
 	}
 	for i := 0; i < 100 && hi > lo*(1+1e-12); i++ {
-		mid := math.Sqrt(lo) * math.Sqrt(hi)
+		mid := float64(math.Sqrt(lo) * math.Sqrt(hi)) // rounded before f adds to it: no FMA on arm64
 		if f(mid) < 0 {
 			lo = mid
 		} else {
