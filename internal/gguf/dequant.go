@@ -11,9 +11,9 @@ import (
 // whole number of blocks and src must hold at least that many blocks.
 //
 // Products are rounded to float32 before any addition (float32(a*b) - c), so that no
-// architecture fuses them into one FMA and the bits are the same everywhere; the one
-// exception is the payload and sign of a NaN made from an infinite or NaN block scale,
-// which follow the hardware, as they do in ggml.
+// architecture fuses them into one FMA and the bits are the same everywhere. The one
+// departure from ggml: a NaN computed from an infinite or NaN block scale, whose sign and
+// payload follow the hardware in ggml, is always 0x7fc00000 here.
 func Dequantize(t Type, src []byte, dst []float32) error {
 	ti, ok := t.info()
 	if !ok {
@@ -45,34 +45,58 @@ func Dequantize(t Type, src []byte, dst []float32) error {
 		}
 		return nil
 	}
-	dq, ok := dequantizers[t]
+	c, ok := blockCodecs[t]
 	if !ok {
 		return fmt.Errorf("gguf: dequantize: type %s not supported", t)
 	}
 	bs, es := int(ti.size), int(ti.block)
 	for i := range int(blocks) {
-		dq(src[i*bs:(i+1)*bs], dst[i*es:(i+1)*es])
+		x, y := src[i*bs:(i+1)*bs], dst[i*es:(i+1)*es]
+		c.decode(x, y)
+		for _, o := range c.scales {
+			if le.Uint16(x[o:])&0x7c00 == 0x7c00 {
+				canonicalNaNs(y)
+				break
+			}
+		}
 	}
 	return nil
 }
 
-// dequantizers decode one block each: len(x) is the type size, len(y) the block size.
-var dequantizers = map[Type]func(x []byte, y []float32){
-	Q8_0: dequantQ8_0,
-	Q4_0: dequantQ4_0,
-	Q4_1: dequantQ4_1,
-	Q5_0: dequantQ5_0,
-	Q5_1: dequantQ5_1,
-	Q2_K: dequantQ2_K,
-	Q3_K: dequantQ3_K,
-	Q4_K: dequantQ4_K,
-	Q5_K: dequantQ5_K,
-	Q6_K: dequantQ6_K,
+// blockCodec decodes one block of a quantized type (len(x) is the type size, len(y) the
+// block size); scales are the byte offsets of the block's half-precision scales.
+type blockCodec struct {
+	decode func(x []byte, y []float32)
+	scales []int
+}
+
+var blockCodecs = map[Type]blockCodec{
+	Q8_0: {dequantQ8_0, []int{0}},
+	Q4_0: {dequantQ4_0, []int{0}},
+	Q4_1: {dequantQ4_1, []int{0, 2}},
+	Q5_0: {dequantQ5_0, []int{0}},
+	Q5_1: {dequantQ5_1, []int{0, 2}},
+	Q2_K: {dequantQ2_K, []int{80, 82}},
+	Q3_K: {dequantQ3_K, []int{108}},
+	Q4_K: {dequantQ4_K, []int{0, 2}},
+	Q5_K: {dequantQ5_K, []int{0, 2}},
+	Q6_K: {dequantQ6_K, []int{208}},
+}
+
+// canonicalNaNs rewrites every NaN in y as 0x7fc00000. Only a block whose scale is
+// infinite or NaN makes NaNs (inf*0, inf-inf, NaN*q), and their sign and payload differ
+// between amd64 and arm64; rewriting them keeps every output bit the same on both.
+func canonicalNaNs(y []float32) {
+	for i, v := range y {
+		if v != v {
+			y[i] = math.Float32frombits(0x7fc00000)
+		}
+	}
 }
 
 // Supported reports whether Dequantize (and so File.Float32) handles t.
 func (t Type) Supported() bool {
-	_, ok := dequantizers[t]
+	_, ok := blockCodecs[t]
 	return ok || t == F32 || t == F16 || t == BF16
 }
 

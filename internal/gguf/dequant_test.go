@@ -310,3 +310,35 @@ func TestTypeSizes(t *testing.T) {
 		t.Errorf("String: %q", s)
 	}
 }
+
+// TestDequantizeNaNsCanonical: blocks whose scales are infinite or NaN make NaNs whose
+// sign and payload would depend on the CPU; they all come out as 0x7fc00000.
+func TestDequantizeNaNsCanonical(t *testing.T) {
+	for typ, c := range blockCodecs {
+		for _, scale := range []uint16{0x7c00, 0xfc00, 0xfe01} { // +inf, -inf, a negative NaN
+			x := make([]byte, typ.TypeSize())
+			for i := range x {
+				x[i] = byte(i * 37) // mixed levels: some zero products, some not
+			}
+			for _, o := range c.scales {
+				le.PutUint16(x[o:], scale)
+			}
+			y := make([]float32, typ.BlockSize())
+			if err := Dequantize(typ, x, y); err != nil {
+				t.Fatal(err)
+			}
+			nans := 0
+			for i, v := range y {
+				if v != v {
+					nans++
+					if b := math.Float32bits(v); b != 0x7fc00000 {
+						t.Errorf("%s scale %#04x: element %d is NaN %#08x, want 0x7fc00000", typ, scale, i, b)
+					}
+				}
+			}
+			if nans == 0 && scale == 0xfe01 {
+				t.Errorf("%s: a NaN scale made no NaN", typ)
+			}
+		}
+	}
+}
