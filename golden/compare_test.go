@@ -263,7 +263,7 @@ func TestMissingOnly(t *testing.T) {
 	if rep.OK() {
 		t.Error("OK() with missing records: true")
 	}
-	if got := rep.Prompts[1].Line(); got != "b: MISSING 1 baseline records absent from the candidate, 0 candidate records absent from the baseline" {
+	if got := rep.Prompts[1].Line(); got != "b: MISSING 1 baseline record absent from the candidate (first pos=0 layer=0 tensor=v)" {
 		t.Errorf("Line() = %q", got)
 	}
 }

@@ -47,8 +47,18 @@ func (p *PromptResult) Line() string {
 	case StatusDiverged:
 		return p.FirstFail.Line()
 	case StatusMissing:
-		return fmt.Sprintf("%s: MISSING %d baseline records absent from the candidate, %d candidate records absent from the baseline",
-			p.PromptID, len(p.MissingInCandidate), len(p.MissingInBaseline))
+		var parts []string
+		for _, m := range []struct {
+			keys []Key
+			what string
+		}{{p.MissingInCandidate, "baseline"}, {p.MissingInBaseline, "candidate"}} {
+			if len(m.keys) > 0 {
+				k := m.keys[0]
+				parts = append(parts, fmt.Sprintf("%s absent from the %s (first pos=%d layer=%d tensor=%s)",
+					plural(len(m.keys), m.what+" record"), otherSide(m.what), k.PosID, k.Layer, k.TensorName))
+			}
+		}
+		return fmt.Sprintf("%s: MISSING %s", p.PromptID, strings.Join(parts, "; "))
 	}
 	return fmt.Sprintf("%s: match (%d records)", p.PromptID, p.Compared)
 }
@@ -97,6 +107,14 @@ func formatNum(v float64) string {
 		return "NaN"
 	}
 	return strconv.FormatFloat(v, 'g', 3, 64)
+}
+
+// plural returns "1 record" or "n records".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func yesNo(b bool) string {
@@ -178,8 +196,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 	var missing bytes.Buffer
 	for _, p := range r.Prompts {
-		writeMissing(&missing, p.PromptID, "baseline records absent from the candidate", p.MissingInCandidate)
-		writeMissing(&missing, p.PromptID, "candidate records absent from the baseline", p.MissingInBaseline)
+		writeMissing(&missing, p.PromptID, "baseline", p.MissingInCandidate)
+		writeMissing(&missing, p.PromptID, "candidate", p.MissingInBaseline)
 	}
 	if missing.Len() > 0 {
 		b.WriteString("\n## Missing records\n\n")
@@ -195,11 +213,19 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	return err
 }
 
-func writeMissing(b *bytes.Buffer, prompt, what string, keys []Key) {
+func otherSide(side string) string {
+	if side == "baseline" {
+		return "candidate"
+	}
+	return "baseline"
+}
+
+// writeMissing lists the keys present on side only.
+func writeMissing(b *bytes.Buffer, prompt, side string, keys []Key) {
 	if len(keys) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "- %s: %d %s:", prompt, len(keys), what)
+	fmt.Fprintf(b, "- %s: %s absent from the %s:", prompt, plural(len(keys), side+" record"), otherSide(side))
 	for i, k := range keys {
 		if i == MaxTableRows {
 			fmt.Fprintf(b, " ... and %d more", len(keys)-i)
