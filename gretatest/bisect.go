@@ -35,6 +35,8 @@ type PromptReport struct {
 	// self-bisection isolated it; both nil when nothing diverged.
 	FirstTraced *golden.Failure
 	Origin      *Origin
+	// Isolated is the failure of the origin's record (FirstTraced when no re-run moved it).
+	Isolated *golden.Failure
 	// Result is the comparison of the planned trace (golden's record-level outcome).
 	Result *golden.PromptResult
 	Err    error // why the prompt could not be compared
@@ -209,7 +211,7 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 		}
 		if base, baseDevice, path, err = s.readGolden(pr.Device, p.ID); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("no golden trace %s; record it with: %s", path, updateCommand(t))
+				return fmt.Errorf("no golden trace %s; record it with: %s", path, updateCommand(t, s.cfg.updatePkg))
 			}
 			return err
 		}
@@ -246,6 +248,7 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 		}
 		pr.Origin = o
 	}
+	pr.Isolated = origin
 	pr.Line = firstLine(origin)
 	t.Errorf("%s", s.failureMessage(pr, origin, cand, base))
 	return nil
@@ -328,8 +331,11 @@ func covers(base, cand []golden.Record) bool {
 }
 
 // updateCommand is the command that records the golden of t's test.
-func updateCommand(t TB) string {
-	pkg := "."
+func updateCommand(t TB, pkg string) string {
+	if pkg != "" {
+		return fmt.Sprintf("go test %s -run '%s' -update", pkg, regexpQuote(t.Name()))
+	}
+	pkg = "."
 	if wd, err := os.Getwd(); err == nil {
 		if root, err := moduleRoot(wd); err == nil {
 			if rel, err := filepath.Rel(root, wd); err == nil && rel != "." {

@@ -51,6 +51,7 @@ type config struct {
 	noBisect    bool
 	noArtifacts bool
 	update      *bool // nil: the -update flag decides
+	updatePkg   string
 	cache       *Cache
 	progress    func(promptID string, done, total int)
 	env         func(string) string
@@ -228,6 +229,13 @@ func Artifacts(dir string) Option {
 // Default: off.
 func NoArtifacts() Option {
 	return func(c *config) error { c.noArtifacts = true; return nil }
+}
+
+// UpdatePackage names the package whose test records the golden files, for the command a
+// missing golden's message gives (tools running Bisect outside go test point at the suite's
+// package, "./gretatest"). Default: the package in the current folder.
+func UpdatePackage(pkg string) Option {
+	return func(c *config) error { c.updatePkg = pkg; return nil }
 }
 
 // Suite names the run in the artifacts layout. Default: "b3_61".

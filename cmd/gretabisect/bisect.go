@@ -1,0 +1,213 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gretabisect/gretabisect/gretatest"
+	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/trace"
+)
+
+func init() {
+	register("bisect", "run the B3.61 suite against the golden traces and isolate the first divergence", runBisect)
+}
+
+const bisectUsage = `usage: gretabisect bisect [--model tiny|PATH] [--backend cpu|hip|exec:CMD] [--inject SPEC]
+                         [--golden DIR] [--out DIR] [--prompts IDS] [--live] [--quiet]
+
+Runs the standard prompts (p0_short, p6_len_16, p6_len_32) through the backend with the
+default plan (layers 0,1,2,4,8; positions 826, 1652, last and three windows of 16; every
+stage; 5 generated tokens), compares each trace with its golden trace
+(<golden>/<device>/<model>/<prompt_id>_trace.jsonl; a device without goldens of its own is
+compared with the cpu goldens under the tolerance policy), re-runs to isolate where a
+divergence started, and prints the First Failure Table and the Root Cause Summary. Reports
+(Markdown, JSON, HTML heatmap) and both traces go to <out>/<date>/b3_61/. Progress on stderr.
+
+--inject perturbs the backend's forward pass (GRETA_INJECT syntax, e.g.
+"stage=k_post_rope,layer=3,pos>=826,scale=1.001") to rehearse the localisation end to end.
+
+exit status: 0 nothing diverged, 1 a divergence was found, 2 bad input or usage
+
+flags:
+`
+
+func runBisect(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("bisect", stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, bisectUsage)
+		fs.PrintDefaults()
+	}
+	modelSpec := fs.String("model", envOr(gretatest.EnvModel, model.TinySpec), "GGUF model `path`, or tiny ($GRETA_MODEL)")
+	backend := fs.String("backend", envOr(gretatest.EnvBackend, "cpu"), "backend under test: cpu, hip, or exec:COMMAND ($GRETA_BACKEND)")
+	inject := fs.String("inject", os.Getenv(gretatest.EnvInject), "faults to inject, e.g. stage=k_post_rope,layer=3,pos>=826,scale=1.001 ($GRETA_INJECT)")
+	goldenDir := fs.String("golden", "", "golden traces `dir` (default golden/testdata of the enclosing module)")
+	out := fs.String("out", envOr(gretatest.EnvArtifacts, "artifacts"), "artifacts `dir` ($GRETA_ARTIFACTS)")
+	ids := fs.String("prompts", "all", "standard prompt `ids`, comma-separated, or all")
+	live := fs.Bool("live", false, "compare with a live run of the cpu reference instead of the golden traces")
+	quiet := fs.Bool("quiet", false, "no progress on stderr")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return fail(stderr, "bisect", fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	faults, err := trace.ParseFaults(*inject)
+	if err != nil {
+		return fail(stderr, "bisect", fmt.Errorf("--inject: %w", err))
+	}
+	prompts, err := selectPrompts(*ids)
+	if err != nil {
+		return fail(stderr, "bisect", err)
+	}
+	m, err := model.Open(*modelSpec)
+	if err != nil {
+		return fail(stderr, "bisect", fmt.Errorf("--model: %w", err))
+	}
+
+	opts := []gretatest.Option{
+		gretatest.LoadedModel(*modelSpec, m), gretatest.Backend(*backend), gretatest.Inject(faults...),
+		gretatest.Artifacts(*out), gretatest.Env(func(string) string { return "" }),
+		gretatest.UpdatePackage("./gretatest"),
+	}
+	if *goldenDir != "" {
+		opts = append(opts, gretatest.GoldenDir(*goldenDir))
+	}
+	if *live {
+		opts = append(opts, gretatest.Baseline())
+	}
+	if !*quiet {
+		opts = append(opts, gretatest.Progress(newBisectProgress(stderr).report))
+	}
+	var setupErr string
+	tb := &cliTB{name: "TestB361", stdout: stdout, stderr: stderr, quiet: *quiet, setupErr: &setupErr}
+	start := time.Now()
+	rep := gretatest.Bisect(tb, prompts, opts...)
+	if len(rep.Prompts) == 0 || setupErr != "" {
+		return fail(stderr, "bisect", errors.New(strings.TrimPrefix(setupErr, "gretatest: ")))
+	}
+	code := exitOK
+	for _, p := range rep.Prompts {
+		switch {
+		case p.Err != nil:
+			fmt.Fprintf(stderr, "gretabisect bisect: %s\n", oneLineOf(p.Err.Error()))
+			code = exitUsage
+		case p.Line != "" && code == exitOK:
+			code = exitDiverged
+		}
+	}
+	fmt.Fprintln(stdout)
+	if err := rep.WriteSummary(stdout); err != nil {
+		return fail(stderr, "bisect", err)
+	}
+	fmt.Fprintf(stdout, "\nreports and traces: %s\n", rep.Dir)
+	if !*quiet {
+		fmt.Fprintf(stderr, "bisect: %d prompts in %v\n", len(rep.Prompts), time.Since(start).Round(time.Millisecond))
+	}
+	return code
+}
+
+// selectPrompts picks standard prompts by id ("all" for every one).
+func selectPrompts(ids string) ([]gretatest.Prompt, error) {
+	all := gretatest.StandardPrompts()
+	if ids == "all" {
+		return all, nil
+	}
+	var out []gretatest.Prompt
+	for _, id := range strings.Split(ids, ",") {
+		id = strings.TrimSpace(id)
+		found := false
+		for _, p := range all {
+			if p.ID == id {
+				out, found = append(out, p), true
+			}
+		}
+		if !found {
+			known := make([]string, len(all))
+			for i, p := range all {
+				known[i] = p.ID
+			}
+			return nil, fmt.Errorf("--prompts: unknown prompt %q (known: %s)", id, strings.Join(known, ", "))
+		}
+	}
+	return out, nil
+}
+
+// cliTB prints what Bisect reports: failures on stdout, notes on stderr. It is named after
+// the B3.61 suite test, so a missing golden's message gives the command that records it.
+type cliTB struct {
+	name           string
+	stdout, stderr io.Writer
+	quiet          bool
+	setupErr       *string // an error before any prompt ran (bad option, model, backend)
+	inPrompt       bool
+}
+
+func (t *cliTB) Helper()      {}
+func (t *cliTB) Name() string { return t.name }
+
+func (t *cliTB) Errorf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if !t.inPrompt {
+		if *t.setupErr == "" {
+			*t.setupErr = oneLineOf(msg)
+		}
+		return
+	}
+	if strings.Contains(msg, "FIRST_FAIL") {
+		fmt.Fprintln(t.stdout, msg)
+	}
+}
+
+func (t *cliTB) Logf(format string, args ...any) {
+	if !t.quiet {
+		fmt.Fprintf(t.stderr, format+"\n", args...)
+	}
+}
+
+// Run runs one prompt as a subtest, named like the B3.61 suite's.
+func (t *cliTB) Run(name string, f func(gretatest.TB)) bool {
+	sub := *t
+	sub.name, sub.inPrompt = t.name+"/"+name, true
+	f(&sub)
+	return true
+}
+
+func oneLineOf(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
+}
+
+// bisectProgress prints one line per prompt each time another tenth of it is done: plain lines
+// read well in CI logs and redirected output.
+type bisectProgress struct {
+	mu   sync.Mutex
+	w    io.Writer
+	last map[string]int
+}
+
+func newBisectProgress(w io.Writer) *bisectProgress {
+	return &bisectProgress{w: w, last: map[string]int{}}
+}
+
+func (p *bisectProgress) report(promptID string, done, total int) {
+	if total <= 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	tenth := 10 * done / total
+	if done < total && tenth <= p.last[promptID] {
+		return
+	}
+	p.last[promptID] = tenth
+	if done == total {
+		p.last[promptID] = 0 // the next run of this prompt (self-bisection) reports afresh
+	}
+	fmt.Fprintf(p.w, "%s: %d/%d positions\n", promptID, done, total)
+}

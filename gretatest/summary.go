@@ -1,0 +1,69 @@
+package gretatest
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/gretabisect/gretabisect/golden"
+)
+
+// WriteSummary writes the seed's two tables for the whole run: the First Failure Table (per
+// prompt, the first traced failure and, when self-bisection moved it, the isolated origin
+// marked FIRST_FAIL) and the Root Cause Summary (the categories of the origins), then one
+// line per origin saying how it was isolated.
+func (r *Report) WriteSummary(w io.Writer) error {
+	var b strings.Builder
+	b.WriteString("## First Failure Table\n\n| Prompt | Position | Layer | Tensor | Hash Match | MAE | FIRST_FAIL (Y/N) |\n|---|---|---|---|---|---|---|\n")
+	counts := map[golden.Category]int{}
+	failing := 0
+	for _, p := range r.Prompts {
+		switch {
+		case p.Err != nil:
+			fmt.Fprintf(&b, "| %s | - | - | error: %v | - | - | - |\n", p.PromptID, oneLine(p.Err.Error()))
+			continue
+		case p.FirstTraced == nil:
+			fmt.Fprintf(&b, "| %s | - | - | (%d records match) | YES | - | N |\n", p.PromptID, p.Compared)
+			continue
+		}
+		failing++
+		if p.Isolated != nil && p.Isolated.Key != p.FirstTraced.Key {
+			writeRow(&b, p.FirstTraced, "N")
+			writeRow(&b, p.Isolated, "Y (isolated)")
+			counts[p.Isolated.Category]++
+			continue
+		}
+		writeRow(&b, p.FirstTraced, "Y")
+		counts[p.FirstTraced.Category]++
+	}
+	b.WriteString("\n## Root Cause Summary\n\n| Category | Occurrences | Percentage |\n|---|---|---|\n")
+	for _, c := range golden.Categories {
+		pct := "0%"
+		if failing > 0 {
+			pct = fmt.Sprintf("%.0f%%", 100*float64(counts[c])/float64(failing))
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s |\n", c, counts[c], pct)
+	}
+	for _, p := range r.Prompts {
+		if p.Origin != nil {
+			fmt.Fprintf(&b, "\n%s: origin %s, isolated in %d extra runs (%d over layers, %d over positions)",
+				p.PromptID, p.Origin, p.Origin.Runs(), p.Origin.LayerRuns, p.Origin.PositionRuns)
+		}
+	}
+	b.WriteString("\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func writeRow(b *strings.Builder, f *golden.Failure, mark string) {
+	mae := "n/a"
+	if f.Diff != nil {
+		mae = fmt.Sprintf("%.3g", f.Diff.MAE)
+	}
+	fmt.Fprintf(b, "| %s | %d | %d | %s | %s | %s | %s |\n", f.PromptID, f.PosID, f.Layer, f.TensorName, yesNo(f.HashMatch), mae, mark)
+}
+
+func oneLine(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
+}
