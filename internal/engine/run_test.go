@@ -10,8 +10,8 @@ import (
 	"github.com/gretabisect/gretabisect/golden"
 	"github.com/gretabisect/gretabisect/internal/engine"
 	"github.com/gretabisect/gretabisect/internal/model"
-	"github.com/gretabisect/gretabisect/internal/trace"
 	_ "github.com/gretabisect/gretabisect/internal/testutil"
+	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
 // fakeEngine "predicts" token+1: its logits are one-hot there. It traces embed_out as

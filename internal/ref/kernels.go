@@ -17,29 +17,28 @@ func reduce16(a *[lanes]float32) float32 {
 	return (c0 + c2) + (c1 + c3)
 }
 
-// dotPortable is the reference implementation of the layout: a (n) . b (n).
+// dotPortable is the reference implementation of the layout: a (n) . b (n). It makes two
+// passes, lanes 0-7 then lanes 8-15, so that the eight running sums of each pass stay in
+// registers; each lane's sum is the same sequence of operations either way.
 func dotPortable(a, b []float32) float32 {
 	b = b[:len(a)]
-	var acc [lanes]float32
 	n := len(a) &^ (lanes - 1)
-	for i := 0; i < n; i += lanes {
-		x, y := (*[lanes]float32)(a[i:i+lanes]), (*[lanes]float32)(b[i:i+lanes])
-		acc[0] += float32(x[0] * y[0])
-		acc[1] += float32(x[1] * y[1])
-		acc[2] += float32(x[2] * y[2])
-		acc[3] += float32(x[3] * y[3])
-		acc[4] += float32(x[4] * y[4])
-		acc[5] += float32(x[5] * y[5])
-		acc[6] += float32(x[6] * y[6])
-		acc[7] += float32(x[7] * y[7])
-		acc[8] += float32(x[8] * y[8])
-		acc[9] += float32(x[9] * y[9])
-		acc[10] += float32(x[10] * y[10])
-		acc[11] += float32(x[11] * y[11])
-		acc[12] += float32(x[12] * y[12])
-		acc[13] += float32(x[13] * y[13])
-		acc[14] += float32(x[14] * y[14])
-		acc[15] += float32(x[15] * y[15])
+	var acc [lanes]float32
+	for half := 0; half < lanes; half += 8 {
+		var s0, s1, s2, s3, s4, s5, s6, s7 float32
+		for i := half; i < n; i += lanes {
+			x, y := (*[8]float32)(a[i:i+8]), (*[8]float32)(b[i:i+8])
+			s0 += float32(x[0] * y[0])
+			s1 += float32(x[1] * y[1])
+			s2 += float32(x[2] * y[2])
+			s3 += float32(x[3] * y[3])
+			s4 += float32(x[4] * y[4])
+			s5 += float32(x[5] * y[5])
+			s6 += float32(x[6] * y[6])
+			s7 += float32(x[7] * y[7])
+		}
+		acc[half], acc[half+1], acc[half+2], acc[half+3] = s0, s1, s2, s3
+		acc[half+4], acc[half+5], acc[half+6], acc[half+7] = s4, s5, s6, s7
 	}
 	addTail(&acc, a, b, n)
 	return reduce16(&acc)

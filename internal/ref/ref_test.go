@@ -56,7 +56,7 @@ func capture(t *testing.T, m *model.Model, tokens []int32, route string) map[row
 // from the math and sharing no code with the engine: it returns every stage's row.
 func forward64(m *model.Model, tokens []int32) map[rowKey][]float64 {
 	c, w := m.Config, m.Weights
-	hd, kvd := c.HeadDim, c.NHeadKV*c.HeadDim
+	hd := c.HeadDim
 	out := map[rowKey][]float64{}
 	keep := func(st golden.Stage, layer, pos int, v []float64) {
 		out[rowKey{st, golden.LayerOf(st, layer, c.NLayer), pos}] = append([]float64(nil), v...)
@@ -159,7 +159,6 @@ func forward64(m *model.Model, tokens []int32) map[rowKey][]float64 {
 		}
 		keep(golden.Logits, c.NLayer, pos, mul(w.Output, norm(x, w.OutNorm)))
 	}
-	_ = kvd
 	return out
 }
 
@@ -177,35 +176,50 @@ func relL2(got []float32, want []float64) float64 {
 }
 
 // TestForwardMatchesFloat64 checks every stage of every layer at every position, on both
-// routes, against the float64 pass.
+// routes, against the float64 pass: on the tiny model and on a random model whose odd
+// dimensions exercise the kernels' tails.
 func TestForwardMatchesFloat64(t *testing.T) {
-	m := randomModel(testConfig, 1)
-	tokens := randomTokens(70, testConfig.Vocab, 2) // more than one prefill chunk
-	want := forward64(m, tokens)
-	for _, route := range []string{golden.RoutePrefill, golden.RouteDecode} {
-		t.Run(route, func(t *testing.T) {
-			got := capture(t, m, tokens, route)
-			// Logits are computed for every position here because the plan asks for them.
-			if len(got) != len(want) {
-				t.Fatalf("%d rows traced, want %d", len(got), len(want))
-			}
-			worst, worstKey := 0.0, rowKey{}
-			for k, w := range want {
-				g, ok := got[k]
-				if !ok {
-					t.Fatalf("%v not traced", k)
+	tiny, err := model.Open(model.TinySpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		m      *model.Model
+		tokens []int32
+	}{
+		{"tiny", tiny, randomTokens(68, tiny.Config.Vocab, 2)}, // more than one prefill chunk
+		{"random", randomModel(testConfig, 1), randomTokens(70, testConfig.Vocab, 2)},
+	}
+	if testing.Short() {
+		cases = cases[1:] // the random model: a second, not six
+	}
+	for _, c := range cases {
+		want := forward64(c.m, c.tokens)
+		for _, route := range []string{golden.RoutePrefill, golden.RouteDecode} {
+			t.Run(c.name+"/"+route, func(t *testing.T) {
+				got := capture(t, c.m, c.tokens, route)
+				if len(got) != len(want) {
+					t.Fatalf("%d rows traced, want %d", len(got), len(want))
 				}
-				if len(g) != len(w) {
-					t.Fatalf("%v: %d values, want %d", k, len(g), len(w))
+				worst, worstKey := 0.0, rowKey{}
+				for k, w := range want {
+					g, ok := got[k]
+					if !ok {
+						t.Fatalf("%v not traced", k)
+					}
+					if len(g) != len(w) {
+						t.Fatalf("%v: %d values, want %d", k, len(g), len(w))
+					}
+					if e := relL2(g, w); e > worst {
+						worst, worstKey = e, k
+					}
 				}
-				if e := relL2(g, w); e > worst {
-					worst, worstKey = e, k
+				if worst > 1e-5 {
+					t.Errorf("%v: relative L2 error %.3g > 1e-5", worstKey, worst)
 				}
-			}
-			if worst > 1e-5 {
-				t.Errorf("%v: relative L2 error %.3g > 1e-5", worstKey, worst)
-			}
-			t.Logf("worst relative L2 error %.3g at %v", worst, worstKey)
-		})
+				t.Logf("worst relative L2 error %.3g at %v", worst, worstKey)
+			})
+		}
 	}
 }

@@ -1,0 +1,112 @@
+package ref
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/gretabisect/gretabisect/internal/model"
+)
+
+// TestRopeByHand pins the rotation convention: adjacent pairs (x[2i], x[2i+1]) turned by
+// pos * base^(-2i/rope_dim). Head dim 4, base 10000, position 3: pair 0 turns by 3 rad,
+// pair 1 by 3/100 rad. With cos 3 = -0.9899924966, sin 3 = 0.1411200081,
+// cos 0.03 = 0.9995500337, sin 0.03 = 0.0299955002, the vector (1, 2, 3, 4) becomes
+//
+//	1*cos3 - 2*sin3 = -1.2722325127     1*sin3 + 2*cos3 = -1.8388649851
+//	3*cos.03 - 4*sin.03 = 2.8786681004  3*sin.03 + 4*cos.03 = 4.0881866356
+func TestRopeByHand(t *testing.T) {
+	want := []float64{-1.2722325127, -1.8388649851, 2.8786681004, 4.0881866356}
+	e := &Engine{c: model.Config{HeadDim: 4, RopeDim: 4}}
+	e.ropeCos, e.ropeSin = ropeTable(4, 4, 10000)
+	v := []float32{1, 2, 3, 4, 1, 2, 3, 4} // two heads, one token
+	e.rope(v, 3, 2)
+	for i, w := range append(want, want...) {
+		if math.Abs(float64(v[i])-w) > 1e-6 {
+			t.Errorf("rotated[%d] = %.10f, want %.10f", i, v[i], w)
+		}
+	}
+	// A partial rotary dimension leaves the rest of the head alone.
+	e = &Engine{c: model.Config{HeadDim: 4, RopeDim: 2}}
+	e.ropeCos, e.ropeSin = ropeTable(4, 2, 10000)
+	v = []float32{1, 2, 3, 4}
+	e.rope(v, 3, 1)
+	if got := []float32{v[2], v[3]}; got[0] != 3 || got[1] != 4 || math.Abs(float64(v[0])-want[0]) > 1e-6 {
+		t.Errorf("rope_dim 2: %v", v)
+	}
+}
+
+func TestForwardRejectsBadInput(t *testing.T) {
+	m := randomModel(testConfig, 1)
+	e, err := New(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	tests := []struct {
+		name   string
+		tokens []int32
+		pos0   int
+		want   string
+	}{
+		{"no tokens", nil, 0, "no tokens"},
+		{"past the context", []int32{1, 2}, 159, "positions 159..160 outside the context length 160"},
+		{"negative position", []int32{1}, -1, "outside the context length"},
+		{"token outside the vocabulary", []int32{1, 101}, 0, "token 101 at position 1 outside the vocabulary (0..100)"},
+	}
+	for _, tc := range tests {
+		if _, err := e.Forward(tc.tokens, tc.pos0, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestNewRejectsBadShapes(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*model.Model)
+		want   string
+	}{
+		{"short attn_k", func(m *model.Model) { m.Weights.Layers[1].Wk.Rows-- },
+			`tensor "blk.1.attn_k.weight": 35x72 with 2592 values, want 36x72`},
+		{"ffn norm", func(m *model.Model) { m.Weights.Layers[2].FFNNorm = m.Weights.Layers[2].FFNNorm[:3] },
+			`tensor "blk.2.ffn_norm": 3 values, want 72`},
+		{"layers", func(m *model.Model) { m.Weights.Layers = m.Weights.Layers[:2] }, "2 layers of weights, block_count 3"},
+		{"heads", func(m *model.Model) { m.Config.NHeadKV = 3 }, "head_count 4 is not a multiple of head_count_kv 3"},
+		{"rope", func(m *model.Model) { m.Config.RopeDim = 20 }, "rope dimension 20"},
+	}
+	for _, tc := range tests {
+		m := randomModel(testConfig, 1)
+		tc.change(m)
+		if _, err := New(m); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestForwardDoesNotAllocate runs untraced decode steps and batched chunks.
+func TestForwardDoesNotAllocate(t *testing.T) {
+	m := randomModel(testConfig, 1)
+	e, err := New(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	tokens := randomTokens(100, testConfig.Vocab, 3)
+	pos := 0
+	if n := testing.AllocsPerRun(20, func() {
+		if _, err := e.Forward(tokens[pos%100:pos%100+1], pos%100, nil); err != nil {
+			t.Fatal(err)
+		}
+		pos++
+	}); n != 0 {
+		t.Errorf("decode step: %v allocations", n)
+	}
+	if n := testing.AllocsPerRun(3, func() {
+		if _, err := e.Forward(tokens, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("prefill of 100 tokens: %v allocations", n)
+	}
+}
