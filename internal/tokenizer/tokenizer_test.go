@@ -65,6 +65,7 @@ func TestEncodeSmallVocab(t *testing.T) {
 		reason       string
 		pieces       []piece
 		noPrefix     bool
+		addEOS       bool
 		text         string
 		add, special bool
 		want         []string // piece texts; "<0xXX>" for byte tokens
@@ -170,6 +171,18 @@ func TestEncodeSmallVocab(t *testing.T) {
 			want: []string{"<s>", "▁a"},
 		},
 		{
+			reason: "addSpecial adds EOS too when the vocabulary asks for it",
+			pieces: []piece{{"▁a", -1, 0}},
+			text:   "a", add: true, addEOS: true,
+			want: []string{"<s>", "▁a", "</s>"},
+		},
+		{
+			reason: "without addSpecial neither is added",
+			pieces: []piece{{"▁a", -1, 0}},
+			text:   "a", addEOS: true,
+			want: []string{"▁a"},
+		},
+		{
 			reason: "control tokens are text without parseSpecial",
 			pieces: []piece{{"▁a", -1, 0}},
 			text:   "a<s>", noPrefix: true,
@@ -216,6 +229,7 @@ func TestEncodeSmallVocab(t *testing.T) {
 		t.Run(tt.reason, func(t *testing.T) {
 			v, ids := smallVocab(append(append([]piece(nil), chars...), tt.pieces...)...)
 			v.AddSpacePrefix = !tt.noPrefix
+			v.AddEOS = tt.addEOS
 			tok := mustNew(t, v)
 			var want []int32
 			for _, p := range tt.want {
