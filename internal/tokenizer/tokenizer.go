@@ -102,7 +102,7 @@ func New(v Vocab) (*Tokenizer, error) {
 
 	t := &Tokenizer{v: v, ids: make(map[string]int32, n), decoded: make([]string, n)}
 	tokens, copied := v.Tokens, false
-	for i, text := range tokens {
+	for i, text := range v.Tokens {
 		id := int32(i)
 		if text == "" {
 			if !copied { // never write the caller's slice
