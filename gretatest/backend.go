@@ -3,6 +3,7 @@ package gretatest
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -97,6 +98,20 @@ func lookup[T any](c *Cache, m map[string]*entry[T], key string, f func() (T, er
 
 func (c *Cache) model(spec string, load func() (*model.Model, error)) (*model.Model, error) {
 	return lookup(c, c.models, spec, load)
+}
+
+// Close releases the models the cache opened (memory-mapped GGUF files).
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for spec, e := range c.models {
+		if e.val != nil && e.val.File != nil {
+			errs = append(errs, e.val.Close())
+		}
+		delete(c.models, spec)
+	}
+	return errors.Join(errs...)
 }
 
 // reference returns the records of a fault-free run of r on the reference backend.

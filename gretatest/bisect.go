@@ -99,12 +99,18 @@ type session struct {
 }
 
 func newSession(t TB, cfg *config) (*session, error) {
-	m, err := cfg.cache.model(cfg.model, func() (*model.Model, error) { return loadModel(cfg) })
-	if err != nil {
+	var m *model.Model
+	var err error
+	if cfg.loaded != nil {
+		m = cfg.loaded
+	} else if m, err = cfg.cache.model(cfg.model, func() (*model.Model, error) { return model.Open(cfg.model) }); err != nil {
 		return nil, fmt.Errorf("model %q: %w", cfg.model, err)
 	}
 	s := &session{cfg: cfg, m: m, modelName: modelName(cfg.model), plan: cfg.plan()}
 	if s.cut, err = openTracer(cfg.backend, cfg.model, m); err != nil {
+		if cfg.ownCache {
+			cfg.cache.Close()
+		}
 		return nil, fmt.Errorf("backend %q: %w", cfg.backend, err)
 	}
 	if err := s.makeArtifacts(t); err != nil {
@@ -118,6 +124,9 @@ func (s *session) close() {
 	s.cut.Close()
 	if s.ref != nil {
 		s.ref.Close()
+	}
+	if s.cfg.ownCache {
+		s.cfg.cache.Close()
 	}
 }
 
@@ -184,9 +193,6 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 	if err != nil {
 		return err
 	}
-	if err := writeTrace(s.artSub("traces"), p.ID, cand); err != nil {
-		return err
-	}
 
 	// The baseline: the golden file, or the reference run live.
 	var base []golden.Record
@@ -217,9 +223,6 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 		}
 		pr.Baseline = path
 	}
-	if err := writeTrace(s.artSub("baseline"), p.ID, base); err != nil {
-		return err
-	}
 
 	pol := s.policy(pr.Device, baseDevice)
 	pr.Policy = pol.Name
@@ -229,13 +232,23 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 	}
 	pr.Compared = res.Compared
 	pr.Result = res
-	defer s.writeReports(pr)
+	// Artifacts are written when asked for, or when there is something to look at.
+	if s.cfg.artifacts != "" || res.Status != golden.StatusMatch {
+		if err := s.writeTraces(pr, cand, base); err != nil {
+			return err
+		}
+	}
 	switch res.Status {
 	case golden.StatusMatch:
 		t.Logf("%s: %d records match %s (%s)", p.ID, res.Compared, pr.Baseline, pol.Name)
+		if s.cfg.artifacts != "" {
+			return s.writeReports(pr)
+		}
 		return nil
 	case golden.StatusMissing:
-		return fmt.Errorf("%s against %s\n%s", res.Line(), pr.Baseline, s.paths(p.ID))
+		pr.Err = errors.New(res.Line())
+		t.Errorf("%s against %s\n%s", res.Line(), pr.Baseline, s.paths(p.ID))
+		return s.writeReports(pr)
 	}
 	pr.FirstTraced = res.FirstFail
 	origin := res.FirstFail
@@ -250,6 +263,9 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 	}
 	pr.Isolated = origin
 	pr.Line = firstLine(origin)
+	if err := s.writeReports(pr); err != nil {
+		return err
+	}
 	t.Errorf("%s", s.failureMessage(pr, origin, cand, base))
 	return nil
 }

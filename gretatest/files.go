@@ -16,16 +16,7 @@ import (
 	"github.com/sebdah/goldie/v2"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/model"
 )
-
-// loadModel opens the configured model.
-func loadModel(c *config) (*model.Model, error) {
-	if c.loaded != nil {
-		return c.loaded, nil
-	}
-	return model.Open(c.model)
-}
 
 // modelName names a model in golden paths: "tiny", or a GGUF file's base name without
 // ".gguf".
@@ -140,11 +131,19 @@ func (s *session) reportPath(promptID, format string) string {
 	return filepath.Join(s.artDir, promptID+"_report."+format)
 }
 
+// writeTraces writes the traces of both sides of one prompt.
+func (s *session) writeTraces(pr *PromptReport, cand, base []golden.Record) error {
+	if err := writeTrace(s.artSub("traces"), pr.PromptID, cand); err != nil {
+		return err
+	}
+	return writeTrace(s.artSub("baseline"), pr.PromptID, base)
+}
+
 // writeReports writes the reports of one prompt; the Markdown report ends with the
 // self-bisection's findings.
-func (s *session) writeReports(pr *PromptReport) {
+func (s *session) writeReports(pr *PromptReport) error {
 	if pr.Result == nil || s.artDir == "" {
-		return
+		return nil
 	}
 	pol, err := golden.PolicyByName(pr.Policy)
 	if err != nil {
@@ -154,8 +153,7 @@ func (s *session) writeReports(pr *PromptReport) {
 	for _, f := range reportFormats {
 		var b bytes.Buffer
 		if err := rep.Write(&b, f); err != nil {
-			pr.Err = errors.Join(pr.Err, err)
-			continue
+			return fmt.Errorf("report: %w", err)
 		}
 		if f == golden.FormatMarkdown {
 			b.WriteString(bisectionSection(pr))
@@ -164,9 +162,10 @@ func (s *session) writeReports(pr *PromptReport) {
 			_, err := w.Write(b.Bytes())
 			return err
 		}); err != nil {
-			pr.Err = errors.Join(pr.Err, err)
+			return fmt.Errorf("report: %w", err)
 		}
 	}
+	return nil
 }
 
 // bisectionSection is the Markdown section on self-bisection.

@@ -20,8 +20,8 @@ const (
 
 // Defaults of the options.
 const (
-	DefaultModel     = "tiny" // the embedded 10-layer test model
-	DefaultReference = "cpu"  // the live reference backend
+	DefaultModel     = model.TinySpec // the embedded 10-layer test model
+	DefaultReference = "cpu"          // the live reference backend
 	DefaultSuite     = "b3_61"
 )
 
@@ -46,13 +46,13 @@ type config struct {
 
 	goldenDir   string
 	artifacts   string
-	keepOnPass  bool // artifacts folder given explicitly: never removed
 	suite       string
 	noBisect    bool
 	noArtifacts bool
 	update      *bool // nil: the -update flag decides
 	updatePkg   string
 	cache       *Cache
+	ownCache    bool // made for this call: closed with it
 	progress    func(promptID string, done, total int)
 	env         func(string) string
 }
@@ -89,11 +89,11 @@ func newConfig(opts []Option) (*config, error) {
 	}
 	if c.artifacts == "" {
 		if dir := c.env(EnvArtifacts); dir != "" {
-			c.artifacts, c.keepOnPass = dir, true
+			c.artifacts = dir
 		}
 	}
 	if c.cache == nil {
-		c.cache = NewCache()
+		c.cache, c.ownCache = NewCache(), true
 	}
 	return c, nil
 }
@@ -222,7 +222,7 @@ func GoldenDir(dir string) Option {
 // <dir>/<date>/<suite>/... and kept. Default: GRETA_ARTIFACTS, else a temporary folder that
 // is removed when the test passes and kept (its path logged) when it fails.
 func Artifacts(dir string) Option {
-	return func(c *config) error { c.artifacts, c.keepOnPass = dir, true; return nil }
+	return func(c *config) error { c.artifacts = dir; return nil }
 }
 
 // NoArtifacts writes no reports or traces (large suites of expected failures use it).
@@ -249,8 +249,10 @@ func NoSelfBisect() Option {
 	return func(c *config) error { c.noBisect = true; return nil }
 }
 
-// Share makes Bisect keep the reference runs in cache and reuse them: calls that compare
-// against the same model, prompt and plan run the reference once. Default: a cache per call.
+// Share makes Bisect keep models and reference runs in cache and reuse them: calls that
+// compare against the same model, prompt and plan load the model and run the reference
+// once. The caller closes the cache (Cache.Close) when done. Default: a cache per call,
+// closed when it returns.
 func Share(cache *Cache) Option {
 	return func(c *config) error { c.cache = cache; return nil }
 }
