@@ -6,10 +6,13 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/gretabisect/gretabisect/golden"
 	"github.com/gretabisect/gretabisect/internal/corpus"
 	"github.com/gretabisect/gretabisect/internal/gguf"
 	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/ref"
 	"github.com/gretabisect/gretabisect/internal/synth"
+	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
 // loaded caches the tiny model of each dtype (seed 0) across the tests.
@@ -225,5 +228,68 @@ func TestTinyDTypes(t *testing.T) {
 				t.Errorf("norm weights differ from the f32 model's, want them F32 and equal")
 			}
 		})
+	}
+}
+
+// The tiny model run by the CPU reference over the start of the corpus: the residual
+// stream keeps an RMS near 1 through all ten layers, each block adds a modest update, and
+// the logits spread over a few units.
+func TestTinyActivationsStaySane(t *testing.T) {
+	m := load(t, synth.F32)
+	c := m.Config
+	ids := m.Tokenizer.Encode(corpus.Text, true, false)[:128]
+	e, err := ref.New(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	layers := make([]int, c.NLayer)
+	positions := make([]int, len(ids))
+	for i := range layers {
+		layers[i] = i
+	}
+	for i := range positions {
+		positions[i] = i
+	}
+	type key struct {
+		st    golden.Stage
+		layer int
+	}
+	sumSq, count := map[key]float64{}, map[key]int{}
+	var logitStd []float32
+	tap := &trace.Tap{
+		Sel: trace.NewSelection([]golden.Stage{golden.ResidualPostMLP, golden.AttnOut, golden.MLPOut, golden.Logits},
+			layers, c.NLayer, positions, len(ids)),
+		Sink: func(st golden.Stage, layer, pos int, row []float32) {
+			if st == golden.Logits {
+				_, std := moments(row)
+				logitStd = append(logitStd, float32(std))
+				return
+			}
+			k := key{st, layer}
+			for _, v := range row {
+				sumSq[k] += float64(v) * float64(v)
+			}
+			count[k] += len(row)
+		},
+	}
+	if _, err := e.Forward(ids, 0, tap); err != nil {
+		t.Fatal(err)
+	}
+	for l := range c.NLayer {
+		rms := func(st golden.Stage) float64 { k := key{st, l}; return math.Sqrt(sumSq[k] / float64(count[k])) }
+		res, attn, mlp := rms(golden.ResidualPostMLP), rms(golden.AttnOut), rms(golden.MLPOut)
+		t.Logf("layer %d: residual RMS %.3f, attn_out %.3f, mlp_out %.3f", l, res, attn, mlp)
+		if res < 0.7 || res > 2 || attn < 0.02 || attn > 0.5 || mlp < 0.02 || mlp > 0.5 {
+			t.Errorf("layer %d: residual RMS %.3f (want 0.7..2), attn_out %.3f and mlp_out %.3f (want 0.02..0.5)", l, res, attn, mlp)
+		}
+	}
+	if len(logitStd) != len(ids) {
+		t.Fatalf("%d logit rows for %d positions", len(logitStd), len(ids))
+	}
+	mean, spread := moments(logitStd)
+	t.Logf("logit std over the vocabulary: mean %.2f (spread %.2f)", mean, spread)
+	if mean < 1.5 || mean > 6 {
+		t.Errorf("logits have a standard deviation of %.2f on average, want 1.5..6", mean)
 	}
 }
