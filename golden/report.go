@@ -80,8 +80,8 @@ func (r *Report) Summary() string {
 		mismatched += p.Mismatched
 		missing += p.Missing()
 	}
-	return fmt.Sprintf("policy %s: %d prompts (%d match, %d diverged, %d missing); %d records compared, %d mismatched, %d missing",
-		r.Policy.Name, len(r.Prompts), n[0], n[1], n[2], compared, mismatched, missing)
+	return fmt.Sprintf("policy %s: %s (%d match, %d diverged, %d missing); %s compared, %d mismatched, %d missing",
+		r.Policy.Name, plural(len(r.Prompts), "prompt"), n[0], n[1], n[2], plural(compared, "record"), mismatched, missing)
 }
 
 // shortHash returns the first 8 digits after the algorithm prefix.
