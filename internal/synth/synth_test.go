@@ -207,3 +207,23 @@ func TestTinyLlamaStreams(t *testing.T) {
 		t.Errorf("progress at %d bytes after writing %d", last, limit)
 	}
 }
+
+// BenchmarkGenerateTiny reports the generation of the tiny model, vocabulary excluded.
+func BenchmarkGenerateTiny(b *testing.B) {
+	for _, dt := range DTypes {
+		b.Run(string(dt), func(b *testing.B) {
+			if _, err := vocabFor(Tiny); err != nil {
+				b.Fatal(err)
+			}
+			var n int
+			for b.Loop() {
+				img, err := Generate(Tiny, dt, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n = len(img)
+			}
+			b.SetBytes(int64(n))
+		})
+	}
+}
