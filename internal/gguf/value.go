@@ -63,7 +63,9 @@ func ArrayOf[T Scalar](v []T) Value {
 }
 
 // NestedArray returns an array whose elements are arrays. Each element must itself be an
-// array value (the Writer refuses anything else).
+// array value (the Writer refuses anything else). The GGUF format allows arrays of arrays
+// and Parse reads them, but llama.cpp's reader refuses them ("invalid GGUF type 9"): keep
+// them out of files meant for llama.cpp.
 func NestedArray(v []Value) Value {
 	return Value{typ: ValueArray, elem: ValueArray, arr: v}
 }
