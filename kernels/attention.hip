@@ -235,6 +235,8 @@ static int check(const char *fn, greta_buf q, greta_buf kc, greta_buf vc, int n,
 		            n_head, n_head_kv, head_dim);
 	if (n_head % n_head_kv != 0)
 		return fail(GRETA_ERR_ARG, "%s: n_head %d is not a multiple of n_head_kv %d", fn, n_head, n_head_kv);
+	if (n > 65535 || n_head > 65535) // grid y and z limits
+		return fail(GRETA_ERR_ARG, "%s: n=%d n_head=%d: at most 65535 each per launch", fn, n, n_head);
 	const uint64_t qw = (uint64_t)n_head * head_dim, kvw = (uint64_t)n_head_kv * head_dim;
 	const uint64_t keys = (uint64_t)pos0 + n;
 	if ((rc = need(fn, "q", q, n * qw)) || (rc = need(fn, "k cache", kc, keys * kvw)) ||

@@ -70,6 +70,14 @@ static int positive(const char *fn, const char *what, long long v) {
 	return GRETA_OK;
 }
 
+// Kernels with one grid row per matrix row take at most kMaxGridRows rows (the grid's y limit).
+constexpr int kMaxGridRows = 65535;
+
+static int gridRows(const char *fn, const char *what, int v) {
+	if (v > kMaxGridRows) return fail(GRETA_ERR_ARG, "%s: %s = %d rows, at most %d per launch", fn, what, v, kMaxGridRows);
+	return positive(fn, what, v);
+}
+
 } // namespace greta
 
 using namespace greta;
@@ -79,7 +87,7 @@ extern "C" {
 int greta_embed(greta_buf tokens, int n, greta_buf table, int vocab, int dim, greta_buf out) {
 	const char *fn = "embed";
 	int rc = ready(fn);
-	if (!rc) rc = positive(fn, "n", n);
+	if (!rc) rc = gridRows(fn, "n", n);
 	if (!rc) rc = positive(fn, "vocab", vocab);
 	if (!rc) rc = positive(fn, "dim", dim);
 	if (!rc) rc = need(fn, "tokens", tokens, (uint64_t)n);
@@ -107,7 +115,7 @@ int greta_rmsnorm(greta_buf x, greta_buf w, int n, int dim, float eps, greta_buf
 int greta_rope(greta_buf x, int n, int n_head, int head_dim, int rope_dim, int pos0, double base) {
 	const char *fn = "rope";
 	int rc = ready(fn);
-	if (!rc) rc = positive(fn, "n", n);
+	if (!rc) rc = gridRows(fn, "n", n);
 	if (!rc) rc = positive(fn, "n_head", n_head);
 	if (!rc) rc = positive(fn, "head_dim", head_dim);
 	if (!rc) rc = positive(fn, "rope_dim", rope_dim);
@@ -168,7 +176,7 @@ int greta_gather(greta_buf src, int width, greta_buf rows, int nrows, greta_buf 
 	const char *fn = "gather";
 	int rc = ready(fn);
 	if (!rc) rc = positive(fn, "width", width);
-	if (!rc) rc = positive(fn, "nrows", nrows);
+	if (!rc) rc = gridRows(fn, "nrows", nrows);
 	if (!rc) rc = need(fn, "rows", rows, (uint64_t)nrows);
 	if (!rc) rc = need(fn, "out", out, (uint64_t)nrows * width);
 	if (!rc) rc = need(fn, "src", src, (uint64_t)width);

@@ -36,6 +36,8 @@ type Engine struct {
 	layers                   []layerWeights
 	kc, vc                   buf // (layer, ctx, kv_dim) KV cache; keys after RoPE
 
+	passRows int // most tokens per pass (maxPassRows; tests lower it)
+
 	// Activations of up to rows tokens, grown on demand, row-major by token.
 	rows          int
 	x, xb, out    buf // (rows, dim) residual stream, RMSNorm output, residual addend
@@ -61,6 +63,10 @@ type Engine struct {
 	recorded chan struct{}
 	last     []float32
 }
+
+// maxPassRows bounds the tokens of one pass: the kernels launch one grid row per token
+// (at most 65535), and the activations grow with it.
+const maxPassRows = 16384
 
 type layerWeights struct {
 	attnNorm, ffnNorm buf
@@ -105,7 +111,7 @@ func New(m *model.Model) (*Engine, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	c := m.Config
-	e := &Engine{c: c, device: dev, qDim: c.NHead * c.HeadDim, kvDim: c.NHeadKV * c.HeadDim}
+	e := &Engine{c: c, device: dev, qDim: c.NHead * c.HeadDim, kvDim: c.NHeadKV * c.HeadDim, passRows: maxPassRows}
 	if err := e.upload(m.Weights); err != nil {
 		e.Close()
 		return nil, err
@@ -290,9 +296,10 @@ func fail(rc C.int, kernel, stage string, layer int, shapes string, args ...any)
 	return &kernelError{where: where, shapes: fmt.Sprintf(shapes, args...), err: err}
 }
 
-// Forward runs tokens at positions pos0.. in one batched pass (one token: the decode route),
-// extending the KV cache, and returns the logits of the last position, valid until the next
-// call. Logits are computed for that position and the positions the tap plans.
+// Forward runs tokens at positions pos0.. in batched passes of up to 16384 tokens (one
+// token: the decode route), extending the KV cache, and returns the logits of the last
+// position, valid until the next call. Logits are computed for that position and the
+// positions the tap plans.
 func (e *Engine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, error) {
 	c := e.c
 	n := len(tokens)
@@ -312,10 +319,31 @@ func (e *Engine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, e
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	// Passes of at most passRows tokens, of even size: every kernel computes a row the same
+	// way whatever the rows beside it, so the split does not change a bit (the few-row
+	// product of decode is kept for passes of at most GRETA_MATVEC_MAX_ROWS tokens, and
+	// even passes never shrink a long prompt to that).
+	passes := (n + e.passRows - 1) / e.passRows
+	size := (n + passes - 1) / passes
+	var logits []float32
+	for off := 0; off < n; off += size {
+		m := min(size, n-off)
+		var err error
+		if logits, err = e.pass(tokens[off:off+m], pos0+off, tap, off+m == n); err != nil {
+			return nil, err
+		}
+	}
+	return logits, nil
+}
+
+// pass runs tokens at positions pos0.. through the model in one batch. Logits are computed
+// for the planned positions and, when last, for the last position, whose logits it returns.
+func (e *Engine) pass(tokens []int32, pos0 int, tap *trace.Tap, last bool) ([]float32, error) {
+	n := len(tokens)
 	if err := e.grow(n); err != nil {
 		return nil, err
 	}
-	if err := e.plan(tokens, pos0, tap); err != nil {
+	if err := e.plan(tokens, pos0, tap, last); err != nil {
 		return nil, err
 	}
 	e.startRecording(tap)
@@ -325,10 +353,7 @@ func (e *Engine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, e
 		logits, err = e.finish(n, pos0, tap)
 	}
 	e.waitRecording()
-	if err != nil {
-		return nil, err
-	}
-	return logits, nil
+	return logits, err
 }
 
 // startRecording starts the goroutine that hands copied-back rows to the tap, one batch
@@ -404,7 +429,8 @@ func (e *Engine) hostBase(i int) int {
 }
 
 // plan uploads the tokens and, for every traced stage, the rows the tap wants, in one copy.
-func (e *Engine) plan(tokens []int32, pos0 int, tap *trace.Tap) error {
+// The rows that get logits are the planned ones and, when last, the last one.
+func (e *Engine) plan(tokens []int32, pos0 int, tap *trace.Tap, last bool) error {
 	c, n := e.c, len(tokens)
 	e.hostInts = append(e.hostInts[:0], tokens...)
 	e.lists = e.lists[:0]
@@ -450,7 +476,9 @@ func (e *Engine) plan(tokens []int32, pos0 int, tap *trace.Tap) error {
 			e.lists[int(st)*c.NLayer+l] = addList(func(i int) bool { return tap.Want(st, layer, pos0+i) })
 		}
 	}
-	e.logitRowsList = addList(func(i int) bool { return i == n-1 || tap.Want(golden.Logits, c.NLayer, pos0+i) })
+	e.logitRowsList = addList(func(i int) bool {
+		return (last && i == n-1) || tap.Want(golden.Logits, c.NLayer, pos0+i)
+	})
 
 	if len(e.hostInts) > e.intsCap {
 		if err := e.release(e.ints); err != nil {
@@ -761,6 +789,9 @@ func (e *Engine) finish(n, pos0 int, tap *trace.Tap) ([]float32, error) {
 	c := e.c
 	rows := e.hostInts[e.logitRowsList.off : e.logitRowsList.off+e.logitRowsList.n]
 	r := len(rows)
+	if r == 0 { // a pass before the last with no planned logits
+		return nil, e.flush()
+	}
 	if r > e.logitRows {
 		if err := e.release(e.lin, e.logits); err != nil {
 			return nil, err
@@ -807,5 +838,5 @@ func (e *Engine) finish(n, pos0 int, tap *trace.Tap) ([]float32, error) {
 		return nil, fmt.Errorf("hip: forward of positions %d..%d: %w", pos0, pos0+n-1, err)
 	}
 	e.records <- []recordRows{{st: golden.Logits, layer: c.NLayer, pos0: pos0, w: c.Vocab, rows: rows, data: logits}}
-	return logits[(r-1)*c.Vocab:], nil
+	return logits[(r-1)*c.Vocab:], nil // the last row, when this is the last pass
 }

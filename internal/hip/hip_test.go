@@ -226,6 +226,16 @@ func TestDeterministic(t *testing.T) {
 	compare(t, "second run", run(t, e, m, p, golden.RoutePrefill), first, golden.Exact)
 }
 
+// TestPassesChangeNoBit: a prompt cut into several passes gives the same bits as one pass.
+func TestPassesChangeNoBit(t *testing.T) {
+	m := testModels(t)["tiny"]
+	e := openGPU(t, m)
+	p := standardPrompts(t, m)[1]
+	whole := run(t, e, m, p, golden.RoutePrefill)
+	e.passRows = 100 // 827 tokens: 9 passes of 92 or fewer
+	compare(t, "9 passes", run(t, e, m, p, golden.RoutePrefill), whole, golden.Exact)
+}
+
 // TestDecodeRoute computes the short prompt one token at a time through the KV cache.
 func TestDecodeRoute(t *testing.T) {
 	m := testModels(t)["tiny"]

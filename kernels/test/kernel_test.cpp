@@ -368,6 +368,8 @@ static void test_errors() {
 	             "3 heads over 2 KV heads is refused");
 	expect_error(greta_fault(small, 5, 1, 2, 1, 0), GRETA_ERR_ARG, "x holds 10 elements, the shapes need 15",
 	             "a fault past the end is refused");
+	expect_error(greta_embed(small, 70000, big, 10, 10, big), GRETA_ERR_ARG, "at most 65535 per launch",
+	             "an embedding of 70000 rows in one launch is refused");
 	greta_free(small), greta_free(big);
 }
 
