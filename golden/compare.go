@@ -56,7 +56,8 @@ type PromptResult struct {
 	FirstFail          *Failure  // the first of Failures; nil unless diverged
 	HashOnly           int       // differing records a tolerance policy compared by hash: no size known
 
-	grid map[cellKey]*cell // heatmap cells
+	grid   map[cellKey]*cell // heatmap cells
+	nLayer int               // the layer logits records carry (n_layer), 0 when none
 }
 
 // Missing returns the number of records present on one side only.

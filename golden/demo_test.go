@@ -72,7 +72,7 @@ func demoRecords(t *testing.T) (cand, base []Record) {
 				add(Key{"p6_len_16", pos, layer, st.String()}, token, rel, layer == 0)
 			}
 		}
-		add(Key{"p6_len_16", pos, 2, "logits"}, token, rel, true)
+		add(Key{"p6_len_16", pos, 22, "logits"}, token, rel, true) // layers 2-21 untraced
 	}
 	// The candidate read token 5 instead of 7826 at position 826.
 	for i := range cand {

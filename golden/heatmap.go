@@ -41,6 +41,7 @@ func (p *PromptResult) cellAt(k Key) *cell {
 		ck.row = embedRow
 	case Logits:
 		ck.row = logitsRow
+		p.nLayer = max(p.nLayer, k.Layer) // logits carry layer n_layer
 	}
 	c := p.grid[ck]
 	if c == nil {
@@ -127,12 +128,20 @@ const (
 	hmCellW  = 40
 	hmCellH  = 20
 	hmGap    = 2
+	hmGapH   = 14 // height of the mark for untraced layers
 )
 
 type heatmap struct {
 	Width, Height int
 	Columns       []heatColumn
 	Rows          []heatRow
+	Gaps          []heatGap
+}
+
+// heatGap marks layers that were not traced between two rows.
+type heatGap struct {
+	Y     int
+	Label string
 }
 
 type heatColumn struct {
@@ -150,16 +159,23 @@ func (p *PromptResult) heatmap() heatmap {
 		}
 	}
 	slices.Sort(rows)
-	hm := heatmap{
-		Width:  hmLabelW + NumStages*(hmCellW+hmGap) + 8,
-		Height: hmHeadH + len(rows)*(hmCellH+hmGap) + 4,
-	}
+	hm := heatmap{Width: hmLabelW + NumStages*(hmCellW+hmGap) + 8}
 	for _, s := range Stages() {
 		x := hmLabelW + int(s.Stage)*(hmCellW+hmGap) + hmCellW/2 + 4
 		hm.Columns = append(hm.Columns, heatColumn{s.Name, x, hmHeadH - 6})
 	}
+	y := hmHeadH
 	for i, r := range rows {
-		y := hmHeadH + i*(hmCellH+hmGap)
+		// Untraced layers between two traced ones open a gap with a mark: the first
+		// failing layer may have an untraced predecessor.
+		next := r
+		if r == logitsRow {
+			next = p.nLayer
+		}
+		if i > 0 && rows[i-1] != embedRow && next > rows[i-1]+1 {
+			hm.Gaps = append(hm.Gaps, heatGap{Y: y + hmGapH/2 + 3, Label: untracedLabel(rows[i-1]+1, next-1)})
+			y += hmGapH
+		}
 		hr := heatRow{Y: y + hmCellH/2 + 4}
 		switch r {
 		case embedRow:
@@ -190,8 +206,17 @@ func (p *PromptResult) heatmap() heatmap {
 			})
 		}
 		hm.Rows = append(hm.Rows, hr)
+		y += hmCellH + hmGap
 	}
+	hm.Height = y + 4
 	return hm
+}
+
+func untracedLabel(from, to int) string {
+	if from == to {
+		return fmt.Sprintf("layer %d not traced", from)
+	}
+	return fmt.Sprintf("layers %d-%d not traced", from, to)
 }
 
 // rowHas reports whether a heatmap row has a slot for stage s.
