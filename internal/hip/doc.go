@@ -14,6 +14,12 @@
 // so an execution fault is reported by the kernel that caused it.
 package hip
 
+import "errors"
+
+// ErrNoDevice is returned (wrapped) when no usable GPU is visible. It exists in every build,
+// so callers can skip on errors.Is(err, hip.ErrNoDevice) without the rocm tag.
+var ErrNoDevice = errors.New("no GPU device")
+
 // Name is the backend's name in the engine registry.
 const Name = "hip"
 

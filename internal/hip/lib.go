@@ -11,7 +11,6 @@ package hip
 import "C"
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -26,9 +25,6 @@ import (
 
 // Available reports whether this binary holds the HIP backend (built with -tags rocm).
 const Available = true
-
-// ErrNoDevice is returned (wrapped) when no usable GPU is visible.
-var ErrNoDevice = errors.New("no GPU device")
 
 // libError is an error reported by libgreta_kernels: its code and its text.
 type libError struct {
