@@ -175,8 +175,8 @@ func bisectionSection(pr *PromptReport) string {
 	}
 	o := pr.Origin
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n## Self-bisection\n\nFirst traced failure: %s\n\nIsolated origin: %s in %d extra runs (%d over layers, %d over positions)\n\n",
-		pr.FirstTraced.Line(), o, o.Runs(), o.LayerRuns, o.PositionRuns)
+	fmt.Fprintf(&b, "\n## Self-bisection\n\nFirst traced failure: %s\n\nIsolated origin: %s in %s\n\n",
+		pr.FirstTraced.Line(), o, o.RunsText())
 	for i, st := range o.Steps {
 		fmt.Fprintf(&b, "%d. %s\n", i+1, st)
 	}
@@ -221,7 +221,7 @@ func (s *session) failureMessage(pr *PromptReport, origin *golden.Failure, cand,
 		row(first, "Y")
 	}
 	if o := pr.Origin; o != nil {
-		fmt.Fprintf(&b, "self-bisection: %d extra runs (%d over layers, %d over positions)", o.Runs(), o.LayerRuns, o.PositionRuns)
+		fmt.Fprintf(&b, "self-bisection: %s", o.RunsText())
 		for _, st := range o.Steps {
 			b.WriteString("\n  " + st)
 		}

@@ -29,6 +29,16 @@ type Origin struct {
 // Runs is the number of extra runs self-bisection took.
 func (o *Origin) Runs() int { return o.LayerRuns + o.PositionRuns }
 
+// RunsText says how many extra runs self-bisection took and where: "2 extra runs (1 over
+// layers, 1 over positions)".
+func (o *Origin) RunsText() string {
+	noun := "runs"
+	if o.Runs() == 1 {
+		noun = "run"
+	}
+	return fmt.Sprintf("%d extra %s (%d over layers, %d over positions)", o.Runs(), noun, o.LayerRuns, o.PositionRuns)
+}
+
 func (o *Origin) String() string {
 	return fmt.Sprintf("pos=%d layer=%d tensor=%s category=%s", o.Pos, o.Layer, o.Stage, o.Category)
 }

@@ -46,8 +46,7 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	}
 	for _, p := range r.Prompts {
 		if p.Origin != nil {
-			fmt.Fprintf(&b, "\n%s: origin %s, isolated in %d extra runs (%d over layers, %d over positions)",
-				p.PromptID, p.Origin, p.Origin.Runs(), p.Origin.LayerRuns, p.Origin.PositionRuns)
+			fmt.Fprintf(&b, "\n%s: origin %s, isolated in %s", p.PromptID, p.Origin, p.Origin.RunsText())
 		}
 	}
 	b.WriteString("\n")

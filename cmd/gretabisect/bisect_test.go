@@ -21,7 +21,7 @@ func TestBisectCommand(t *testing.T) {
 		{"inject", []string{"--prompts", "p0_short", "--quiet", "--inject", "stage=v,layer=3,pos>=2,scale=1.01"}, exitDiverged,
 			[]string{"p0_short: FIRST_FAIL pos=2 layer=3 tensor=v category=ATTN_KERNEL_INPUTS (hash ",
 				"| p0_short | 2 | 3 | v | NO |", "Y (isolated) |", "| ATTN_KERNEL_INPUTS | 1 | 100% |",
-				"p0_short: origin pos=2 layer=3 tensor=v category=ATTN_KERNEL_INPUTS, isolated in 1 extra runs (1 over layers, 0 over positions)"}, ""},
+				"p0_short: origin pos=2 layer=3 tensor=v category=ATTN_KERNEL_INPUTS, isolated in 1 extra run (1 over layers, 0 over positions)"}, ""},
 		{"bad inject", []string{"--inject", "stage=x"}, exitUsage, nil,
 			`gretabisect bisect: --inject: fault 1 "stage=x": field "stage": unknown stage "x"`},
 		{"bad prompt", []string{"--prompts", "p9"}, exitUsage, nil,
