@@ -3,6 +3,7 @@ package golden
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -85,4 +86,42 @@ func TestAssertGoldenNamesTheRecordCommand(t *testing.T) {
 	if rec.msg != want {
 		t.Errorf("message %q, want %q", rec.msg, want)
 	}
+}
+
+// FuzzCompareAndReport reads two arbitrary JSONL inputs as candidate and baseline, compares
+// whatever records they hold under each policy and renders every report format: no input
+// may panic, and a comparison that succeeds must render.
+func FuzzCompareAndReport(f *testing.F) {
+	f.Add([]byte(seedSample), []byte(strings.Replace(seedSample, "3a7b2c1d", "9f00e1aa", 1)))
+	f.Add([]byte(line("p", 0, 0, "attn_in", "a")+"\n"+line("p", 0, 22, "logits", "b")), []byte(line("p", 0, 0, "attn_in", "c")))
+	f.Add([]byte(`{"prompt_id":"p","pos_id":0,"layer":-9223372036854775808,"tensor_name":"v","hash":"h","token_id":1}`),
+		[]byte(`{"prompt_id":"p","pos_id":0,"layer":-9223372036854775808,"tensor_name":"v","hash":"g","token_id":2}`))
+	read := func(data []byte) []Record {
+		var recs []Record
+		r := NewReader(bytes.NewReader(data), "fuzz")
+		for {
+			rec, err := r.Next()
+			if err != nil {
+				return recs
+			}
+			recs = append(recs, rec)
+		}
+	}
+	f.Fuzz(func(t *testing.T, cand, base []byte) {
+		c, b := read(cand), read(base)
+		for _, p := range []Policy{Exact, Tolerance} {
+			rep, err := CompareRecords(c, b, p)
+			if err != nil {
+				continue
+			}
+			for _, format := range []string{FormatMarkdown, FormatJSON, FormatHTML} {
+				if err := rep.Write(io.Discard, format); err != nil {
+					t.Fatalf("%s report: %v", format, err)
+				}
+			}
+			for _, pr := range rep.Prompts {
+				pr.Line()
+			}
+		}
+	})
 }
