@@ -43,7 +43,7 @@ trap 'rm -rf "$profile"' EXIT
 
 "$browser" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
 	--disable-background-networking --disable-component-update --disable-sync \
-	--hide-scrollbars --user-data-dir="$profile" \
+	--hide-scrollbars --disable-dev-shm-usage --user-data-dir="$profile" \
 	--screenshot="$out" --window-size="$size" "file://$report" >"$profile/log" 2>&1 || {
 	cat "$profile/log" >&2
 	exit 1
