@@ -235,6 +235,9 @@ func TestTinyDTypes(t *testing.T) {
 // stream keeps an RMS near 1 through all ten layers, each block adds a modest update, and
 // the logits spread over a few units.
 func TestTinyActivationsStaySane(t *testing.T) {
+	if synth.RaceEnabled {
+		t.Skip("a minute of reference forward pass under -race; it checks numbers, not concurrency")
+	}
 	m := load(t, synth.F32)
 	c := m.Config
 	ids := m.Tokenizer.Encode(corpus.Text, true, false)[:128]
