@@ -61,7 +61,7 @@ type Engine struct {
 	host     []float32 // copies of the staging chunks, chunk i at hostBase(i)
 	records  chan []recordRows
 	recorded chan struct{}
-	last     []float32
+	last     []float32 // the pass's logits rows back on the host; Forward returns the last
 }
 
 // maxPassRows bounds the tokens of one pass: the kernels launch one grid row per token
@@ -89,7 +89,7 @@ type recordRows struct {
 	data           []float32 // len(rows) rows of width w
 }
 
-// pendingRows are rows gathered into a staging chunk, to record after the pass.
+// pendingRows are rows gathered into a staging chunk, to copy back at the next flush.
 type pendingRows struct {
 	st             golden.Stage
 	layer, pos0, w int
