@@ -54,6 +54,27 @@ func exp64(x float64) float64 {
 	return scalb(p, int(k))
 }
 
+// expf returns e**x for results that are rounded to float32: the Taylor series stops at
+// r^9 (relative error below 1e-11, far under float32's 6e-8), which makes it cheaper than
+// exp64 for softmax and SiLU.
+func expf(x float64) float64 {
+	switch {
+	case x != x:
+		return x
+	case x > 709.8:
+		return math.Inf(1)
+	case x < -745.2:
+		return 0
+	}
+	k := math.Floor(float64(x*log2e) + 0.5)
+	r := float64(x-float64(k*ln2Hi)) - float64(k*ln2Lo)
+	p := invFact[9]
+	for i := 8; i >= 0; i-- {
+		p = float64(p*r) + invFact[i]
+	}
+	return scalb(p, int(k))
+}
+
 // scalb returns p * 2**k for p in [0.5, 2) with a single rounding.
 func scalb(p float64, k int) float64 {
 	switch {

@@ -30,6 +30,15 @@ func TestExp64(t *testing.T) {
 	}
 }
 
+func TestExpf(t *testing.T) {
+	for x := -104.0; x < 89; x += 0.0137 {
+		want := math.Exp(x)
+		if d := math.Abs(expf(x)-want) / want; d > 1e-11 {
+			t.Fatalf("expf(%v) = %v, math.Exp %v: relative error %g", x, expf(x), want, d)
+		}
+	}
+}
+
 func TestLog64(t *testing.T) {
 	for x := 1e-300; x < 1e300; x *= 1.7 {
 		if d := ulps(log64(x), math.Log(x)); d > 2 {

@@ -62,8 +62,9 @@ func matmulPortable(w []float32, cols int, x []float32, nt int, y []float32, ys,
 	}
 }
 
-// axpy adds a*x to y element by element: y (n) += a * x (n).
-func axpy(y []float32, a float32, x []float32) {
+// axpyPortable adds a*x to y element by element: y (n) += a * x (n), the product rounded
+// before the add.
+func axpyPortable(y []float32, a float32, x []float32) {
 	x = x[:len(y)]
 	for i := range y {
 		y[i] += float32(a * x[i])

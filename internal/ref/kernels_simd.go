@@ -45,6 +45,22 @@ func dot(a, b []float32) float32 {
 	return finish(acc, a, b, n)
 }
 
+// axpy is axpyPortable: Mul then Add per element, as the scalar code rounds.
+func axpy(y []float32, a float32, x []float32) {
+	if !hasAVX512 || len(y) < lanes {
+		axpyPortable(y, a, x)
+		return
+	}
+	x = x[:len(y)]
+	n := len(y) &^ (lanes - 1)
+	va := archsimd.BroadcastFloat32x16(a)
+	for i := 0; i < n; i += lanes {
+		load(y, i).Add(va.Mul(load(x, i))).Store((*[lanes]float32)(y[i : i+lanes]))
+	}
+	archsimd.ClearAVXUpperBits()
+	axpyPortable(y[n:], a, x[n:])
+}
+
 // matmul is matmulPortable with register tiles: 2 weight rows x 4 tokens (8
 // accumulators, each loaded weight used 4 times and each activation 2 times, within the
 // 16 vector registers the compiler allocates), 2 rows x 1 token for the last tokens

@@ -279,7 +279,7 @@ func swiglu(gate, up []float32) {
 	up = up[:len(gate)]
 	for i, g := range gate {
 		d := float64(g)
-		gate[i] = float32(d/(1+exp64(-d))) * up[i]
+		gate[i] = float32(d/(1+expf(-d))) * up[i]
 	}
 }
 
@@ -340,7 +340,7 @@ func (a *attnTask) do(worker, b int) {
 	}
 	var sum float32
 	for p, x := range s {
-		s[p] = float32(exp64(float64(x - mx)))
+		s[p] = float32(expf(float64(x - mx)))
 		sum += s[p]
 	}
 	out := a.out[t*e.qDim+h*hd : t*e.qDim+(h+1)*hd]

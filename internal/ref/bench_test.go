@@ -1,0 +1,107 @@
+package ref
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/prompts"
+	"github.com/gretabisect/gretabisect/internal/synth"
+	"github.com/gretabisect/gretabisect/internal/trace"
+)
+
+// EnvBenchModel names a GGUF file for the large-model benchmarks; without it they generate
+// the tinyllama preset in F32 (4.4 GB) into a temporary directory first.
+const EnvBenchModel = "GRETA_BENCH_MODEL"
+
+func benchModel(b *testing.B) *model.Model {
+	b.Helper()
+	if testing.Short() {
+		b.Skip("large model benchmark skipped in -short mode")
+	}
+	path := os.Getenv(EnvBenchModel)
+	if path == "" {
+		path = filepath.Join(b.TempDir(), "tinyllama-f32.gguf")
+		if err := synth.WriteFile(path, synth.TinyLlama, synth.F32, 0, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	m, err := model.Load(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	return m
+}
+
+func benchEngine(b *testing.B, m *model.Model) *Engine {
+	b.Helper()
+	e, err := New(m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close() })
+	return e
+}
+
+func reportTokens(b *testing.B, tokens int) {
+	s := b.Elapsed().Seconds()
+	b.ReportMetric(float64(tokens*b.N)/s, "tokens/s")
+	b.ReportMetric(s*1000/float64(tokens*b.N), "ms/token")
+}
+
+// BenchmarkPrefill512 is one batched pass over 512 prompt tokens, untraced.
+func BenchmarkPrefill512(b *testing.B) {
+	m := benchModel(b)
+	e := benchEngine(b, m)
+	tokens := randomTokens(512, m.Config.Vocab, 1)
+	for b.Loop() {
+		if _, err := e.Forward(tokens, 0, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportTokens(b, len(tokens))
+}
+
+// BenchmarkDecode1653 is one decode step at position 1652, attending over 1653 cached
+// positions. The cache holds zeros instead of a real prompt's keys and values: the work
+// does not depend on the values, and filling it would take minutes.
+func BenchmarkDecode1653(b *testing.B) {
+	m := benchModel(b)
+	e := benchEngine(b, m)
+	tok := []int32{1}
+	for b.Loop() {
+		if _, err := e.Forward(tok, 1652, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportTokens(b, 1)
+}
+
+// BenchmarkDefaultTrace is the bisect suite's work: the three standard prompts with the
+// default plan on the tiny model, records hashed and sketched.
+func BenchmarkDefaultTrace(b *testing.B) {
+	m, err := model.Open(model.TinySpec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	all, err := prompts.All(m.Tokenizer)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := benchEngine(b, m)
+	n := 0
+	for b.Loop() {
+		n = 0
+		for _, p := range all {
+			res, err := engine.Run(e, m, engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: trace.DefaultPlan()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += len(p.Tokens) + len(res.Generated)
+		}
+	}
+	reportTokens(b, n)
+}
