@@ -44,17 +44,23 @@ func matrixCases(short bool) []matrixCase {
 	var cases []matrixCase
 	for i, si := range golden.Stages() {
 		st := si.Stage
-		layers := []int{traced[i%len(traced)], untraced[i%len(untraced)]}
-		if !si.PerLayer {
-			layers = []int{0}
-		}
-		for _, l := range layers {
+		switch {
+		case st == golden.EmbedOut:
 			for _, pos := range []int{m50Early, m50Untraced, m50Decode} {
-				if pos == m50Untraced && !observable(st, l, tinyLastLyr) {
-					continue
-				}
-				cases = append(cases, matrixCase{"m50", st, l, pos})
+				cases = append(cases, matrixCase{"m50", st, 0, pos})
 			}
+		case st == golden.Logits:
+			for _, pos := range []int{m50Early, m50Decode} { // untraced rows have no logits
+				cases = append(cases, matrixCase{"m50", st, 0, pos})
+			}
+		default:
+			// Rotate the layers so every traced and untraced layer appears.
+			t, u := traced[i%len(traced)], untraced[i%len(untraced)]
+			cases = append(cases,
+				matrixCase{"m50", st, t, m50Early},
+				matrixCase{"m50", st, t, m50Untraced},
+				matrixCase{"m50", st, u, m50Early},
+				matrixCase{"m50", st, u, m50Decode})
 		}
 	}
 	if short {
@@ -93,6 +99,9 @@ func TestSelfBisectMatrix(t *testing.T) {
 	var mu sync.Mutex
 	stats := map[string]int{}
 	t.Cleanup(func() {
+		if !t.Failed() && (stats["layerCases"] == 0 || stats["posCases"] == 0) {
+			t.Errorf("the matrix exercised layer bisection in %d cases and position search in %d: want both", stats["layerCases"], stats["posCases"])
+		}
 		t.Logf("%d cases in %v; extra runs: %d over layers, %d over positions; %d cases used layer bisection, %d position search",
 			len(cases), time.Since(start).Round(time.Millisecond), stats["layerRuns"], stats["posRuns"], stats["layerCases"], stats["posCases"])
 	})
