@@ -160,9 +160,9 @@ func traceMain(f traceFlags, stdout, stderr io.Writer) error {
 	if f.routeCheck {
 		routes = append(routes, otherRoute(f.route))
 	}
-	diverged := false
+	// byRoute[i] collects the records of routes[i] over every prompt.
+	byRoute := make([][]golden.Record, len(routes))
 	for _, p := range ps {
-		var runs [][]golden.Record
 		for i, route := range routes {
 			dir := f.out
 			if i > 0 {
@@ -172,21 +172,29 @@ func traceMain(f traceFlags, stdout, stderr io.Writer) error {
 			if err != nil {
 				return err
 			}
-			runs = append(runs, recs)
-		}
-		if f.routeCheck {
-			// The requested route is the baseline, the other the candidate.
-			rep, err := golden.CompareRecords(runs[1], runs[0], golden.Exact)
-			if err != nil {
-				return err
-			}
-			for _, pr := range rep.Prompts {
-				fmt.Fprintf(stdout, "route-check %s vs %s: %s\n", routes[1], routes[0], pr.Line())
-			}
-			diverged = diverged || !rep.OK()
+			byRoute[i] = append(byRoute[i], recs...)
 		}
 	}
-	if diverged {
+	if !f.routeCheck {
+		return nil
+	}
+	// The requested route is the baseline, the other the candidate; the output is the
+	// analyzer's: the lines of prompts that do not match, notes, then the summary.
+	rep, err := golden.CompareRecords(byRoute[1], byRoute[0], golden.Exact)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "route-check: candidate route %s, baseline route %s\n", routes[1], routes[0])
+	for _, p := range rep.Prompts {
+		if p.Status != golden.StatusMatch {
+			fmt.Fprintln(stdout, p.Line())
+		}
+	}
+	for _, n := range rep.Notes {
+		fmt.Fprintln(stdout, "note: "+n)
+	}
+	fmt.Fprintln(stdout, rep.Summary())
+	if !rep.OK() {
 		return errDiverged
 	}
 	return nil
@@ -262,20 +270,25 @@ func (f traceFlags) runOne(e engine.Engine, m *model.Model, p prompts.Prompt, ro
 	return res.Records, nil
 }
 
-// progress draws "label: done/total tokens" on stderr: redrawn in place (\r) at most ten
-// times a second on a terminal, else a plain line at each tenth of the work.
+// progress draws "label: done/total tokens" on stderr once a run has lasted a second:
+// redrawn in place (\r) at most ten times a second on a terminal, else a plain line at each
+// tenth of the work.
 type progress struct {
 	w     io.Writer
 	label string
 	tty   bool
 	off   bool
+	start time.Time
 	last  time.Time
 	tenth int
 	drawn bool
 }
 
+// progressAfter is how long a run goes before progress is shown: short runs stay quiet.
+const progressAfter = time.Second
+
 func newProgress(w io.Writer, label string, quiet bool) *progress {
-	p := &progress{w: w, label: label, off: quiet}
+	p := &progress{w: w, label: label, off: quiet, start: time.Now()}
 	if f, ok := w.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 			p.tty = true
@@ -285,7 +298,7 @@ func newProgress(w io.Writer, label string, quiet bool) *progress {
 }
 
 func (p *progress) update(done, total int) {
-	if p.off || total == 0 {
+	if p.off || total == 0 || time.Since(p.start) < progressAfter {
 		return
 	}
 	if p.tty {
