@@ -271,9 +271,10 @@ func comparePrompt(id string, cand, base *indexed, p Policy) (*PromptResult, err
 		pr.Failures = append(pr.Failures, td)
 		pr.cellAt(td.Key).failed++
 	}
-	slices.SortStableFunc(pr.Failures, func(a, b Failure) int { return CausalCompare(a.Key, b.Key) })
-	slices.SortStableFunc(pr.MissingInCandidate, CausalCompare)
-	slices.SortStableFunc(pr.MissingInBaseline, CausalCompare)
+	order := CausalOrder(decodeStart(cand, base))
+	slices.SortStableFunc(pr.Failures, func(a, b Failure) int { return order(a.Key, b.Key) })
+	slices.SortStableFunc(pr.MissingInCandidate, order)
+	slices.SortStableFunc(pr.MissingInBaseline, order)
 	pr.Mismatched = len(pr.Failures)
 	switch {
 	case pr.Mismatched > 0:
@@ -287,6 +288,19 @@ func comparePrompt(id string, cand, base *indexed, p Policy) (*PromptResult, err
 		pr.Status = StatusMatch
 	}
 	return pr, nil
+}
+
+// decodeStart is where generation starts, from the baseline (the reference for what was
+// prompt and what was generated), else from the candidate.
+func decodeStart(cand, base *indexed) int {
+	for _, ix := range []*indexed{base, cand} {
+		if ix != nil {
+			if s := DecodeStart(ix.trace.Records); s >= 0 {
+				return s
+			}
+		}
+	}
+	return -1
 }
 
 func (ix *indexed) lookup(k Key) (int, bool) {

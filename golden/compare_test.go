@@ -388,3 +388,52 @@ func TestRawFileMustStayInTheTraceFolder(t *testing.T) {
 		t.Errorf("Compare with raw_file ../outside.npy: error %v", err)
 	}
 }
+
+// A generated token chosen from logits that an earlier fault changed diverges at embed_out,
+// which sorts before every layer within a pass; the decode step must still come after the
+// prompt's pass, so the fault in the prompt stays FIRST_FAIL.
+func TestDecodeStepsFollowThePrompt(t *testing.T) {
+	y := row(5, 256, 1)
+	var base, cand []Record
+	add := func(pos, layer int, tensor, phase string, faulty bool) {
+		b := rec("p", pos, layer, tensor, y, true)
+		b.Phase = phase
+		c := b
+		if faulty {
+			c = rec("p", pos, layer, tensor, scaled(y, 1e-2, uint64(pos)), true)
+			c.Phase = phase
+		}
+		base, cand = append(base, b), append(cand, c)
+	}
+	add(3, -1, "embed_out", PhasePrefill, false)
+	add(3, 3, "k_post_rope", PhasePrefill, true)
+	add(4, 3, "k_post_rope", PhasePrefillLast, true)
+	add(4, 10, "logits", PhasePrefillLast, true)
+	add(5, -1, "embed_out", PhaseDecode, false)
+	add(5, 0, "residual_pre_attn", PhaseDecode, false)
+	add(6, -1, "embed_out", PhaseDecode, false)
+	cand[4].TokenID = 9 // generated from the changed logits at position 4
+	cand[6].TokenID = 8
+
+	rep, err := CompareRecords(cand, base, Exact)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []Key
+	for _, f := range rep.Prompts[0].Failures {
+		got = append(got, f.Key)
+	}
+	want := []Key{
+		{"p", 3, 3, "k_post_rope"}, {"p", 4, 3, "k_post_rope"}, {"p", 4, 10, "logits"},
+		{"p", 5, -1, "embed_out"}, {"p", 6, -1, "embed_out"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("failures in causal order (-want +got):\n%s", diff)
+	}
+	if ff := rep.Prompts[0].FirstFail; ff == nil || ff.Key != want[0] {
+		t.Errorf("FIRST_FAIL = %+v, want %v", ff, want[0])
+	}
+	if got, want := DecodeStart(base), 5; got != want {
+		t.Errorf("DecodeStart = %d, want %d", got, want)
+	}
+}
