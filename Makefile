@@ -7,7 +7,7 @@ SIMD      ?= GOEXPERIMENT=simd
 .PHONY: help test test-short test-simd race lint bisect bisect-inject update bench determinism-arm64 fuzz ci
 
 help:
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+	@grep -h -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
 test: ## run every test (CPU reference, committed goldens)
 	$(GO) test $(PKGS)
@@ -31,7 +31,7 @@ bisect: ## the main job: the B3.61 suite on the embedded tiny model against the 
 	$(GO) run ./cmd/gretabisect bisect
 
 bisect-inject: ## the main job with a planted fault, to see the localisation end to end
-	-$(GO) run ./cmd/gretabisect bisect --inject 'stage=k_post_rope,layer=3,pos>=826,scale=1.001'
+	-$(GO) run ./cmd/gretabisect bisect --inject 'stage=k_post_rope,layer=3,pos>=826,scale=1.01'
 
 update: ## re-record every golden file
 	$(GO) test $(PKGS) -update
