@@ -60,6 +60,7 @@ type Engine struct {
 
 	mm   matmulTask
 	attn attnTask
+	glu  swigluTask
 }
 
 // New builds an engine for m with a KV cache of the model's context length. It checks that
@@ -202,7 +203,7 @@ func (e *Engine) forward(tokens []int32, pos0 int, tap *trace.Tap, wantLast bool
 		tap.Rows(golden.FFNNormIn, l, pos0, dim, xb)
 		e.matmul(gate, &L.WGate, xb, nt)
 		e.matmul(up, &L.WUp, xb, nt)
-		swiglu(gate, up)
+		e.swiglu(gate, up)
 		e.matmul(out, &L.WDown, gate, nt)
 		tap.Rows(golden.MLPOut, l, pos0, dim, out)
 		add(x, out)
@@ -274,12 +275,23 @@ func add(x, y []float32) {
 	}
 }
 
-// swiglu sets gate[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + e^-g) in float64.
-func swiglu(gate, up []float32) {
-	up = up[:len(gate)]
-	for i, g := range gate {
+// swiglu sets gate[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + e^-g) in float64, on
+// every pool goroutine: its exponentials cost as much as a small matrix product.
+func (e *Engine) swiglu(gate, up []float32) {
+	e.glu = swigluTask{gate: gate, up: up[:len(gate)]}
+	e.pool.run(&e.glu, (len(gate)+swigluBlock-1)/swigluBlock)
+}
+
+const swigluBlock = 4096
+
+type swigluTask struct{ gate, up []float32 }
+
+func (t *swigluTask) do(_, b int) {
+	lo, hi := b*swigluBlock, min((b+1)*swigluBlock, len(t.gate))
+	up := t.up[lo:hi]
+	for i, g := range t.gate[lo:hi] {
 		d := float64(g)
-		gate[i] = float32(d/(1+expf(-d))) * up[i]
+		t.gate[lo+i] = float32(d/(1+expf(-d))) * up[i]
 	}
 }
 
