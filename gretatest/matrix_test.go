@@ -134,6 +134,7 @@ func TestSelfBisectMatrix(t *testing.T) {
 			if !strings.HasPrefix(pr.Line, c.prompt+": FIRST_FAIL "+want+" (") {
 				t.Errorf("first line %q does not name the origin %s", pr.Line, want)
 			}
+			checkLayerRuns(t, pr, trace.DefaultLayers)
 			mu.Lock()
 			defer mu.Unlock()
 			stats["layerRuns"] += pr.Origin.LayerRuns

@@ -91,6 +91,7 @@ func TestToyMatrix(t *testing.T) {
 			if got.String() != want.String() {
 				t.Errorf("origin %s, want %s\n%s", got.String(), want.String(), strings.Join(tb.errors, "\n"))
 			}
+			checkLayerRuns(t, pr, trace.DefaultLayers)
 		})
 	}
 }
@@ -106,4 +107,21 @@ func observable(st golden.Stage, layer, lastLayer int) bool {
 	}
 	// In the last layer only what enters the KV cache reaches other (traced) positions.
 	return st <= golden.KPostRope && st != golden.QPreRope && st != golden.QPostRope
+}
+
+// checkLayerRuns checks the bound on layer bisection: at most ceil(log2(gap))+1 runs for the
+// gap of untraced layers below the first failing traced layer.
+func checkLayerRuns(t *testing.T, pr *PromptReport, traced []int) {
+	t.Helper()
+	prev := -1
+	for _, l := range traced {
+		if l < pr.FirstTraced.Layer {
+			prev = l
+		}
+	}
+	gap := max(pr.FirstTraced.Layer-prev-1, 0)
+	if pr.Origin.LayerRuns > maxLayerRuns(gap) {
+		t.Errorf("%d layer runs for a gap of %d layers below layer %d, want at most %d",
+			pr.Origin.LayerRuns, gap, pr.FirstTraced.Layer, maxLayerRuns(gap))
+	}
 }
