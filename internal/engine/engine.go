@@ -23,3 +23,10 @@ type Engine interface {
 
 // Factory opens an engine for a model.
 type Factory func(m *model.Model) (Engine, error)
+
+// Progressor is implemented by engines that run a long Forward call in steps (the CPU
+// reference: chunks of prompt tokens). Run installs a callback that receives the number of
+// positions done so far after each step, so a long prefill shows progress; nil removes it.
+type Progressor interface {
+	SetProgress(f func(done int))
+}

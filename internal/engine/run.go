@@ -72,6 +72,10 @@ func Run(e Engine, m *model.Model, req Request) (*Result, error) {
 		}
 	}
 
+	if p, ok := e.(Progressor); ok && req.Progress != nil {
+		p.SetProgress(progress)
+		defer p.SetProgress(nil)
+	}
 	logits, err := runPrompt(e, req.Tokens, route, tap, progress)
 	var generated []int32
 	rec.Route = golden.RouteDecode

@@ -163,3 +163,36 @@ func TestRegistry(t *testing.T) {
 	}()
 	engine.Register("fake-test", nil)
 }
+
+// chunkyEngine reports progress inside Forward, as the CPU reference does per chunk.
+type chunkyEngine struct {
+	fakeEngine
+	progress func(int)
+}
+
+func (c *chunkyEngine) SetProgress(f func(int)) { c.progress = f }
+
+func (c *chunkyEngine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, error) {
+	for i := 1; i < len(tokens); i++ {
+		if c.progress != nil {
+			c.progress(pos0 + i)
+		}
+	}
+	return c.fakeEngine.Forward(tokens, pos0, tap)
+}
+
+func TestRunReportsProgressInsideForward(t *testing.T) {
+	e := &chunkyEngine{fakeEngine: fakeEngine{cfg: fakeModel.Config}}
+	var got []int
+	_, err := engine.Run(e, fakeModel, engine.Request{PromptID: "p", Tokens: []int32{1, 2, 3},
+		Plan: trace.Plan{MaxNewTokens: 1}, Progress: func(done, total int) { got = append(got, done) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]int{1, 2, 3, 4}, got); diff != "" {
+		t.Errorf("progress (-want +got):\n%s", diff)
+	}
+	if e.progress != nil {
+		t.Error("Run left its progress callback installed")
+	}
+}

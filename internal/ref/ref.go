@@ -61,6 +61,8 @@ type Engine struct {
 	mm   matmulTask
 	attn attnTask
 	glu  swigluTask
+
+	progress func(done int) // see SetProgress
 }
 
 // New builds an engine for m with a KV cache of the model's context length. It checks that
@@ -154,9 +156,16 @@ func (e *Engine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, e
 	for i := 0; i < len(tokens); i += chunk {
 		j := min(i+chunk, len(tokens))
 		e.forward(tokens[i:j], pos0+i, tap, j == len(tokens))
+		if e.progress != nil && j < len(tokens) {
+			e.progress(pos0 + j)
+		}
 	}
 	return e.last, nil
 }
+
+// SetProgress makes Forward call f with the positions done after each chunk but the last
+// (engine.Progressor); nil stops it.
+func (e *Engine) SetProgress(f func(done int)) { e.progress = f }
 
 // forward runs one chunk of nt tokens at positions pos0..pos0+nt-1. Read it top to bottom:
 // it is the model, one tap per stage.
