@@ -149,16 +149,19 @@ func (s *session) referenceRun(r run) ([]golden.Record, string, error) {
 	}
 	r.faults = nil
 	recs, err := s.cfg.cache.reference(s.cfg.reference, s.cfg.model, r, func() ([]golden.Record, error) {
-		return ref.Trace(r, s.progress(r.prompt.ID))
+		return ref.Trace(r, s.progress(r))
 	})
 	return recs, ref.Device(), err
 }
 
-func (s *session) progress(promptID string) func(done, total int) {
+// progress returns the progress callback of one run of a prompt of n tokens; it reports
+// the start of the run (0 done) at once.
+func (s *session) progress(r run) func(done, total int) {
 	if s.cfg.progress == nil {
 		return nil
 	}
-	return func(done, total int) { s.cfg.progress(promptID, done, total) }
+	s.cfg.progress(r.prompt.ID, 0, len(r.tokens)+r.plan.MaxNewTokens)
+	return func(done, total int) { s.cfg.progress(r.prompt.ID, done, total) }
 }
 
 // plan is the trace plan the options describe.
@@ -189,7 +192,7 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 		return err
 	}
 	r := run{prompt: p, tokens: tokens, plan: s.plan, faults: s.cfg.faults}
-	cand, err := s.cut.Trace(r, s.progress(p.ID))
+	cand, err := s.cut.Trace(r, s.progress(r))
 	if err != nil {
 		return err
 	}
@@ -301,7 +304,7 @@ type promptProber struct {
 func (pb *promptProber) probe(plan trace.Plan, keep func(golden.Record) bool) (*golden.Failure, error) {
 	r := pb.r
 	r.plan = plan
-	cand, err := pb.s.cut.Trace(r, pb.s.progress(r.prompt.ID))
+	cand, err := pb.s.cut.Trace(r, pb.s.progress(r))
 	if err != nil {
 		return nil, err
 	}

@@ -82,7 +82,7 @@ func runBisect(args []string, stdout, stderr io.Writer) int {
 		opts = append(opts, gretatest.Baseline())
 	}
 	if !*quiet {
-		opts = append(opts, gretatest.Progress(newBisectProgress(stderr).report))
+		opts = append(opts, gretatest.Progress(newRunProgress(stderr).report))
 	}
 	var setupErr string
 	tb := &cliTB{name: "TestB361", stdout: stdout, stderr: stderr, quiet: *quiet, setupErr: &setupErr}
@@ -107,9 +107,20 @@ func runBisect(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "\nreports and traces: %s\n", rep.Dir)
 	if !*quiet {
-		fmt.Fprintf(stderr, "bisect: %d prompts in %v\n", len(rep.Prompts), time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(stderr, "bisect: %d of %d prompts diverged, %v\n", countDiverged(rep), len(rep.Prompts), time.Since(start).Round(time.Millisecond))
 	}
 	return code
+}
+
+// countDiverged counts the prompts with a FIRST_FAIL.
+func countDiverged(rep *gretatest.Report) int {
+	n := 0
+	for _, p := range rep.Prompts {
+		if p.Line != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // selectPrompts picks standard prompts by id ("all" for every one).
@@ -183,31 +194,29 @@ func oneLineOf(s string) string {
 	return first
 }
 
-// bisectProgress prints one line per prompt each time another tenth of it is done: plain lines
-// read well in CI logs and redirected output.
-type bisectProgress struct {
+// runProgress shows the progress of each traced run (trace's progress display), one run
+// per prompt at a time: self-bisection's re-runs start afresh.
+type runProgress struct {
 	mu   sync.Mutex
 	w    io.Writer
-	last map[string]int
+	runs map[string]*progress
 }
 
-func newBisectProgress(w io.Writer) *bisectProgress {
-	return &bisectProgress{w: w, last: map[string]int{}}
+func newRunProgress(w io.Writer) *runProgress {
+	return &runProgress{w: w, runs: map[string]*progress{}}
 }
 
-func (p *bisectProgress) report(promptID string, done, total int) {
-	if total <= 0 {
-		return
+func (r *runProgress) report(promptID string, done, total int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.runs[promptID]
+	if p == nil {
+		p = newProgress(r.w, promptID, false)
+		r.runs[promptID] = p
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	tenth := 10 * done / total
-	if done < total && tenth <= p.last[promptID] {
-		return
+	p.update(done, total)
+	if done >= total {
+		p.done()
+		delete(r.runs, promptID)
 	}
-	p.last[promptID] = tenth
-	if done == total {
-		p.last[promptID] = 0 // the next run of this prompt (self-bisection) reports afresh
-	}
-	fmt.Fprintf(p.w, "%s: %d/%d positions\n", promptID, done, total)
 }
