@@ -40,9 +40,13 @@ type Engine struct {
 	groups      int     // query heads per KV head
 	scale       float32 // 1/sqrt(head_dim)
 
-	ropeCos, ropeSin []float32 // (ctx, rope_dim/2): angle pos * base^(-2i/rope_dim)
-
-	keys, vals [][]float32 // (layer)(ctx, kv_dim): the KV cache, after RoPE for keys
+	// The KV cache and the RoPE table cover positions 0..cached-1, grown by doubling up to
+	// the context length as Forward reaches further: a model with a long context pays only
+	// for the positions it runs.
+	cached           int
+	keys, vals       [][]float32 // (layer)(cached, kv_dim): after RoPE for keys
+	ropeCos, ropeSin []float32   // (cached, rope_dim/2): angle pos * base^(-2i/rope_dim)
+	ropeFreq         []float64   // (rope_dim/2): base^(-2i/rope_dim)
 
 	// Activations of one chunk of up to `chunk` tokens, row-major by token.
 	x      []float32 // (chunk, dim) residual stream
@@ -65,7 +69,7 @@ type Engine struct {
 	progress func(done int) // see SetProgress
 }
 
-// New builds an engine for m with a KV cache of the model's context length. It checks that
+// New builds an engine for m, whose KV cache grows up to the model's context length. It checks that
 // every weight has the shape the configuration implies, so a bad model fails here with the
 // tensor's name instead of panicking in a kernel.
 func New(m *model.Model) (*Engine, error) {
@@ -85,10 +89,8 @@ func New(m *model.Model) (*Engine, error) {
 	}
 	e.keys = make([][]float32, c.NLayer)
 	e.vals = make([][]float32, c.NLayer)
-	for l := range e.keys {
-		e.keys[l] = make([]float32, c.CtxLen*e.kvDim)
-		e.vals[l] = make([]float32, c.CtxLen*e.kvDim)
-	}
+	e.ropeFreq = ropeFreq(c.RopeDim, c.RopeBase)
+	e.reserve(min(c.CtxLen, initialCache))
 	e.x = make([]float32, chunk*c.Dim)
 	e.xb = make([]float32, chunk*c.Dim)
 	e.q = make([]float32, chunk*e.qDim)
@@ -100,25 +102,47 @@ func New(m *model.Model) (*Engine, error) {
 	e.lin = make([]float32, chunk*c.Dim)
 	e.logits = make([]float32, chunk*c.Vocab)
 	e.rows = make([]int, 0, chunk)
-	e.ropeCos, e.ropeSin = ropeTable(c.CtxLen, c.RopeDim, c.RopeBase)
 	e.attn.e = e
 	return e, nil
 }
 
-// ropeTable returns cos and sin of pos * base^(-2i/ropeDim) for every position and pair i,
-// each angle computed directly in float64 (no recurrence accumulating error).
-func ropeTable(ctx, ropeDim int, base float64) (cos, sin []float32) {
-	half := ropeDim / 2
-	cos, sin = make([]float32, ctx*half), make([]float32, ctx*half)
+// initialCache is the number of positions the KV cache holds before it first grows.
+const initialCache = 512
+
+// reserve grows the KV cache and the RoPE table to hold at least n positions.
+func (e *Engine) reserve(n int) {
+	if n <= e.cached {
+		return
+	}
+	size := min(max(n, 2*e.cached), e.c.CtxLen)
+	for l := range e.keys {
+		e.keys[l] = append(e.keys[l], make([]float32, (size-e.cached)*e.kvDim)...)
+		e.vals[l] = append(e.vals[l], make([]float32, (size-e.cached)*e.kvDim)...)
+	}
+	cos, sin := ropeTable(e.ropeFreq, e.cached, size)
+	e.ropeCos, e.ropeSin = append(e.ropeCos, cos...), append(e.ropeSin, sin...)
+	e.cached = size
+}
+
+// ropeFreq returns base^(-2i/ropeDim) for each pair i.
+func ropeFreq(ropeDim int, base float64) []float64 {
 	lnBase := log64(base)
-	freq := make([]float64, half)
+	freq := make([]float64, ropeDim/2)
 	for i := range freq {
 		freq[i] = exp64(-float64(float64(2*i)/float64(ropeDim)) * lnBase)
 	}
-	for pos := 0; pos < ctx; pos++ {
+	return freq
+}
+
+// ropeTable returns cos and sin of pos * freq[i] for positions from..to-1 and every pair i,
+// each angle computed directly in float64 (no recurrence accumulating error).
+func ropeTable(freq []float64, from, to int) (cos, sin []float32) {
+	half := len(freq)
+	cos, sin = make([]float32, (to-from)*half), make([]float32, (to-from)*half)
+	for pos := from; pos < to; pos++ {
 		for i, f := range freq {
 			s, c := sincos64(float64(pos) * f)
-			cos[pos*half+i], sin[pos*half+i] = float32(c), float32(s)
+			cos[(pos-from)*half+i], sin[(pos-from)*half+i] = float32(c), float32(s)
 		}
 	}
 	return cos, sin
@@ -126,8 +150,8 @@ func ropeTable(ctx, ropeDim int, base float64) (cos, sin []float32) {
 
 func (e *Engine) Device() string { return Name }
 
-// Reset empties the KV cache. Positions are overwritten before they are read, so this only
-// has to forget nothing: it exists for the interface.
+// Reset empties the KV cache. Nothing needs clearing: Forward at position p reads only the
+// cache rows of positions 0..p, which a run writes before it reads them, starting from 0.
 func (e *Engine) Reset() {}
 
 // Close stops the worker goroutines.
@@ -153,6 +177,7 @@ func (e *Engine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, e
 			return nil, fmt.Errorf("ref: token %d at position %d outside the vocabulary (0..%d)", t, pos0+i, c.Vocab-1)
 		}
 	}
+	e.reserve(pos0 + len(tokens))
 	for i := 0; i < len(tokens); i += chunk {
 		j := min(i+chunk, len(tokens))
 		e.forward(tokens[i:j], pos0+i, tap, j == len(tokens))

@@ -223,3 +223,25 @@ func TestForwardMatchesFloat64(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheGrowth runs past the initial KV cache on both routes: the prefill grows it once
+// to hold the whole prompt, the decode route doubles it on the way; every row must agree.
+func TestCacheGrowth(t *testing.T) {
+	c := testConfig
+	c.CtxLen = initialCache + 100
+	m := randomModel(c, 3)
+	tokens := randomTokens(initialCache+50, c.Vocab, 4)
+	pre := capture(t, m, tokens, golden.RoutePrefill)
+	dec := capture(t, m, tokens, golden.RouteDecode)
+	if len(pre) != len(dec) || len(pre) == 0 {
+		t.Fatalf("%d rows on prefill, %d on decode", len(pre), len(dec))
+	}
+	for k, p := range pre {
+		d := dec[k]
+		for i := range p {
+			if math.Float32bits(p[i]) != math.Float32bits(d[i]) {
+				t.Fatalf("%v element %d: prefill %v, decode %v", k, i, p[i], d[i])
+			}
+		}
+	}
+}

@@ -18,7 +18,7 @@ import (
 func TestRopeByHand(t *testing.T) {
 	want := []float64{-1.2722325127, -1.8388649851, 2.8786681004, 4.0881866356}
 	e := &Engine{c: model.Config{HeadDim: 4, RopeDim: 4}}
-	e.ropeCos, e.ropeSin = ropeTable(4, 4, 10000)
+	e.ropeCos, e.ropeSin = ropeTable(ropeFreq(4, 10000), 0, 4)
 	v := []float32{1, 2, 3, 4, 1, 2, 3, 4} // two heads, one token
 	e.rope(v, 3, 2)
 	for i, w := range append(want, want...) {
@@ -28,7 +28,7 @@ func TestRopeByHand(t *testing.T) {
 	}
 	// A partial rotary dimension leaves the rest of the head alone.
 	e = &Engine{c: model.Config{HeadDim: 4, RopeDim: 2}}
-	e.ropeCos, e.ropeSin = ropeTable(4, 2, 10000)
+	e.ropeCos, e.ropeSin = ropeTable(ropeFreq(2, 10000), 0, 4)
 	v = []float32{1, 2, 3, 4}
 	e.rope(v, 3, 1)
 	if got := []float32{v[2], v[3]}; got[0] != 3 || got[1] != 4 || math.Abs(float64(v[0])-want[0]) > 1e-6 {
