@@ -3,6 +3,7 @@ package ref
 import (
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/gretabisect/gretabisect/internal/engine"
@@ -13,8 +14,24 @@ import (
 )
 
 // EnvBenchModel names a GGUF file for the large-model benchmarks; without it they generate
-// the tinyllama preset in F32 (4.4 GB) into a temporary directory first.
+// the tinyllama preset in F32 (4.4 GB, about 40 s) into a temporary directory, once per run.
 const EnvBenchModel = "GRETA_BENCH_MODEL"
+
+// generated is the tinyllama file generated once per test binary; TestMain removes it.
+var generated struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if generated.dir != "" {
+		os.RemoveAll(generated.dir)
+	}
+	os.Exit(code)
+}
 
 func benchModel(b *testing.B) *model.Model {
 	b.Helper()
@@ -23,10 +40,17 @@ func benchModel(b *testing.B) *model.Model {
 	}
 	path := os.Getenv(EnvBenchModel)
 	if path == "" {
-		path = filepath.Join(b.TempDir(), "tinyllama-f32.gguf")
-		if err := synth.WriteFile(path, synth.TinyLlama, synth.F32, 0, nil); err != nil {
-			b.Fatal(err)
+		generated.once.Do(func() {
+			if generated.dir, generated.err = os.MkdirTemp("", "ref-bench-"); generated.err != nil {
+				return
+			}
+			generated.path = filepath.Join(generated.dir, "tinyllama-f32.gguf")
+			generated.err = synth.WriteFile(generated.path, synth.TinyLlama, synth.F32, 0, nil)
+		})
+		if generated.err != nil {
+			b.Fatal(generated.err)
 		}
+		path = generated.path
 	}
 	m, err := model.Load(path)
 	if err != nil {
