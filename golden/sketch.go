@@ -53,37 +53,69 @@ type Sketch struct {
 
 // NewSketch summarises row.
 func NewSketch(row []float32) *Sketch {
-	n := len(row)
-	s := &Sketch{Version: SketchVersion, N: n}
-	var l2, l1 float64
+	var sum sums
+	accumulate(&sum, row, projection(len(row)))
+	return &Sketch{Version: SketchVersion, N: len(row), L2: math.Sqrt(sum.norms[0]), L1: sum.norms[1], Proj: sum.proj}
+}
+
+// sums are the running sums of a sketch.
+type sums struct {
+	norms [2]float64           // of x*x and of |x|
+	proj  [sketchWidth]float64 // of the products with each projection's coefficients
+}
+
+// accumulatePortable adds row's terms to sum. Each sum runs over the elements in order, one
+// rounded product then one rounded sum per element (never a fused multiply-add), so every
+// implementation of accumulate that keeps this order gives the same bits on every machine,
+// however many sums it computes side by side.
+func accumulatePortable(sum *sums, row []float32, t *projTable) {
 	for _, v := range row {
 		x := float64(v)
-		l2 += float64(x * x)
-		l1 += math.Abs(x)
+		sum.norms[0] += float64(x * x)
+		sum.norms[1] += math.Abs(x)
 	}
-	s.L2, s.L1 = math.Sqrt(l2), l1
-	coef := projection(n)
-	// Eight projections at a time: eight independent sums keep the FPU busy, and each sum
-	// still runs over i in order, so the result does not depend on the blocking.
-	for j := 0; j < sketchWidth; j += 8 {
-		c0, c1, c2, c3 := coef[(j+0)*n:(j+1)*n], coef[(j+1)*n:(j+2)*n], coef[(j+2)*n:(j+3)*n], coef[(j+3)*n:(j+4)*n]
-		c4, c5, c6, c7 := coef[(j+4)*n:(j+5)*n], coef[(j+5)*n:(j+6)*n], coef[(j+6)*n:(j+7)*n], coef[(j+7)*n:(j+8)*n]
-		var s0, s1, s2, s3, s4, s5, s6, s7 float64
-		for i, v := range row {
-			x := float64(v)
-			s0 += float64(float64(c0[i]) * x)
-			s1 += float64(float64(c1[i]) * x)
-			s2 += float64(float64(c2[i]) * x)
-			s3 += float64(float64(c3[i]) * x)
-			s4 += float64(float64(c4[i]) * x)
-			s5 += float64(float64(c5[i]) * x)
-			s6 += float64(float64(c6[i]) * x)
-			s7 += float64(float64(c7[i]) * x)
+	// Blocks of elements times eight projections: the eight sums stay in registers over a
+	// block whose coefficients stay in the first-level cache.
+	const block = 64
+	for i0 := 0; i0 < len(row); i0 += block {
+		r := row[i0:min(i0+block, len(row))]
+		signs := t.signs[i0*sketchL2/8 : (i0+len(r))*sketchL2/8]
+		for g := 0; g < sketchL2/8; g++ {
+			s := (*[8]float64)(sum.proj[8*g:])
+			s0, s1, s2, s3, s4, s5, s6, s7 := s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
+			for i, v := range r {
+				x := float64(v)
+				c := &signVec[signs[i*sketchL2/8+g]]
+				s0 += float64(c[0] * x)
+				s1 += float64(c[1] * x)
+				s2 += float64(c[2] * x)
+				s3 += float64(c[3] * x)
+				s4 += float64(c[4] * x)
+				s5 += float64(c[5] * x)
+				s6 += float64(c[6] * x)
+				s7 += float64(c[7] * x)
+			}
+			*s = [8]float64{s0, s1, s2, s3, s4, s5, s6, s7}
 		}
-		s.Proj[j], s.Proj[j+1], s.Proj[j+2], s.Proj[j+3] = s0, s1, s2, s3
-		s.Proj[j+4], s.Proj[j+5], s.Proj[j+6], s.Proj[j+7] = s4, s5, s6, s7
+		cauchy := t.cauchy[i0*sketchL1 : (i0+len(r))*sketchL1]
+		for j := 0; j < sketchL1; j += 8 {
+			s := (*[8]float64)(sum.proj[sketchL2+j:])
+			s0, s1, s2, s3, s4, s5, s6, s7 := s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
+			for i, v := range r {
+				x := float64(v)
+				c := (*[8]float32)(cauchy[i*sketchL1+j:])
+				s0 += float64(float64(c[0]) * x)
+				s1 += float64(float64(c[1]) * x)
+				s2 += float64(float64(c[2]) * x)
+				s3 += float64(float64(c[3]) * x)
+				s4 += float64(float64(c[4]) * x)
+				s5 += float64(float64(c[5]) * x)
+				s6 += float64(float64(c[6]) * x)
+				s7 += float64(float64(c[7]) * x)
+			}
+			*s = [8]float64{s0, s1, s2, s3, s4, s5, s6, s7}
+		}
 	}
-	return s
 }
 
 // Diff is the size of the difference between a candidate row x and a baseline row y.
@@ -198,33 +230,63 @@ func cauchyScale(z []float64) float64 {
 	return math.Sqrt(math.Sqrt(lo) * math.Sqrt(hi))
 }
 
+// kernel is an implementation of accumulate, named for tests and benchmarks.
+type kernel struct {
+	name string
+	f    func(sum *sums, row []float32, t *projTable)
+}
+
+// projTable holds the coefficients for rows of one length, element by element, so one
+// pass over a row reads them in order: for element i, sketchL2 Rademacher signs as bits and
+// sketchL1 standard Cauchy variates rounded to float32 (260 bytes an element, 8.3 MB for
+// n = 32000).
+type projTable struct {
+	signs  []uint8   // coefficient (i, 8g+k) is -1 when bit k of signs[i*sketchL2/8+g] is set, else +1
+	cauchy []float32 // coefficient (i, sketchL2+k) is cauchy[i*sketchL1+k]
+}
+
+// signVec[b][k] is -1 when bit k of b is set, else +1: eight Rademacher coefficients from a
+// byte of projTable.signs, multiplied like any other coefficient.
+var signVec = func() (v [256][8]float64) {
+	for b := range v {
+		for k := range v[b] {
+			v[b][k] = float64(1 - 2*(b>>k&1))
+		}
+	}
+	return v
+}()
+
 var (
 	projMu    sync.Mutex
-	projCache = map[int][]float32{}
+	projCache = map[int]*projTable{}
 )
 
-// projection returns the coefficients for rows of length n, stored by projection: sketchWidth
-// rows of n, the first sketchL2 of them +-1, the rest standard Cauchy variates. The generator
-// draws them element by element (for each i, every j). It is built once per length (12 MB
-// for n = 32000) and shared.
-func projection(n int) []float32 {
+// projection returns newProjection(n), built once per length and shared.
+func projection(n int) *projTable {
 	projMu.Lock()
 	defer projMu.Unlock()
-	if c, ok := projCache[n]; ok {
-		return c
+	if t, ok := projCache[n]; ok {
+		return t
 	}
-	c := make([]float32, n*sketchWidth)
+	t := newProjection(n)
+	projCache[n] = t
+	return t
+}
+
+// newProjection returns the coefficients for rows of length n. The generator draws them
+// element by element: for each element the signs, then the Cauchy variates.
+func newProjection(n int) *projTable {
+	t := &projTable{signs: make([]uint8, n*sketchL2/8), cauchy: make([]float32, n*sketchL1)}
 	rng := splitmix64{state: uint64(n)*0xD1B54A32D192ED03 + SketchVersion}
 	for i := 0; i < n; i++ {
 		for j := 0; j < sketchL2; j++ {
-			c[j*n+i] = float32(1 - 2*int(rng.next()>>63))
+			t.signs[i*sketchL2/8+j/8] |= uint8(rng.next()>>63) << (j % 8)
 		}
-		for j := sketchL2; j < sketchWidth; j++ {
-			c[j*n+i] = float32(rng.cauchy())
+		for k := 0; k < sketchL1; k++ {
+			t.cauchy[i*sketchL1+k] = float32(rng.cauchy())
 		}
 	}
-	projCache[n] = c
-	return c
+	return t
 }
 
 type splitmix64 struct{ state uint64 }

@@ -233,17 +233,31 @@ func TestSketchDeterministic(t *testing.T) {
 	}
 }
 
+// BenchmarkSketch times NewSketch at the row lengths of a TinyLlama trace (the K and V
+// width, the model width, the FFN width, the vocabulary), then each kernel this machine runs.
 func BenchmarkSketch(b *testing.B) {
-	for _, n := range []int{256, 2048, 32000} {
+	lengths := []int{256, 2048, 5632, 32000}
+	for _, n := range lengths {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			x, _ := perturb(rand.New(rand.NewPCG(7, 8)), n, "dense", 1)
 			NewSketch(x)
-			b.ResetTimer()
 			for b.Loop() {
 				NewSketch(x)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/row")
 		})
+	}
+	for _, k := range kernels {
+		for _, n := range lengths {
+			b.Run(fmt.Sprintf("%s/%d", k.name, n), func(b *testing.B) {
+				x, _ := perturb(rand.New(rand.NewPCG(7, 8)), n, "dense", 1)
+				t := projection(n)
+				for b.Loop() {
+					var s sums
+					k.f(&s, x, t)
+				}
+			})
+		}
 	}
 }
 
