@@ -3,11 +3,16 @@ package gretatest
 import (
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gretabisect/gretabisect/golden"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/prompts"
+	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
 // buildFakeEngine builds internal/fakeengine, a stand-in for an external engine.
@@ -61,4 +66,34 @@ func TestExecBackend(t *testing.T) {
 			t.Errorf("line %q, want prefix %q, layer and position runs; reported:\n%s", pr.Line, want, strings.Join(tb.errors, "\n"))
 		}
 	})
+}
+
+// TestPlanEnv checks that the seed environment given to an external engine selects exactly
+// the planned rows when read back the seed's way.
+func TestPlanEnv(t *testing.T) {
+	plan := trace.DefaultPlan()
+	plan.MaxNewTokens = 2
+	const nLayer, nPrompt = 10, 60
+	want := plan.Resolve(nLayer, nPrompt)
+	f := trace.Fault{Stage: golden.V, Layer: 5, PosMin: 16, PosMax: -1, Scale: 1.5}
+	env := planEnv(want, run{prompt: TokenPrompt("p"), plan: plan, faults: []trace.Fault{f}})
+	for _, kv := range []string{"GRETA_B3_61=1", "GRETA_TRACE_STAGE=1", "GRETA_TRACE_STAGE_LAYERS=0,1,2,4,8",
+		"GRETA_TRACE_B3_61_ATTN_CTX=1", "GRETA_TRACE_B3_61_POS_59=1", "GRETA_TRACE_B3_61_POS_61=1",
+		"GRETA_MAX_NEW_TOKENS=2", "GRETA_PROMPT_ID=p", "GRETA_INJECT=stage=v,layer=5,pos>=16,scale=1.5"} {
+		if !slices.Contains(env, kv) {
+			t.Errorf("environment lacks %s", kv)
+		}
+	}
+	// What fakeengine does: the seed variables applied to a plan of both phases.
+	read, err := trace.PlanFromEnv(trace.Plan{Prefill: true, Decode: true, MaxNewTokens: 2}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := read.Resolve(nLayer, nPrompt)
+	if diff := cmp.Diff([][]int{want.Layers(), want.Positions()}, [][]int{got.Layers(), got.Positions()}); diff != "" {
+		t.Errorf("layers and positions read back (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want.Stages(), got.Stages()); diff != "" {
+		t.Errorf("stages read back (-want +got):\n%s", diff)
+	}
 }
