@@ -41,7 +41,7 @@ func TestExecBackend(t *testing.T) {
 	t.Run("clean against the goldens", func(t *testing.T) {
 		tb := &fakeTB{name: "TestExecBackend"}
 		rep := Bisect(tb, StandardPrompts()[:1], LoadedModel(model.TinySpec, m), Backend(backend),
-			Env(env), NoArtifacts(), withUpdate(false))
+			Env(env), NoArtifacts(), Update(false))
 		pr := rep.Prompts[0]
 		if len(tb.errors) != 0 {
 			t.Fatalf("errors: %q", tb.errors)
@@ -59,7 +59,7 @@ func TestExecBackend(t *testing.T) {
 		tb := &fakeTB{name: "TestExecBackend"}
 		rep := Bisect(tb, []Prompt{TokenPrompt("m50", p16.Tokens[:50]...)}, LoadedModel(model.TinySpec, m),
 			Backend(backend+" --plant stage=v,layer=5,pos>=16,scale=1.5"), Baseline(), MaxNewTokens(2),
-			Env(env), NoArtifacts())
+			Env(env), NoArtifacts(), Update(false))
 		pr := rep.Prompts[0]
 		want := "m50: FIRST_FAIL pos=16 layer=5 tensor=v category=ATTN_KERNEL_INPUTS ("
 		if !strings.HasPrefix(pr.Line, want) || pr.Origin == nil || pr.Origin.LayerRuns == 0 || pr.Origin.PositionRuns == 0 {

@@ -117,7 +117,7 @@ func TestSelfBisectMatrix(t *testing.T) {
 			t.Parallel()
 			f := trace.Fault{Stage: c.stage, Layer: c.layer, PosMin: c.pos, PosMax: -1, Scale: matrixScale, Add: matrixOffset}
 			opts := []Option{LoadedModel(model.TinySpec, m), Backend("cpu"), Inject(f), Share(cache),
-				NoArtifacts(), Env(func(string) string { return "" }), MaxNewTokens(3)}
+				NoArtifacts(), Env(func(string) string { return "" }), MaxNewTokens(3), Update(false)}
 			if c.prompt == "m50" {
 				opts = append(opts, Baseline())
 			}

@@ -262,8 +262,9 @@ func Progress(f func(promptID string, done, total int)) Option {
 	return func(c *config) error { c.progress = f; return nil }
 }
 
-// withUpdate overrides the -update flag (for the framework's own tests).
-func withUpdate(on bool) Option {
+// Update records the golden files (on) or compares with them (off). Default: the -update
+// flag of go test, or GOLDIE_UPDATE=1.
+func Update(on bool) Option {
 	return func(c *config) error { c.update = &on; return nil }
 }
 

@@ -22,6 +22,9 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		case p.Err != nil:
 			fmt.Fprintf(&b, "| %s | - | - | error: %v | - | - | - |\n", p.PromptID, oneLine(p.Err.Error()))
 			continue
+		case p.Recorded:
+			fmt.Fprintf(&b, "| %s | - | - | (golden recorded: %s) | - | - | - |\n", p.PromptID, p.Baseline)
+			continue
 		case p.FirstTraced == nil:
 			fmt.Fprintf(&b, "| %s | - | - | (%d records match) | YES | - | N |\n", p.PromptID, p.Compared)
 			continue

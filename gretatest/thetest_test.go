@@ -20,7 +20,7 @@ import (
 func recordToyGolden(t *testing.T, root string) string {
 	t.Helper()
 	tb := &fakeTB{name: "TestTheTest"}
-	rep := Bisect(tb, []Prompt{toyPrompt()}, toyGoldenOptions(t, root, withUpdate(true))...)
+	rep := Bisect(tb, []Prompt{toyPrompt()}, toyGoldenOptions(t, root, Update(true))...)
 	if len(tb.errors) > 0 || !rep.Prompts[0].Recorded {
 		t.Fatalf("recording the golden: %q", tb.errors)
 	}
@@ -31,7 +31,7 @@ func recordToyGolden(t *testing.T, root string) string {
 // says (it re-records this package's goldie files, not these).
 func toyGoldenOptions(t *testing.T, root string, extra ...Option) []Option {
 	return append([]Option{
-		LoadedModel("toy", toyModel()), Backend("toy"), Reference("toy"), GoldenDir(root), withUpdate(false),
+		LoadedModel("toy", toyModel()), Backend("toy"), Reference("toy"), GoldenDir(root), Update(false),
 		Critical(), MaxNewTokens(3), Artifacts(t.TempDir()), Env(func(string) string { return "" }),
 	}, extra...)
 }
@@ -142,7 +142,7 @@ func TestTheTest(t *testing.T) {
 			t.Fatal(err)
 		}
 		tb := &fakeTB{name: "TestTheTest"}
-		Bisect(tb, []Prompt{toyPrompt()}, toyGoldenOptions(t, root, withUpdate(true),
+		Bisect(tb, []Prompt{toyPrompt()}, toyGoldenOptions(t, root, Update(true),
 			Inject(trace.Fault{Stage: golden.V, Layer: 1, PosMax: -1, Scale: 2}))...)
 		want := []string{"toy50: refusing to record " + path + " with faults injected (stage=v,layer=1,scale=2)"}
 		if diff := cmp.Diff(want, tb.errors); diff != "" {

@@ -46,7 +46,7 @@ func toyPrompt() Prompt {
 func toyOptions(t *testing.T, extra ...Option) []Option {
 	return append([]Option{
 		LoadedModel("toy", toyModel()), Backend("toy"), Reference("toy"), Baseline(),
-		Critical(), MaxNewTokens(3), Artifacts(t.TempDir()), Env(func(string) string { return "" }),
+		Critical(), MaxNewTokens(3), Artifacts(t.TempDir()), Env(func(string) string { return "" }), Update(false),
 	}, extra...)
 }
 

@@ -19,7 +19,7 @@ func init() {
 }
 
 const bisectUsage = `usage: gretabisect bisect [--model tiny|PATH] [--backend cpu|hip|exec:CMD] [--inject SPEC]
-                         [--golden DIR] [--out DIR] [--prompts IDS] [--live] [--quiet]
+                         [--golden DIR] [--out DIR] [--prompts IDS] [--live] [--update] [--quiet]
 
 Runs the standard prompts (p0_short, p6_len_16, p6_len_32) through the backend with the
 default plan (layers 0,1,2,4,8; positions 826, 1652, last and three windows of 16; every
@@ -50,6 +50,7 @@ func runBisect(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("out", envOr(gretatest.EnvArtifacts, "artifacts"), "artifacts `dir` ($GRETA_ARTIFACTS)")
 	ids := fs.String("prompts", "all", "standard prompt `ids`, comma-separated, or all")
 	live := fs.Bool("live", false, "compare with a live run of the cpu reference instead of the golden traces")
+	update := fs.Bool("update", false, "record the golden traces instead of comparing (refused with --inject)")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -73,7 +74,7 @@ func runBisect(args []string, stdout, stderr io.Writer) int {
 	opts := []gretatest.Option{
 		gretatest.LoadedModel(*modelSpec, m), gretatest.Backend(*backend), gretatest.Inject(faults...),
 		gretatest.Artifacts(*out), gretatest.Env(func(string) string { return "" }),
-		gretatest.UpdatePackage("./gretatest"),
+		gretatest.UpdatePackage("./gretatest"), gretatest.Update(*update),
 	}
 	if *goldenDir != "" {
 		opts = append(opts, gretatest.GoldenDir(*goldenDir))

@@ -53,3 +53,22 @@ func TestBisectCommand(t *testing.T) {
 		})
 	}
 }
+
+func TestBisectCommandUpdate(t *testing.T) {
+	dir := t.TempDir()
+	run := func(args ...string) (int, string) {
+		var stdout, stderr bytes.Buffer
+		code := dispatch(append([]string{"bisect", "--quiet", "--prompts", "p0_short", "--golden", dir, "--out", t.TempDir()}, args...), &stdout, &stderr)
+		return code, stderr.String()
+	}
+	if code, stderr := run("--update"); code != exitOK {
+		t.Fatalf("--update: exit %d: %s", code, stderr)
+	}
+	if code, stderr := run(); code != exitOK {
+		t.Errorf("compare with the recorded golden: exit %d: %s", code, stderr)
+	}
+	code, stderr := run("--update", "--inject", "stage=v,scale=2")
+	if code != exitUsage || !strings.HasPrefix(stderr, "gretabisect bisect: refusing to record "+dir) {
+		t.Errorf("--update --inject: exit %d, stderr %q", code, stderr)
+	}
+}
