@@ -113,8 +113,8 @@ func isolate(pr prober, plan trace.Plan, first *golden.Failure, nLayer, nPrompt 
 		cur = firstHi
 	}
 
-	// 2. Positions.
-	if cur.PosID > 0 && (stageOf(cur) == firstMixingStage(traced) || !plannedPos[cur.PosID-1]) {
+	// 2. Positions (logits are row-local and computed only for planned rows: nothing to find).
+	if cur.PosID > 0 && stageOf(cur) != golden.Logits && (stageOf(cur) == firstMixingStage(traced) || !plannedPos[cur.PosID-1]) {
 		l, p := cur.Layer, cur.PosID
 		q := plan
 		q.Layers, q.AllLayers, q.AllPositions = []int{max(l, 0)}, false, true
