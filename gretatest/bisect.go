@@ -40,6 +40,8 @@ type PromptReport struct {
 	// Result is the comparison of the planned trace (golden's record-level outcome).
 	Result *golden.PromptResult
 	Err    error // why the prompt could not be compared
+
+	policy golden.Policy
 }
 
 // Bisect runs each prompt through the backend under test, compares its trace with the golden
@@ -79,6 +81,9 @@ func Bisect(t TB, prompts []Prompt, opts ...Option) *Report {
 	}
 	if len(prompts) == 0 {
 		t.Errorf("gretatest: no prompts: a bisect must compare something")
+	}
+	if err := s.writeSummaryReports(rep); err != nil {
+		t.Errorf("gretatest: %v", err)
 	}
 	return rep
 }
@@ -228,7 +233,7 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 	}
 
 	pol := s.policy(pr.Device, baseDevice)
-	pr.Policy = pol.Name
+	pr.Policy, pr.policy = pol.Name, pol
 	res, err := compareOne(cand, base, pol)
 	if err != nil {
 		return fmt.Errorf("comparing with %s: %w", pr.Baseline, err)

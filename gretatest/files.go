@@ -142,23 +142,40 @@ func (s *session) writeTraces(pr *PromptReport, cand, base []golden.Record) erro
 // writeReports writes the reports of one prompt; the Markdown report ends with the
 // self-bisection's findings.
 func (s *session) writeReports(pr *PromptReport) error {
-	if pr.Result == nil || s.artDir == "" {
+	return s.writeReportFiles(pr.PromptID+"_report", []*PromptReport{pr})
+}
+
+// writeSummaryReports writes the reports of every prompt compared: report.md, .json, .html.
+func (s *session) writeSummaryReports(rep *Report) error {
+	var prs []*PromptReport
+	for _, pr := range rep.Prompts {
+		if pr.Result != nil {
+			prs = append(prs, pr)
+		}
+	}
+	return s.writeReportFiles("report", prs)
+}
+
+func (s *session) writeReportFiles(name string, prs []*PromptReport) error {
+	if len(prs) == 0 || s.artDir == "" {
 		return nil
 	}
-	pol, err := golden.PolicyByName(pr.Policy)
-	if err != nil {
-		pol = golden.Policy{Name: pr.Policy}
+	rep := &golden.Report{Policy: prs[0].policy}
+	for _, pr := range prs {
+		rep.Prompts = append(rep.Prompts, pr.Result)
 	}
-	rep := &golden.Report{Policy: pol, Prompts: []*golden.PromptResult{pr.Result}}
 	for _, f := range reportFormats {
 		var b bytes.Buffer
 		if err := rep.Write(&b, f); err != nil {
 			return fmt.Errorf("report: %w", err)
 		}
 		if f == golden.FormatMarkdown {
-			b.WriteString(bisectionSection(pr))
+			for _, pr := range prs {
+				b.WriteString(bisectionSection(pr))
+			}
 		}
-		if err := golden.WriteFileAtomic(s.reportPath(pr.PromptID, f), func(w io.Writer) error {
+		path := filepath.Join(s.artDir, name+"."+f)
+		if err := golden.WriteFileAtomic(path, func(w io.Writer) error {
 			_, err := w.Write(b.Bytes())
 			return err
 		}); err != nil {
@@ -175,8 +192,8 @@ func bisectionSection(pr *PromptReport) string {
 	}
 	o := pr.Origin
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n## Self-bisection\n\nFirst traced failure: %s\n\nIsolated origin: %s in %s\n\n",
-		pr.FirstTraced.Line(), o, o.RunsText())
+	fmt.Fprintf(&b, "\n## Self-bisection of %s\n\nFirst traced failure: %s\n\nIsolated origin: %s in %s\n\n",
+		pr.PromptID, pr.FirstTraced.Line(), o, o.RunsText())
 	for i, st := range o.Steps {
 		fmt.Fprintf(&b, "%d. %s\n", i+1, st)
 	}
