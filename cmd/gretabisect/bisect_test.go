@@ -34,7 +34,8 @@ func TestBisectCommand(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			args := append([]string{"bisect", "--out", t.TempDir()}, tt.args...)
+			// Explicit defaults: the GRETA_* environment of the test process must not matter.
+			args := append([]string{"bisect", "--out", t.TempDir(), "--model", "tiny", "--backend", "cpu", "--inject", ""}, tt.args...)
 			code := dispatch(args, &stdout, &stderr)
 			if code != tt.code {
 				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, stdout.String(), stderr.String())
@@ -58,7 +59,8 @@ func TestBisectCommandUpdate(t *testing.T) {
 	dir := t.TempDir()
 	run := func(args ...string) (int, string) {
 		var stdout, stderr bytes.Buffer
-		code := dispatch(append([]string{"bisect", "--quiet", "--prompts", "p0_short", "--golden", dir, "--out", t.TempDir()}, args...), &stdout, &stderr)
+		code := dispatch(append([]string{"bisect", "--quiet", "--prompts", "p0_short", "--golden", dir, "--out", t.TempDir(),
+			"--model", "tiny", "--backend", "cpu", "--inject", ""}, args...), &stdout, &stderr)
 		return code, stderr.String()
 	}
 	if code, stderr := run("--update"); code != exitOK {
