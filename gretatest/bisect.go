@@ -95,7 +95,6 @@ type session struct {
 	modelName string
 	plan      trace.Plan
 	cut       tracer // the backend under test
-	artRoot   string
 	artDir    string
 
 	refOnce sync.Once

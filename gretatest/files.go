@@ -115,7 +115,6 @@ func (s *session) makeArtifacts(t TB) error {
 			t.Logf("gretatest: artifacts in %s", root)
 		}
 	}
-	s.artRoot = root
 	s.artDir = filepath.Join(root, time.Now().UTC().Format("2006-01-02"), s.cfg.suite)
 	if err := os.MkdirAll(s.artDir, 0o755); err != nil {
 		return fmt.Errorf("artifacts: %w", err)
