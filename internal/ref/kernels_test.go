@@ -40,6 +40,14 @@ func TestKernelsMatchLayout(t *testing.T) {
 				}
 			}
 		}
+		y, x := randomVec(rng, cols), randomVec(rng, cols)
+		want := append([]float32(nil), y...)
+		axpy(y, 0.37, x)
+		for i := range want {
+			if w := want[i] + float32(0.37*x[i]); math.Float32bits(y[i]) != math.Float32bits(w) {
+				t.Fatalf("%s axpy of %d: element %d = %v, want %v", Kernel, cols, i, y[i], w)
+			}
+		}
 	}
 }
 
