@@ -64,7 +64,7 @@ func TestTraceRouteCheck(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 	want := "route-check: candidate route decode, baseline route prefill\n" +
-		"policy exact: 1 prompts (1 match, 0 diverged, 0 missing); 1320 records compared, 0 mismatched, 0 missing\n"
+		"policy exact: 1 prompt (1 match, 0 diverged, 0 missing); 1320 records compared, 0 mismatched, 0 missing\n"
 	if stdout != want {
 		t.Errorf("stdout\n%s\nwant\n%s", stdout, want)
 	}
