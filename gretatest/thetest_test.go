@@ -154,6 +154,28 @@ func TestTheTest(t *testing.T) {
 		}
 	})
 
+	t.Run("failed run keeps the golden", func(t *testing.T) {
+		// The exec backend's goldens live under device "exec"; its command fails.
+		execGolden := filepath.Join(root, "exec", "toy", "toy50_trace.jsonl")
+		if err := os.MkdirAll(filepath.Dir(execGolden), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		before := []byte("the old golden\n")
+		if err := os.WriteFile(execGolden, before, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tb := &fakeTB{name: "TestTheTest"}
+		Bisect(tb, []Prompt{toyPrompt()}, toyGoldenOptions(t, root, Update(true), Backend("exec:false"))...)
+		want := []string{"toy50: false: exit status 1: no output on stderr"}
+		if diff := cmp.Diff(want, tb.errors); diff != "" {
+			t.Errorf("errors (-want +got):\n%s", diff)
+		}
+		after, _ := os.ReadFile(execGolden)
+		if !bytes.Equal(before, after) {
+			t.Errorf("the golden file changed to %q", after)
+		}
+	})
+
 	t.Run("bad input", func(t *testing.T) {
 		for _, c := range []struct {
 			opts []Option
