@@ -20,6 +20,7 @@ const (
 	sketchL2    = 32
 	sketchL1    = 64
 	sketchWidth = sketchL2 + sketchL1
+	signBytes   = sketchL2 / 8 // the Rademacher coefficients of one element, as bits
 
 	// SketchVersion changes whenever the projection changes: sketches of different versions
 	// are not comparable.
@@ -55,7 +56,47 @@ type Sketch struct {
 func NewSketch(row []float32) *Sketch {
 	var sum sums
 	accumulate(&sum, row, projection(len(row)))
-	return &Sketch{Version: SketchVersion, N: len(row), L2: math.Sqrt(sum.norms[0]), L1: sum.norms[1], Proj: sum.proj}
+	return sum.sketch(len(row))
+}
+
+// NewSketches returns NewSketch of each row. Rows of one length are summarised together, a
+// block of elements of every row after another, so that each block of coefficients is read
+// from memory once for all of them: faster when they are longer than the processor's
+// second-level cache holds coefficients for (a vocabulary's logits).
+func NewSketches(rows [][]float32) []*Sketch {
+	// A block's coefficients (266 KB) stay in the second-level cache while every row uses
+	// them; the sums run over the elements in order as before, so the bits do not change.
+	const block = 1024
+	out := make([]*Sketch, len(rows))
+	sum := make([]sums, len(rows))
+	for i, row := range rows {
+		if out[i] != nil {
+			continue
+		}
+		n := len(row)
+		t := projection(n)
+		same := []int{}
+		for j := i; j < len(rows); j++ {
+			if len(rows[j]) == n {
+				same = append(same, j)
+			}
+		}
+		for b0 := 0; b0 < n; b0 += block {
+			b1 := min(b0+block, n)
+			part := &projTable{elems: t.elems[b0:b1]}
+			for _, j := range same {
+				accumulate(&sum[j], rows[j][b0:b1], part)
+			}
+		}
+		for _, j := range same {
+			out[j] = sum[j].sketch(n)
+		}
+	}
+	return out
+}
+
+func (sum *sums) sketch(n int) *Sketch {
+	return &Sketch{Version: SketchVersion, N: n, L2: math.Sqrt(sum.norms[0]), L1: sum.norms[1], Proj: sum.proj}
 }
 
 // sums are the running sums of a sketch.
@@ -79,13 +120,13 @@ func accumulatePortable(sum *sums, row []float32, t *projTable) {
 	const block = 64
 	for i0 := 0; i0 < len(row); i0 += block {
 		r := row[i0:min(i0+block, len(row))]
-		signs := t.signs[i0*sketchL2/8 : (i0+len(r))*sketchL2/8]
-		for g := 0; g < sketchL2/8; g++ {
+		el := t.elems[i0 : i0+len(r)]
+		for g := range signBytes {
 			s := (*[8]float64)(sum.proj[8*g:])
 			s0, s1, s2, s3, s4, s5, s6, s7 := s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
 			for i, v := range r {
 				x := float64(v)
-				c := &signVec[signs[i*sketchL2/8+g]]
+				c := &signVec[el[i].signs[g]]
 				s0 += float64(c[0] * x)
 				s1 += float64(c[1] * x)
 				s2 += float64(c[2] * x)
@@ -97,13 +138,12 @@ func accumulatePortable(sum *sums, row []float32, t *projTable) {
 			}
 			*s = [8]float64{s0, s1, s2, s3, s4, s5, s6, s7}
 		}
-		cauchy := t.cauchy[i0*sketchL1 : (i0+len(r))*sketchL1]
 		for j := 0; j < sketchL1; j += 8 {
 			s := (*[8]float64)(sum.proj[sketchL2+j:])
 			s0, s1, s2, s3, s4, s5, s6, s7 := s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
 			for i, v := range r {
 				x := float64(v)
-				c := (*[8]float32)(cauchy[i*sketchL1+j:])
+				c := (*[8]float32)(el[i].cauchy[j:])
 				s0 += float64(float64(c[0]) * x)
 				s1 += float64(float64(c[1]) * x)
 				s2 += float64(float64(c[2]) * x)
@@ -237,12 +277,15 @@ type kernel struct {
 }
 
 // projTable holds the coefficients for rows of one length, element by element, so one
-// pass over a row reads them in order: for element i, sketchL2 Rademacher signs as bits and
-// sketchL1 standard Cauchy variates rounded to float32 (260 bytes an element, 8.3 MB for
-// n = 32000).
+// pass over a row reads them in order (260 bytes an element, 8.3 MB for n = 32000).
 type projTable struct {
-	signs  []uint8   // coefficient (i, 8g+k) is -1 when bit k of signs[i*sketchL2/8+g] is set, else +1
-	cauchy []float32 // coefficient (i, sketchL2+k) is cauchy[i*sketchL1+k]
+	elems []projElem
+}
+
+// projElem holds the coefficients of one element i.
+type projElem struct {
+	cauchy [sketchL1]float32 // coefficient (i, sketchL2+k) is cauchy[k]: standard Cauchy variates
+	signs  [signBytes]uint8  // coefficient (i, 8g+k) is -1 when bit k of signs[g] is set, else +1
 }
 
 // signVec[b][k] is -1 when bit k of b is set, else +1: eight Rademacher coefficients from a
@@ -276,14 +319,15 @@ func projection(n int) *projTable {
 // newProjection returns the coefficients for rows of length n. The generator draws them
 // element by element: for each element the signs, then the Cauchy variates.
 func newProjection(n int) *projTable {
-	t := &projTable{signs: make([]uint8, n*sketchL2/8), cauchy: make([]float32, n*sketchL1)}
+	t := &projTable{elems: make([]projElem, n)}
 	rng := splitmix64{state: uint64(n)*0xD1B54A32D192ED03 + SketchVersion}
-	for i := 0; i < n; i++ {
+	for i := range t.elems {
+		e := &t.elems[i]
 		for j := 0; j < sketchL2; j++ {
-			t.signs[i*sketchL2/8+j/8] |= uint8(rng.next()>>63) << (j % 8)
+			e.signs[j/8] |= uint8(rng.next()>>63) << (j % 8)
 		}
-		for k := 0; k < sketchL1; k++ {
-			t.cauchy[i*sketchL1+k] = float32(rng.cauchy())
+		for k := range e.cauchy {
+			e.cauchy[k] = float32(rng.cauchy())
 		}
 	}
 	return t

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // referenceSums is the sketch computation as first written, kept as the oracle of the
@@ -123,12 +125,32 @@ func TestKernelsAccumulate(t *testing.T) {
 	for _, kern := range kernels {
 		var whole, split sums
 		kern.f(&whole, row, table)
-		head := &projTable{signs: table.signs[:100*sketchL2/8], cauchy: table.cauchy[:100*sketchL1]}
-		tail := &projTable{signs: table.signs[100*sketchL2/8:], cauchy: table.cauchy[100*sketchL1:]}
+		head, tail := &projTable{elems: table.elems[:100]}, &projTable{elems: table.elems[100:]}
 		kern.f(&split, row[:100], head)
 		kern.f(&split, row[100:], tail)
 		if fmt.Sprint(sumBits(&whole)) != fmt.Sprint(sumBits(&split)) {
 			t.Errorf("%s: sums of a row in two calls differ from one call", kern.name)
 		}
+	}
+}
+
+// TestNewSketches checks that summarising rows together, in blocks, gives each row's
+// NewSketch exactly, for rows of several lengths (some equal, some not a multiple of the
+// block) in any order.
+func TestNewSketches(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	var rows [][]float32
+	for _, n := range []int{3000, 0, 1024, 1, 3000, 1025, 3000, 1024} {
+		rows = append(rows, specialRow(rng, n, false))
+	}
+	want := make([]*Sketch, len(rows))
+	for i, r := range rows {
+		want[i] = NewSketch(r)
+	}
+	if diff := cmp.Diff(want, NewSketches(rows)); diff != "" {
+		t.Errorf("NewSketches (-NewSketch of each row +together):\n%s", diff)
+	}
+	if got := NewSketches(nil); len(got) != 0 {
+		t.Errorf("NewSketches(nil) = %v, want none", got)
 	}
 }
