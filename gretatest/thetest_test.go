@@ -128,6 +128,15 @@ func TestTheTest(t *testing.T) {
 		if len(tb.errors) != 0 || pr.Policy != golden.Tolerance.Name || pr.Baseline != path {
 			t.Errorf("toygpu against %s under %q: %q", pr.Baseline, pr.Policy, tb.errors)
 		}
+		// A fault on the other device is isolated under tolerance, re-runs against the live
+		// reference included.
+		tb = &fakeTB{name: "TestTheTest"}
+		rep = Bisect(tb, []Prompt{toyPrompt()}, toyGoldenOptions(t, root, Backend("toygpu"),
+			Inject(trace.Fault{Stage: golden.MLPOut, Layer: 6, PosMin: 16, PosMax: 16, Scale: 1.5}))...)
+		want := "toy50: FIRST_FAIL pos=16 layer=6 tensor=mlp_out category=MLP_OUTPUT ("
+		if pr := rep.Prompts[0]; !strings.HasPrefix(pr.Line, want) || pr.Policy != golden.Tolerance.Name {
+			t.Errorf("line %q under %q, want %q...: %q", pr.Line, pr.Policy, want, tb.errors)
+		}
 		// An exact comparison of the same run fails: the jitter changed the bits.
 		tb = &fakeTB{name: "TestTheTest"}
 		Bisect(tb, []Prompt{toyPrompt()}, toyGoldenOptions(t, root, Backend("toygpu"), Policy(golden.Exact), NoSelfBisect())...)
