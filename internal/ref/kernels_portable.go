@@ -2,8 +2,8 @@
 
 package ref
 
-// Kernel is the name of the inner-loop implementation in use.
-const Kernel = "portable"
+// Kernel names the inner-loop implementation in use.
+func Kernel() string { return "portable" }
 
 func dot(a, b []float32) float32 { return dotPortable(a, b) }
 

@@ -15,15 +15,17 @@ func randomVec(rng *rand.Rand, n int) []float32 {
 	return v
 }
 
-// TestKernelsMatchLayout checks every kernel in use (SIMD when built with it) against the
-// scalar definition of the layout, element by element, for lengths with and without tails
-// and tile shapes with leftover rows and tokens.
-func TestKernelsMatchLayout(t *testing.T) {
+// TestKernelsMatchLayout checks every kernel this machine can run (AVX-512, AVX2 and
+// portable in a SIMD build) against the scalar definition of the layout, bit for bit, for
+// lengths with and without tails and tile shapes with leftover rows and tokens.
+func TestKernelsMatchLayout(t *testing.T) { forEachKernel(t, testKernelsMatchLayout) }
+
+func testKernelsMatchLayout(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, cols := range []int{1, 15, 16, 17, 64, 72, 100, 256} {
 		a, b := randomVec(rng, cols), randomVec(rng, cols)
 		if got, want := dot(a, b), layoutDot(a, b); math.Float32bits(got) != math.Float32bits(want) {
-			t.Errorf("%s dot of %d: %x, want %x", Kernel, cols, math.Float32bits(got), math.Float32bits(want))
+			t.Errorf("%s dot of %d: %x, want %x", Kernel(), cols, math.Float32bits(got), math.Float32bits(want))
 		}
 		for _, shape := range [][2]int{{1, 1}, {4, 1}, {4, 4}, {9, 7}, {16, 5}} {
 			rows, nt := shape[0], shape[1]
@@ -35,7 +37,7 @@ func TestKernelsMatchLayout(t *testing.T) {
 					want := layoutDot(w[r*cols:(r+1)*cols], x[tk*cols:(tk+1)*cols])
 					if got := y[tk*rows+r]; math.Float32bits(got) != math.Float32bits(want) {
 						t.Fatalf("%s matmul %dx%d by %d tokens: y[%d][%d] = %x, want %x",
-							Kernel, rows, cols, nt, tk, r, math.Float32bits(got), math.Float32bits(want))
+							Kernel(), rows, cols, nt, tk, r, math.Float32bits(got), math.Float32bits(want))
 					}
 				}
 			}
@@ -45,7 +47,7 @@ func TestKernelsMatchLayout(t *testing.T) {
 		axpy(y, 0.37, x)
 		for i := range want {
 			if w := want[i] + float32(0.37*x[i]); math.Float32bits(y[i]) != math.Float32bits(w) {
-				t.Fatalf("%s axpy of %d: element %d = %v, want %v", Kernel, cols, i, y[i], w)
+				t.Fatalf("%s axpy of %d: element %d = %v, want %v", Kernel(), cols, i, y[i], w)
 			}
 		}
 	}
@@ -70,7 +72,7 @@ func BenchmarkDot(b *testing.B) {
 	for _, n := range []int{64, 2048} {
 		rng := rand.New(rand.NewPCG(1, 2))
 		x, y := randomVec(rng, n), randomVec(rng, n)
-		b.Run(fmt.Sprintf("%s/%d", Kernel, n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("%s/%d", Kernel(), n), func(b *testing.B) {
 			var s float32
 			for b.Loop() {
 				s += dot(x, y)
@@ -85,7 +87,7 @@ func BenchmarkMatmul(b *testing.B) {
 	rows, cols, nt := 256, 2048, 64
 	w, x := randomVec(rng, rows*cols), randomVec(rng, nt*cols)
 	y := make([]float32, rows*nt)
-	b.Run(fmt.Sprintf("%s/%dx%dx%d", Kernel, rows, cols, nt), func(b *testing.B) {
+	b.Run(fmt.Sprintf("%s/%dx%dx%d", Kernel(), rows, cols, nt), func(b *testing.B) {
 		for b.Loop() {
 			matmul(w, cols, x, nt, y, rows, 0, rows)
 		}

@@ -1,0 +1,8 @@
+//go:build !(goexperiment.simd && amd64)
+
+package ref
+
+import "testing"
+
+// forEachKernel runs f with each kernel implementation: here only the portable one.
+func forEachKernel(t *testing.T, f func(t *testing.T)) { t.Run("portable", f) }
