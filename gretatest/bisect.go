@@ -224,7 +224,7 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 		}
 		if base, baseDevice, path, err = s.readGolden(pr.Device, p.ID); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("no golden trace %s; record it with: %s", path, updateCommand(t, s.cfg.updatePkg))
+				return fmt.Errorf("no golden trace %s; record it with: %s", path, updateCommand(t, s.cfg.updatePkg, s.cfg.fromEnv))
 			}
 			return err
 		}
@@ -353,20 +353,33 @@ func covers(base, cand []golden.Record) bool {
 	return len(cand) > 0
 }
 
-// updateCommand is the command that records the golden of t's test.
-func updateCommand(t TB, pkg string) string {
-	if pkg != "" {
-		return fmt.Sprintf("go test %s -run '%s' -update", pkg, regexpQuote(t.Name()))
-	}
-	pkg = "."
-	if wd, err := os.Getwd(); err == nil {
-		if root, err := moduleRoot(wd); err == nil {
-			if rel, err := filepath.Rel(root, wd); err == nil && rel != "." {
-				pkg = "./" + filepath.ToSlash(rel)
+// updateCommand is the command that records the golden of t's test, run from the module's
+// root with the environment that chose the model and backend.
+func updateCommand(t TB, pkg string, env []string) string {
+	if pkg == "" {
+		pkg = "."
+		if wd, err := os.Getwd(); err == nil {
+			if root, err := moduleRoot(wd); err == nil {
+				if rel, err := filepath.Rel(root, wd); err == nil && rel != "." {
+					pkg = "./" + filepath.ToSlash(rel)
+				}
 			}
 		}
 	}
-	return fmt.Sprintf("go test %s -run '%s' -update", pkg, regexpQuote(t.Name()))
+	var prefix string
+	for _, kv := range env {
+		name, val, _ := strings.Cut(kv, "=")
+		prefix += name + "=" + shellQuote(val) + " "
+	}
+	return fmt.Sprintf("%sgo test %s -run '%s' -update", prefix, pkg, regexpQuote(t.Name()))
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // regexpQuote anchors nothing and escapes only what -run's per-level matching needs.

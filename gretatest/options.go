@@ -55,6 +55,7 @@ type config struct {
 	ownCache    bool // made for this call: closed with it
 	progress    func(promptID string, done, total int)
 	env         func(string) string
+	fromEnv     []string // NAME=value of the GRETA_* variables that chose the model and backend
 }
 
 func newConfig(opts []Option) (*config, error) {
@@ -73,10 +74,16 @@ func newConfig(opts []Option) (*config, error) {
 	}
 	// The environment fills what no option set.
 	if c.model == "" {
-		c.model = orDefault(c.env(EnvModel), DefaultModel)
+		if c.model = c.env(EnvModel); c.model != "" {
+			c.fromEnv = append(c.fromEnv, EnvModel+"="+c.model)
+		}
+		c.model = orDefault(c.model, DefaultModel)
 	}
 	if c.backend == "" {
-		c.backend = orDefault(c.env(EnvBackend), defaultBackend)
+		if c.backend = c.env(EnvBackend); c.backend != "" {
+			c.fromEnv = append(c.fromEnv, EnvBackend+"="+c.backend)
+		}
+		c.backend = orDefault(c.backend, defaultBackend)
 	}
 	if !c.faultsSet {
 		if spec := c.env(EnvInject); spec != "" {

@@ -118,6 +118,19 @@ func TestTheTest(t *testing.T) {
 		if diff := cmp.Diff(want, tb.errors); diff != "" {
 			t.Errorf("errors (-want +got):\n%s", diff)
 		}
+		// A model chosen by GRETA_MODEL is part of the command.
+		tb = &fakeTB{name: "TestB361"}
+		Bisect(tb, []Prompt{toyPrompt()}, toyGoldenOptions(t, empty, LoadedModel("", toyModel()), Env(func(k string) string {
+			if k == EnvModel {
+				return "/models/tiny llama.gguf"
+			}
+			return ""
+		}))...)
+		want = []string{"toy50: no golden trace " + filepath.Join(empty, "toy", "tiny llama", "toy50_trace.jsonl") +
+			"; record it with: GRETA_MODEL='/models/tiny llama.gguf' go test ./gretatest -run 'TestB361/toy50' -update"}
+		if diff := cmp.Diff(want, tb.errors); diff != "" {
+			t.Errorf("errors (-want +got):\n%s", diff)
+		}
 	})
 
 	t.Run("other device", func(t *testing.T) {
