@@ -224,7 +224,7 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 		}
 		if base, baseDevice, path, err = s.readGolden(pr.Device, p.ID); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("no golden trace %s; record it with: %s", path, updateCommand(t, s.cfg.updatePkg, s.cfg.fromEnv))
+				return fmt.Errorf("no golden trace %s; record it with: %s", path, s.recordCommand(t))
 			}
 			return err
 		}
@@ -353,21 +353,22 @@ func covers(base, cand []golden.Record) bool {
 	return len(cand) > 0
 }
 
-// updateCommand is the command that records the golden of t's test, run from the module's
-// root with the environment that chose the model and backend.
-func updateCommand(t TB, pkg string, env []string) string {
-	if pkg == "" {
-		pkg = "."
-		if wd, err := os.Getwd(); err == nil {
-			if root, err := moduleRoot(wd); err == nil {
-				if rel, err := filepath.Rel(root, wd); err == nil && rel != "." {
-					pkg = "./" + filepath.ToSlash(rel)
-				}
+// recordCommand is the command that records the golden of t's test: RecordWith's, or go test
+// run from the module's root with the environment that chose the model and backend.
+func (s *session) recordCommand(t TB) string {
+	if s.cfg.recordCmd != "" {
+		return s.cfg.recordCmd
+	}
+	pkg := "."
+	if wd, err := os.Getwd(); err == nil {
+		if root, err := moduleRoot(wd); err == nil {
+			if rel, err := filepath.Rel(root, wd); err == nil && rel != "." {
+				pkg = "./" + filepath.ToSlash(rel)
 			}
 		}
 	}
 	var prefix string
-	for _, kv := range env {
+	for _, kv := range s.cfg.fromEnv {
 		name, val, _ := strings.Cut(kv, "=")
 		prefix += name + "=" + shellQuote(val) + " "
 	}

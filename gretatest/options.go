@@ -50,7 +50,7 @@ type config struct {
 	noBisect    bool
 	noArtifacts bool
 	update      *bool // nil: the -update flag decides
-	updatePkg   string
+	recordCmd   string
 	cache       *Cache
 	ownCache    bool // made for this call: closed with it
 	progress    func(promptID string, done, total int)
@@ -238,11 +238,11 @@ func NoArtifacts() Option {
 	return func(c *config) error { c.noArtifacts = true; return nil }
 }
 
-// UpdatePackage names the package whose test records the golden files, for the command a
-// missing golden's message gives (tools running Bisect outside go test point at the suite's
-// package, "./gretatest"). Default: the package in the current folder.
-func UpdatePackage(pkg string) Option {
-	return func(c *config) error { c.updatePkg = pkg; return nil }
+// RecordWith sets the command a missing golden's message gives to record it (tools that run
+// Bisect outside go test give their own). Default: the go test command of the test, with
+// -update.
+func RecordWith(command string) Option {
+	return func(c *config) error { c.recordCmd = command; return nil }
 }
 
 // Suite names the run in the artifacts layout. Default: "b3_61".

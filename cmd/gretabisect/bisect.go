@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -74,7 +75,7 @@ func runBisect(args []string, stdout, stderr io.Writer) int {
 	opts := []gretatest.Option{
 		gretatest.LoadedModel(*modelSpec, m), gretatest.Backend(*backend), gretatest.Inject(faults...),
 		gretatest.Artifacts(*out), gretatest.Env(func(string) string { return "" }),
-		gretatest.UpdatePackage("./gretatest"), gretatest.Update(*update),
+		gretatest.Update(*update), gretatest.RecordWith(recordCommand(fs)),
 	}
 	if *goldenDir != "" {
 		opts = append(opts, gretatest.GoldenDir(*goldenDir))
@@ -111,6 +112,20 @@ func runBisect(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bisect: %d of %d prompts diverged, %v\n", countDiverged(rep), len(rep.Prompts), time.Since(start).Round(time.Millisecond))
 	}
 	return code
+}
+
+// recordCommand is this command with --update, for the message on a missing golden: the
+// flags given that choose the model, backend, golden folder and prompts are kept (defaults
+// from GRETA_* come from the same environment again).
+func recordCommand(fs *flag.FlagSet) string {
+	cmd := "gretabisect bisect --update"
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "model", "backend", "golden", "prompts":
+			cmd += " --" + f.Name + " " + shellWord(f.Value.String())
+		}
+	})
+	return cmd
 }
 
 // countDiverged counts the prompts with a FIRST_FAIL.
@@ -220,4 +235,15 @@ func (r *runProgress) report(promptID string, done, total int) {
 		p.done()
 		delete(r.runs, promptID)
 	}
+}
+
+// shellWord quotes s for a POSIX shell when it needs it.
+func shellWord(s string) string {
+	if s != "" && !strings.ContainsFunc(s, func(r rune) bool {
+		return !(r == '/' || r == '.' || r == '-' || r == '_' || r == ',' || r == ':' ||
+			'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9')
+	}) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -29,7 +29,7 @@ func TestBisectCommand(t *testing.T) {
 		{"bad backend", []string{"--prompts", "p0_short", "--backend", "nope"}, exitUsage, nil,
 			`gretabisect bisect: backend "nope": engine: unknown backend "nope" (known: cpu`},
 		{"missing golden", []string{"--prompts", "p0_short", "--quiet", "--golden", "/nonexistent"}, exitUsage, nil,
-			"gretabisect bisect: no golden trace /nonexistent/cpu/tiny/p0_short_trace.jsonl; record it with: go test ./gretatest -run 'TestB361/p0_short' -update"},
+			"gretabisect bisect: no golden trace /nonexistent/cpu/tiny/p0_short_trace.jsonl; record it with: gretabisect bisect --update --backend cpu --golden /nonexistent --model tiny --prompts p0_short"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
