@@ -212,6 +212,18 @@ func Inject(faults ...trace.Fault) Option {
 	return func(c *config) error { c.faults, c.faultsSet = append([]trace.Fault(nil), faults...), true; return nil }
 }
 
+// InjectSpec is Inject with faults written as GRETA_INJECT writes them
+// ("stage=k_post_rope,layer=3,pos>=826,scale=1.001"; see trace.ParseFaults).
+func InjectSpec(spec string) Option {
+	return func(c *config) error {
+		faults, err := trace.ParseFaults(spec)
+		if err != nil {
+			return fmt.Errorf("gretatest.InjectSpec: %w", err)
+		}
+		return Inject(faults...)(c)
+	}
+}
+
 // Policy overrides the comparison policy. Default: exact when the golden comes from the same
 // device as the backend under test, golden.Tolerance's float32 defaults otherwise.
 func Policy(p golden.Policy) Option {

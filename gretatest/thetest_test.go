@@ -68,12 +68,8 @@ func TestTheTest(t *testing.T) {
 
 	t.Run("inject", func(t *testing.T) {
 		// Layer 3 and position 33 are untraced: layer bisection, then the position search.
-		faults, err := trace.ParseFaults("stage=k_post_rope,layer=3,pos>=33,scale=1.5")
-		if err != nil {
-			t.Fatal(err)
-		}
 		tb := &fakeTB{name: "TestTheTest"}
-		Bisect(tb, []Prompt{toyPrompt()}, toyGoldenOptions(t, root, Inject(faults...), Artifacts(art))...)
+		Bisect(tb, []Prompt{toyPrompt()}, toyGoldenOptions(t, root, InjectSpec("stage=k_post_rope,layer=3,pos>=33,scale=1.5"), Artifacts(art))...)
 		if len(tb.errors) != 1 {
 			t.Fatalf("got %d errors, want 1: %q", len(tb.errors), tb.errors)
 		}
@@ -204,6 +200,7 @@ func TestTheTest(t *testing.T) {
 			want string
 		}{
 			{[]Option{Layers(-1)}, "gretatest: gretatest.Layers: layer -1 is negative"},
+			{[]Option{InjectSpec("stage=v,pos>=x,scale=2")}, `gretatest: gretatest.InjectSpec: fault 1 "stage=v,pos>=x,scale=2": field "pos": "x" is not a non-negative integer`},
 			{[]Option{Env(func(k string) string {
 				if k == EnvInject {
 					return "stage=q,scale=2"
