@@ -36,10 +36,10 @@
 //
 // # Fault injection
 //
-// Inject (or GRETA_INJECT="stage=k_post_rope,layer=3,pos>=826,scale=1.001"; syntax in
-// trace.ParseFaults, several faults separated by ';') perturbs rows inside the backend's
-// forward pass, before tracing, so everything downstream sees them: a rehearsal proving the
-// harness finds what it should. Golden files are never recorded with faults.
+// Inject, InjectSpec or GRETA_INJECT ("stage=k_post_rope,layer=3,pos>=826,scale=1.001";
+// syntax in trace.ParseFaults, several faults separated by ';') perturbs rows inside the
+// backend's forward pass, before tracing, so everything downstream sees them: a rehearsal
+// proving the harness finds what it should. Golden files are never recorded with faults.
 //
 // # Environment
 //
