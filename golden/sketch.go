@@ -59,42 +59,6 @@ func NewSketch(row []float32) *Sketch {
 	return sum.sketch(len(row))
 }
 
-// NewSketches returns NewSketch of each row. Rows of one length are summarised together, a
-// block of elements of every row after another, so that each block of coefficients is read
-// from memory once for all of them: faster when they are longer than the processor's
-// second-level cache holds coefficients for (a vocabulary's logits).
-func NewSketches(rows [][]float32) []*Sketch {
-	// A block's coefficients (266 KB) stay in the second-level cache while every row uses
-	// them; the sums run over the elements in order as before, so the bits do not change.
-	const block = 1024
-	out := make([]*Sketch, len(rows))
-	sum := make([]sums, len(rows))
-	for i, row := range rows {
-		if out[i] != nil {
-			continue
-		}
-		n := len(row)
-		t := projection(n)
-		same := []int{}
-		for j := i; j < len(rows); j++ {
-			if len(rows[j]) == n {
-				same = append(same, j)
-			}
-		}
-		for b0 := 0; b0 < n; b0 += block {
-			b1 := min(b0+block, n)
-			part := &projTable{elems: t.elems[b0:b1]}
-			for _, j := range same {
-				accumulate(&sum[j], rows[j][b0:b1], part)
-			}
-		}
-		for _, j := range same {
-			out[j] = sum[j].sketch(n)
-		}
-	}
-	return out
-}
-
 func (sum *sums) sketch(n int) *Sketch {
 	return &Sketch{Version: SketchVersion, N: n, L2: math.Sqrt(sum.norms[0]), L1: sum.norms[1], Proj: sum.proj}
 }

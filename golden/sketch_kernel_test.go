@@ -5,8 +5,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
-
-	"github.com/google/go-cmp/cmp"
 )
 
 // referenceSums is the sketch computation as first written, kept as the oracle of the
@@ -131,26 +129,5 @@ func TestKernelsAccumulate(t *testing.T) {
 		if fmt.Sprint(sumBits(&whole)) != fmt.Sprint(sumBits(&split)) {
 			t.Errorf("%s: sums of a row in two calls differ from one call", kern.name)
 		}
-	}
-}
-
-// TestNewSketches checks that summarising rows together, in blocks, gives each row's
-// NewSketch exactly, for rows of several lengths (some equal, some not a multiple of the
-// block) in any order.
-func TestNewSketches(t *testing.T) {
-	rng := rand.New(rand.NewPCG(15, 16))
-	var rows [][]float32
-	for _, n := range []int{3000, 0, 1024, 1, 3000, 1025, 3000, 1024} {
-		rows = append(rows, specialRow(rng, n, false))
-	}
-	want := make([]*Sketch, len(rows))
-	for i, r := range rows {
-		want[i] = NewSketch(r)
-	}
-	if diff := cmp.Diff(want, NewSketches(rows)); diff != "" {
-		t.Errorf("NewSketches (-NewSketch of each row +together):\n%s", diff)
-	}
-	if got := NewSketches(nil); len(got) != 0 {
-		t.Errorf("NewSketches(nil) = %v, want none", got)
 	}
 }

@@ -33,15 +33,12 @@ type Recorder struct {
 	rawDir   string
 	commit   string
 
-	jobs   chan []*pending // one row, or up to logitGroup logits rows sketched together
-	logits []*pending      // logits rows not yet handed to the workers
-	wg     sync.WaitGroup
-	recs   []*pending
+	jobs chan *pending
+	wg   sync.WaitGroup
+	recs []*pending
 
 	mu  sync.Mutex
 	err error // first raw-file error
-
-	copies sync.Map // row length -> *sync.Pool of *[]float32: Sink's copies, reused once hashed
 }
 
 type pending struct {
@@ -61,12 +58,9 @@ func NewRecorder(promptID string, nPrompt, nLayer int, rawDir string) *Recorder 
 		nLayer:   nLayer,
 		rawDir:   rawDir,
 		commit:   GitCommit(),
-		jobs:     make(chan []*pending, 256),
+		jobs:     make(chan *pending, 256),
 	}
-	// Two processors are left to the engine and the goroutine handing rows over: with a
-	// worker on every processor, a device engine's thread waited for a core after each
-	// copy back while the workers hashed a layer's rows, and the device sat idle.
-	n := max(1, runtime.GOMAXPROCS(0)-2)
+	n := runtime.GOMAXPROCS(0)
 	r.wg.Add(n)
 	for range n {
 		go r.work()
@@ -82,7 +76,7 @@ func (r *Recorder) Sink(st golden.Stage, layer, pos int, row []float32) {
 	}
 	p := &pending{
 		stage: st,
-		row:   r.copyRow(row),
+		row:   append([]float32(nil), row...),
 		rec: golden.Record{
 			PromptID:      r.promptID,
 			TokenID:       tok,
@@ -99,65 +93,15 @@ func (r *Recorder) Sink(st golden.Stage, layer, pos int, row []float32) {
 		},
 	}
 	r.recs = append(r.recs, p)
-	if st != golden.Logits {
-		r.jobs <- []*pending{p}
-		return
-	}
-	if r.logits = append(r.logits, p); len(r.logits) == logitGroup {
-		r.jobs <- r.logits
-		r.logits = nil
-	}
-}
-
-// logitGroup logits rows are sketched together (golden.NewSketches), reading each block of
-// the vocabulary's 8 MB of coefficients once for all of them: they come last in a forward
-// pass, and their sketches were most of the time the device waited for the recorder.
-const logitGroup = 4
-
-// copyRow returns a copy of row in a buffer of the pool for its length: a traced prefill
-// hands over tens of megabytes of rows, and allocating each copy anew made the garbage
-// collector run through the forward pass.
-func (r *Recorder) copyRow(row []float32) []float32 {
-	c, _ := r.pool(len(row)).Get().(*[]float32)
-	if c == nil {
-		c = new([]float32)
-		*c = make([]float32, len(row))
-	}
-	copy(*c, row)
-	return *c
-}
-
-func (r *Recorder) pool(n int) *sync.Pool {
-	if p, ok := r.copies.Load(n); ok {
-		return p.(*sync.Pool)
-	}
-	p, _ := r.copies.LoadOrStore(n, new(sync.Pool))
-	return p.(*sync.Pool)
+	r.jobs <- p
 }
 
 func (r *Recorder) work() {
 	defer r.wg.Done()
-	for job := range r.jobs {
-		r.record(job)
-		// The workers never block while rows are queued: yield, so that a goroutine
-		// coming back from a cgo call (a device engine's copy) does not wait for the
-		// scheduler to preempt one.
-		runtime.Gosched()
-	}
-}
-
-// record fills in the records of job: hashes, counts, sketches and raw files. It gives the
-// rows' buffers back.
-func (r *Recorder) record(job []*pending) {
-	rows := make([][]float32, len(job))
-	for i, p := range job {
-		rows[i] = p.row
-	}
-	sketches := golden.NewSketches(rows)
-	for i, p := range job {
+	for p := range r.jobs {
 		p.rec.Hash = golden.HashRow(p.row)
 		p.rec.NZCount = golden.NonZero(p.row)
-		p.rec.Sketch = sketches[i]
+		p.rec.Sketch = golden.NewSketch(p.row)
 		if p.stage == golden.Logits {
 			p.rec.Top5Tokens = Top5(p.row)
 		}
@@ -168,8 +112,6 @@ func (r *Recorder) record(job []*pending) {
 			}
 			p.rec.RawFile = name
 		}
-		buf := p.row
-		r.pool(len(buf)).Put(&buf)
 		p.row = nil
 	}
 }
@@ -184,9 +126,6 @@ func (r *Recorder) fail(err error) {
 
 // Close waits for the workers and returns the records in causal order (golden.CausalCompare).
 func (r *Recorder) Close() ([]golden.Record, error) {
-	if len(r.logits) > 0 {
-		r.jobs <- r.logits
-	}
 	close(r.jobs)
 	r.wg.Wait()
 	out := make([]golden.Record, len(r.recs))

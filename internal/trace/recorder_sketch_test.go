@@ -9,9 +9,9 @@ import (
 	"github.com/gretabisect/gretabisect/golden"
 )
 
-// TestRecorderRows hands a recorder rows of several widths, logits rows more than one
-// group of them, from one buffer the caller overwrites after each call (as engines do),
-// and checks each record's hash, count, sketch and top 5 against the row it was given.
+// TestRecorderRows hands a recorder rows of several widths, logits rows among them, from
+// one buffer the caller overwrites after each call (as engines do), and checks each
+// record's hash, count, sketch and top 5 against the row it was given.
 func TestRecorderRows(t *testing.T) {
 	const nLayer = 2
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -27,11 +27,12 @@ func TestRecorderRows(t *testing.T) {
 			rows = append(rows, row{st, 1, pos, nil})
 		}
 	}
-	for pos := range 2*logitGroup - 1 {
+	const nLogits = 7
+	for pos := range nLogits {
 		rows = append(rows, row{golden.Logits, nLayer, pos, nil})
 	}
 	buf := make([]float32, 700)
-	r := NewRecorder("p", 2*logitGroup, nLayer, "")
+	r := NewRecorder("p", nLogits, nLayer, "")
 	for i := range rows {
 		n := map[golden.Stage]int{golden.EmbedOut: 64, golden.KPreRope: 16, golden.MLPOut: 64, golden.Logits: 700}[rows[i].st]
 		for j := range buf[:n] {
