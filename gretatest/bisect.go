@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 
@@ -59,6 +60,10 @@ type PromptReport struct {
 func Bisect(t TB, prompts []Prompt, opts ...Option) *Report {
 	t.Helper()
 	rep := &Report{}
+	if len(prompts) == 0 {
+		t.Errorf("gretatest: no prompts: a bisect must compare something")
+		return rep
+	}
 	cfg, err := newConfig(opts)
 	if err != nil {
 		t.Errorf("gretatest: %v", err)
@@ -78,9 +83,6 @@ func Bisect(t TB, prompts []Prompt, opts ...Option) *Report {
 			t.Helper()
 			s.bisect(t, p, pr)
 		})
-	}
-	if len(prompts) == 0 {
-		t.Errorf("gretatest: no prompts: a bisect must compare something")
 	}
 	if err := s.writeSummaryReports(rep); err != nil {
 		t.Errorf("gretatest: %v", err)
@@ -383,9 +385,13 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// regexpQuote anchors nothing and escapes only what -run's per-level matching needs.
+// regexpQuote quotes a test name for -run, which matches each '/'-separated level apart.
 func regexpQuote(name string) string {
-	return strings.NewReplacer("(", `\(`, ")", `\)`, "[", `\[`, "]", `\]`, ".", `\.`, "+", `\+`, "*", `\*`, "?", `\?`, "$", `\$`, "^", `\^`, "|", `\|`).Replace(name)
+	levels := strings.Split(name, "/")
+	for i, l := range levels {
+		levels[i] = regexp.QuoteMeta(l)
+	}
+	return strings.Join(levels, "/")
 }
 
 // moduleRoot returns the nearest folder at or above dir holding a go.mod.
