@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -258,6 +259,24 @@ func BenchmarkSketch(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkSketchParallel sketches rows on every processor at once, as a recorder's workers
+// do: ns/row is the time per row per processor, which the shared caches and memory bound.
+func BenchmarkSketchParallel(b *testing.B) {
+	for _, n := range []int{2048, 32000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			x, _ := perturb(rand.New(rand.NewPCG(7, 8)), n, "dense", 1)
+			NewSketch(x)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					NewSketch(x)
+				}
+			})
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())*float64(runtime.GOMAXPROCS(0))/float64(b.N), "ns/row")
+		})
 	}
 }
 
