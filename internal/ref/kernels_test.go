@@ -22,7 +22,7 @@ func TestKernelsMatchLayout(t *testing.T) { forEachKernel(t, testKernelsMatchLay
 
 func testKernelsMatchLayout(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, cols := range []int{1, 15, 16, 17, 64, 72, 100, 256} {
+	for _, cols := range []int{1, 15, 16, 17, 64, 72, 100, 128, 129, 144, 256} {
 		a, b := randomVec(rng, cols), randomVec(rng, cols)
 		if got, want := dot(a, b), layoutDot(a, b); math.Float32bits(got) != math.Float32bits(want) {
 			t.Errorf("%s dot of %d: %x, want %x", Kernel(), cols, math.Float32bits(got), math.Float32bits(want))
