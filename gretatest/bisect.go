@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/internal/engine"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
@@ -70,6 +71,10 @@ func Bisect(t TB, prompts []Prompt, opts ...Option) *Report {
 		return rep
 	}
 	s, err := newSession(t, cfg)
+	if errors.Is(err, engine.ErrNoDevice) {
+		skip(t, fmt.Sprintf("gretatest: %v", err))
+		return rep
+	}
 	if err != nil {
 		t.Errorf("gretatest: %v", err)
 		return rep

@@ -55,3 +55,13 @@ func cleanup(t TB, f func()) bool {
 	}
 	return false
 }
+
+// skip skips t when it can (a GPU backend on a machine without a GPU), and says why either way.
+func skip(t TB, why string) {
+	t.Helper()
+	if sk, ok := t.(interface{ Skip(args ...any) }); ok {
+		sk.Skip(why)
+		return
+	}
+	t.Logf("%s", why)
+}

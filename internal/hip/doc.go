@@ -14,11 +14,11 @@
 // so an execution fault is reported by the kernel that caused it.
 package hip
 
-import "errors"
+import "github.com/gretabisect/gretabisect/internal/engine"
 
-// ErrNoDevice is returned (wrapped) when no usable GPU is visible. It exists in every build,
-// so callers can skip on errors.Is(err, hip.ErrNoDevice) without the rocm tag.
-var ErrNoDevice = errors.New("no GPU device")
+// ErrNoDevice is returned (wrapped) when no usable GPU is visible. It is engine.ErrNoDevice,
+// so callers that only know the engine registry can skip on it too.
+var ErrNoDevice = engine.ErrNoDevice
 
 // Name is the backend's name in the engine registry.
 const Name = "hip"
