@@ -59,6 +59,7 @@ func NewSketch(row []float32) *Sketch {
 	return sum.sketch(len(row))
 }
 
+// sketch returns the sketch of a row of n elements whose terms sum holds.
 func (sum *sums) sketch(n int) *Sketch {
 	return &Sketch{Version: SketchVersion, N: n, L2: math.Sqrt(sum.norms[0]), L1: sum.norms[1], Proj: sum.proj}
 }
@@ -253,7 +254,7 @@ type projElem struct {
 }
 
 // signVec[b][k] is -1 when bit k of b is set, else +1: eight Rademacher coefficients from a
-// byte of projTable.signs, multiplied like any other coefficient.
+// byte of projElem.signs, multiplied like any other coefficient.
 var signVec = func() (v [256][8]float64) {
 	for b := range v {
 		for k := range v[b] {
