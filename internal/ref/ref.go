@@ -5,7 +5,10 @@
 //
 // How: each output element is computed by one goroutine in a fixed order (kernels.go), with
 // no fused multiply-add, and the elementary functions are this package's own (detmath.go).
-// Importing the package registers it with internal/engine as "cpu".
+// The inner loops come in four implementations with the same bits: portable Go, SSE
+// assembly (amd64 by default; the purego tag turns it off), and AVX2 or AVX-512 through
+// simd/archsimd (GOEXPERIMENT=simd). Importing the package registers it with
+// internal/engine as "cpu".
 package ref
 
 import (
