@@ -1,7 +1,9 @@
 package gretatest
 
 import (
+	"cmp"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -81,11 +83,17 @@ func matrixCases(short bool) []matrixCase {
 	)
 }
 
+// matrixBackendEnv names the backend the matrix injects into (default cpu). Any other
+// backend is compared with its own clean live run, so the policy stays exact on one device:
+// GRETA_MATRIX_BACKEND=hip proves the GPU localises like the CPU.
+const matrixBackendEnv = "GRETA_MATRIX_BACKEND"
+
 // TestSelfBisectMatrix injects a fault at each case's stage, layer and position into the
 // CPU reference running the tiny model and checks that the reported origin and category are
 // exactly the injected ones. The 50-token cases compare with a live reference run shared by
 // all of them; the standard-prompt cases compare with the committed goldens.
 func TestSelfBisectMatrix(t *testing.T) {
+	backend := cmp.Or(os.Getenv(matrixBackendEnv), "cpu")
 	m, err := model.Open(model.TinySpec)
 	if err != nil {
 		t.Fatal(err)
@@ -115,10 +123,10 @@ func TestSelfBisectMatrix(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			f := trace.Fault{Stage: c.stage, Layer: c.layer, PosMin: c.pos, PosMax: -1, Scale: matrixScale}
-			opts := []Option{LoadedModel(model.TinySpec, m), Backend("cpu"), Inject(f), Share(cache),
+			opts := []Option{LoadedModel(model.TinySpec, m), Backend(backend), Inject(f), Share(cache),
 				NoArtifacts(), Env(func(string) string { return "" }), MaxNewTokens(3), Update(false)}
-			if c.prompt == "m50" {
-				opts = append(opts, Baseline())
+			if c.prompt == "m50" || backend != "cpu" {
+				opts = append(opts, Baseline(), Reference(backend))
 			}
 			tb := &fakeTB{name: "TestB361"}
 			rep := Bisect(tb, []Prompt{byID[c.prompt]}, opts...)
