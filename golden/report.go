@@ -63,6 +63,23 @@ func (p *PromptResult) Line() string {
 	return fmt.Sprintf("%s: match (%d records)", p.PromptID, p.Compared)
 }
 
+// WriteLines writes what a command prints after a comparison: the line of every prompt that
+// does not match, the notes, then the summary.
+func (r *Report) WriteLines(w io.Writer) error {
+	var b strings.Builder
+	for _, p := range r.Prompts {
+		if p.Status != StatusMatch {
+			b.WriteString(p.Line() + "\n")
+		}
+	}
+	for _, n := range r.Notes {
+		b.WriteString("note: " + n + "\n")
+	}
+	b.WriteString(r.Summary() + "\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
 // Summary returns one line for the whole report.
 func (r *Report) Summary() string {
 	var n [3]int

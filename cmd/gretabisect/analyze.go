@@ -38,19 +38,13 @@ func runAnalyze(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	if err := analyze(*inputDir, *baselineDir, *output, *format, *policyName, fs.Args(), stdout); err != nil {
-		var d diverged
-		if errors.As(err, &d) {
+		if errors.Is(err, errDiverged) {
 			return exitDiverged
 		}
 		return fail(stderr, "analyze", err)
 	}
 	return exitOK
 }
-
-// diverged reports a completed comparison that found a difference.
-type diverged struct{}
-
-func (diverged) Error() string { return "diverged" }
 
 func analyze(inputDir, baselineDir, output, format, policyName string, rest []string, stdout io.Writer) error {
 	switch {
@@ -88,17 +82,19 @@ func analyze(inputDir, baselineDir, output, format, policyName string, rest []st
 	if err := rep.WriteFile(output, format); err != nil {
 		return fmt.Errorf("--output: %w", err)
 	}
-	for _, p := range rep.Prompts {
-		if p.Status != golden.StatusMatch {
-			fmt.Fprintln(stdout, p.Line())
-		}
+	return reportLines(rep, stdout)
+}
+
+// errDiverged reports a completed comparison that found a difference (exit 1).
+var errDiverged = errors.New("diverged")
+
+// reportLines prints a comparison's lines and returns errDiverged when it found a difference.
+func reportLines(rep *golden.Report, stdout io.Writer) error {
+	if err := rep.WriteLines(stdout); err != nil {
+		return err
 	}
-	for _, n := range rep.Notes {
-		fmt.Fprintln(stdout, "note: "+n)
-	}
-	fmt.Fprintln(stdout, rep.Summary())
 	if !rep.OK() {
-		return diverged{}
+		return errDiverged
 	}
 	return nil
 }

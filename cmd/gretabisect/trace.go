@@ -80,8 +80,6 @@ func runTrace(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-var errDiverged = errors.New("routes diverged")
-
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
@@ -185,19 +183,7 @@ func traceMain(f traceFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "route-check: candidate route %s, baseline route %s\n", routes[1], routes[0])
-	for _, p := range rep.Prompts {
-		if p.Status != golden.StatusMatch {
-			fmt.Fprintln(stdout, p.Line())
-		}
-	}
-	for _, n := range rep.Notes {
-		fmt.Fprintln(stdout, "note: "+n)
-	}
-	fmt.Fprintln(stdout, rep.Summary())
-	if !rep.OK() {
-		return errDiverged
-	}
-	return nil
+	return reportLines(rep, stdout)
 }
 
 func otherRoute(r string) string {
