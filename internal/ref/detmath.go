@@ -34,30 +34,17 @@ const (
 	twoOverPi = 0.63661977236758134308
 )
 
-// exp64 returns e**x.
-func exp64(x float64) float64 {
-	switch {
-	case x != x:
-		return x
-	case x > 709.8:
-		return math.Inf(1)
-	case x < -745.2:
-		return 0
-	}
-	k := math.Floor(float64(x*log2e) + 0.5)
-	r := float64(x-float64(k*ln2Hi)) - float64(k*ln2Lo) // |r| <= ln2/2 (plus rounding)
-	// Taylor series to r^13: the first omitted term is below 5e-18.
-	p := invFact[13]
-	for i := 12; i >= 0; i-- {
-		p = float64(p*r) + invFact[i]
-	}
-	return scalb(p, int(k))
-}
+// exp64 returns e**x; the Taylor series runs to r^13, whose first omitted term is below 5e-18.
+func exp64(x float64) float64 { return expSeries(x, 13) }
 
 // expf returns e**x for results that are rounded to float32: the Taylor series stops at
 // r^9 (relative error below 1e-11, far under float32's 6e-8), which makes it cheaper than
 // exp64 for softmax and SiLU.
-func expf(x float64) float64 {
+func expf(x float64) float64 { return expSeries(x, 9) }
+
+// expSeries returns e**x = 2^k e^r with |r| <= ln2/2 (plus rounding) and e^r summed as a
+// Taylor series to r^order.
+func expSeries(x float64, order int) float64 {
 	switch {
 	case x != x:
 		return x
@@ -68,8 +55,8 @@ func expf(x float64) float64 {
 	}
 	k := math.Floor(float64(x*log2e) + 0.5)
 	r := float64(x-float64(k*ln2Hi)) - float64(k*ln2Lo)
-	p := invFact[9]
-	for i := 8; i >= 0; i-- {
+	p := invFact[order]
+	for i := order - 1; i >= 0; i-- {
 		p = float64(p*r) + invFact[i]
 	}
 	return scalb(p, int(k))
