@@ -65,7 +65,7 @@ func Run(e Engine, m *model.Model, req Request) (*Result, error) {
 	rec := trace.NewRecorder(req.PromptID, n, cfg.NLayer, req.RawDir)
 	rec.Tokens = append(make([]int32, 0, n+gen), req.Tokens...)
 	rec.Route = route
-	tap := &trace.Tap{Sel: req.Plan.Resolve(cfg.NLayer, n), Faults: req.Faults, Sink: rec.Sink}
+	tap := &trace.Tap{Sel: req.Plan.Resolve(cfg.NLayer, n), Faults: req.Faults, Sink: rec.Sink, SketchSink: rec.SinkSketched}
 	progress := func(done int) {
 		if req.Progress != nil {
 			req.Progress(done, n+gen)

@@ -16,8 +16,9 @@ import (
 // EnvGitCommit overrides the git commit recorded in every record.
 const EnvGitCommit = "GRETA_GIT_COMMIT"
 
-// Recorder turns the rows a Tap hands over into golden records. Sink copies each row and
-// fills the fields known at call time; a pool of workers hashes, counts, sketches and
+// Recorder turns the rows a Tap hands over into golden records. Sink (or SinkSketched, for
+// rows whose sketch a device computed) copies each row and fills the fields known at call
+// time; a pool of workers hashes, counts, sketches and
 // (optionally) writes the copies, so the forward pass does not wait for SHA-256. Records
 // come out of Close in causal order whatever the workers' timing.
 type Recorder struct {
@@ -70,6 +71,19 @@ func NewRecorder(promptID string, nPrompt, nLayer int, rawDir string) *Recorder 
 
 // Sink has the signature of Tap.Sink.
 func (r *Recorder) Sink(st golden.Stage, layer, pos int, row []float32) {
+	r.sink(st, layer, pos, row, nil)
+}
+
+// SinkSketched has the signature of Tap.SketchSink: the record takes sk instead of a
+// sketch computed here, unless sk is nil or of another row length.
+func (r *Recorder) SinkSketched(st golden.Stage, layer, pos int, row []float32, sk *golden.Sketch) {
+	if sk != nil && sk.N != len(row) {
+		sk = nil
+	}
+	r.sink(st, layer, pos, row, sk)
+}
+
+func (r *Recorder) sink(st golden.Stage, layer, pos int, row []float32, sk *golden.Sketch) {
 	tok := -1
 	if pos < len(r.Tokens) {
 		tok = int(r.Tokens[pos])
@@ -90,6 +104,7 @@ func (r *Recorder) Sink(st golden.Stage, layer, pos int, row []float32) {
 			GitCommitHash: r.commit,
 			Shape:         []int{len(row)},
 			DType:         "float32",
+			Sketch:        sk,
 		},
 	}
 	r.recs = append(r.recs, p)
@@ -101,7 +116,9 @@ func (r *Recorder) work() {
 	for p := range r.jobs {
 		p.rec.Hash = golden.HashRow(p.row)
 		p.rec.NZCount = golden.NonZero(p.row)
-		p.rec.Sketch = golden.NewSketch(p.row)
+		if p.rec.Sketch == nil {
+			p.rec.Sketch = golden.NewSketch(p.row)
+		}
 		if p.stage == golden.Logits {
 			p.rec.Top5Tokens = Top5(p.row)
 		}

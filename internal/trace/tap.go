@@ -12,6 +12,9 @@ type Tap struct {
 	Faults []Fault    // applied before recording, so everything downstream sees them
 	// Sink receives each planned row. row is only valid during the call.
 	Sink func(st golden.Stage, layer, pos int, row []float32)
+	// SketchSink, when set, receives the planned rows a device backend hands over with
+	// their sketch already computed (RecordSketched), so the sink need not compute it.
+	SketchSink func(st golden.Stage, layer, pos int, row []float32, sk *golden.Sketch)
 }
 
 // Rows hands over the output of stage st for n consecutive positions pos0..pos0+n-1, stored
@@ -47,6 +50,24 @@ func (t *Tap) Record(st golden.Stage, layer, pos0, width int, data []float32) {
 			t.Sink(st, layer, pos0+i, data[i*width:(i+1)*width])
 		}
 	}
+}
+
+// TakesSketches reports whether the tap accepts precomputed sketches (RecordSketched):
+// a device backend computes them only then.
+func (t *Tap) TakesSketches() bool { return t != nil && t.SketchSink != nil }
+
+// RecordSketched records row, the output of stage st at (layer, pos), when it is planned,
+// with sk, its sketch (bit-identical to golden.NewSketch(row)). Without a SketchSink the
+// row goes to Sink and the sketch is dropped.
+func (t *Tap) RecordSketched(st golden.Stage, layer, pos int, row []float32, sk *golden.Sketch) {
+	if !t.Want(st, layer, pos) {
+		return
+	}
+	if t.SketchSink != nil {
+		t.SketchSink(st, layer, pos, row, sk)
+		return
+	}
+	t.Sink(st, layer, pos, row)
 }
 
 // Want reports whether the row of stage st at (layer, pos) is planned.
