@@ -53,6 +53,14 @@ func Run(e Engine, m *model.Model, req Request) (*Result, error) {
 				req.PromptID, t, i, cfg.Vocab-1)
 		}
 	}
+	for i, f := range req.Faults {
+		// A fault at a layer the model lacks would change nothing, and a rehearsal would
+		// then pass for the wrong reason.
+		if f.Stage.Info().PerLayer && f.Layer != trace.AnyLayer && (f.Layer < 0 || f.Layer >= cfg.NLayer) {
+			return nil, fmt.Errorf("engine: fault %d (%s): layer %d is outside the model's %d layers (0..%d)",
+				i+1, f, f.Layer, cfg.NLayer, cfg.NLayer-1)
+		}
+	}
 	route := req.Route
 	if route == "" {
 		route = golden.RoutePrefill

@@ -131,6 +131,9 @@ func TestRunRejectsBadRequests(t *testing.T) {
 		{"negative new tokens", engine.Request{PromptID: "p", Tokens: []int32{1}, Plan: trace.Plan{MaxNewTokens: -1}},
 			"max new tokens -1 is negative"},
 		{"unknown route", engine.Request{PromptID: "p", Tokens: []int32{1}, Route: "sideways"}, `unknown route "sideways"`},
+		{"fault at a missing layer", engine.Request{PromptID: "p", Tokens: []int32{1},
+			Faults: []trace.Fault{{Stage: golden.AttnOut, Layer: 2, PosMax: -1, Scale: 2}}},
+			"fault 1 (stage=attn_out,layer=2,scale=2): layer 2 is outside the model's 2 layers (0..1)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
