@@ -44,7 +44,7 @@ func runBisect(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, bisectUsage)
 		fs.PrintDefaults()
 	}
-	modelSpec := fs.String("model", envOr(gretatest.EnvModel, model.TinySpec), "GGUF model `path`, or tiny ($GRETA_MODEL)")
+	modelSpec := modelFlag(fs)
 	backend := fs.String("backend", envOr(gretatest.EnvBackend, "cpu"), "backend under test: cpu, hip, or exec:COMMAND ($GRETA_BACKEND)")
 	inject := fs.String("inject", os.Getenv(gretatest.EnvInject), "faults to inject, e.g. stage=k_post_rope,layer=3,pos>=826,scale=1.001 ($GRETA_INJECT)")
 	goldenDir := fs.String("golden", "", "golden traces `dir` (default golden/testdata of the enclosing module)")

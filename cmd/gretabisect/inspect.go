@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 
 	"github.com/gretabisect/gretabisect/internal/model"
@@ -27,11 +26,7 @@ flags:
 func runInspect(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("inspect", stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, inspectUsage); fs.PrintDefaults() }
-	spec := os.Getenv("GRETA_MODEL")
-	if spec == "" {
-		spec = model.TinySpec
-	}
-	fs.StringVar(&spec, "model", spec, "GGUF model `path`, or tiny for the embedded test model ($GRETA_MODEL)")
+	spec := modelFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON instead of text")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -39,7 +34,7 @@ func runInspect(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		return fail(stderr, "inspect", fmt.Errorf("unexpected argument %q (the model is given with --model)", fs.Arg(0)))
 	}
-	m, err := model.Inspect(spec) // checks everything, dequantizes nothing
+	m, err := model.Inspect(*spec) // checks everything, dequantizes nothing
 	if err != nil {
 		return fail(stderr, "inspect", err)
 	}

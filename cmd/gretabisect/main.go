@@ -12,6 +12,8 @@ import (
 	"io"
 	"os"
 	"sort"
+
+	"github.com/gretabisect/gretabisect/internal/model"
 )
 
 // Exit codes shared by every subcommand.
@@ -84,6 +86,11 @@ func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 		return exitUsage, false
 	}
 	return 0, true
+}
+
+// modelFlag defines --model, defaulting to $GRETA_MODEL and then the embedded tiny model.
+func modelFlag(fs *flag.FlagSet) *string {
+	return fs.String("model", envOr("GRETA_MODEL", model.TinySpec), "GGUF model `path`, or tiny for the embedded test model ($GRETA_MODEL)")
 }
 
 // fail prints one line naming the problem and returns exitUsage.

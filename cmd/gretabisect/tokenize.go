@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 
 	"github.com/gretabisect/gretabisect/internal/gguf"
@@ -28,11 +27,7 @@ flags:
 func runTokenize(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("tokenize", stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, tokenizeUsage); fs.PrintDefaults() }
-	spec := os.Getenv("GRETA_MODEL")
-	if spec == "" {
-		spec = model.TinySpec
-	}
-	fs.StringVar(&spec, "model", spec, "GGUF model `path`, or tiny for the embedded test model ($GRETA_MODEL)")
+	spec := modelFlag(fs)
 	noBOS := fs.Bool("no-bos", false, "add no BOS/EOS tokens")
 	special := fs.Bool("special", false, "parse control token texts such as <s> in TEXT as their ids")
 	if code, ok := parseFlags(fs, args); !ok {
@@ -41,7 +36,7 @@ func runTokenize(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() != 1 {
 		return fail(stderr, "tokenize", fmt.Errorf("want exactly one TEXT argument (quote it), got %d", fs.NArg()))
 	}
-	tok, err := loadTokenizer(spec)
+	tok, err := loadTokenizer(*spec)
 	if err != nil {
 		return fail(stderr, "tokenize", err)
 	}

@@ -49,7 +49,7 @@ func runTrace(args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	var f traceFlags
-	fs.StringVar(&f.model, "model", envOr("GRETA_MODEL", model.TinySpec), "GGUF model `path`, or tiny for the embedded test model ($GRETA_MODEL)")
+	modelSpec := modelFlag(fs)
 	fs.StringVar(&f.backend, "backend", envOr("GRETA_BACKEND", "cpu"), "backend `name` ($GRETA_BACKEND; registered: "+strings.Join(engine.Names(), ", ")+")")
 	fs.StringVar(&f.out, "out", "", "output `dir` (required)")
 	fs.StringVar(&f.prompt, "prompt", "", "standard prompt `ids`, comma-separated, or all: "+strings.Join(prompts.IDs(), ", "))
@@ -68,6 +68,7 @@ func runTrace(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
+	f.model = *modelSpec
 	if fs.NArg() > 0 {
 		return fail(stderr, "trace", fmt.Errorf("unexpected argument %q (flags only)", fs.Arg(0)))
 	}
