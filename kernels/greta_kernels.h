@@ -145,6 +145,16 @@ int greta_fault(greta_buf x, int width, int row0, int nrows, float scale, float 
  * src yields a row of NaN. */
 int greta_gather(greta_buf src, int width, greta_buf rows, int nrows, greta_buf out);
 
+/* Sketch sums (golden.SketchCoefficients): for each of nrows rows of x (width n), the
+ * GRETA_SKETCH_PROJ projections sum_i coef[i*GRETA_SKETCH_PROJ+j] * x[i], then sum_i x[i]^2
+ * and sum_i |x[i]|, each one float64 sum over i = 0..n-1 in order with every product
+ * rounded before its addition (never fused): the bits of the CPU's sequential loop. coef is
+ * (n, GRETA_SKETCH_PROJ) float32; out receives nrows * GRETA_SKETCH_SUMS doubles, row by
+ * row, so it must hold twice as many 4-byte elements. */
+#define GRETA_SKETCH_PROJ 96
+#define GRETA_SKETCH_SUMS (GRETA_SKETCH_PROJ + 2)
+int greta_sketch(greta_buf x, int nrows, int n, greta_buf coef, greta_buf out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -41,23 +41,34 @@ func BenchmarkPrefill(b *testing.B) {
 		b.Fatal(err)
 	}
 	n := len(p.Tokens)
-	b.Run("traced", func(b *testing.B) {
-		sel := trace.DefaultPlan().Resolve(m.Config.NLayer, n)
-		rows := 0
-		for b.Loop() {
-			rec := trace.NewRecorder(p.ID, n, m.Config.NLayer, "")
-			if _, err := e.Forward(p.Tokens, 0, &trace.Tap{Sel: sel, Sink: rec.Sink}); err != nil {
-				b.Fatal(err)
+	// traced: sketches computed on the device (what engine.Run does); traced-hostsketch:
+	// every row sketched by the recorder on the host.
+	for _, tc := range []struct {
+		name   string
+		device bool
+	}{{"traced", true}, {"traced-hostsketch", false}} {
+		b.Run(tc.name, func(b *testing.B) {
+			sel := trace.DefaultPlan().Resolve(m.Config.NLayer, n)
+			rows := 0
+			for b.Loop() {
+				rec := trace.NewRecorder(p.ID, n, m.Config.NLayer, "")
+				tap := &trace.Tap{Sel: sel, Sink: rec.Sink}
+				if tc.device {
+					tap.SketchSink = rec.SinkSketched
+				}
+				if _, err := e.Forward(p.Tokens, 0, tap); err != nil {
+					b.Fatal(err)
+				}
+				recs, err := rec.Close()
+				if err != nil {
+					b.Fatal(err)
+				}
+				rows = len(recs)
 			}
-			recs, err := rec.Close()
-			if err != nil {
-				b.Fatal(err)
-			}
-			rows = len(recs)
-		}
-		b.ReportMetric(float64(rows), "rows")
-		b.ReportMetric(msPerOp(b), "ms/prefill")
-	})
+			b.ReportMetric(float64(rows), "rows")
+			b.ReportMetric(msPerOp(b), "ms/prefill")
+		})
+	}
 	// The engine's share of tracing: faults, gathers and copies, rows handed to a sink that
 	// keeps nothing (the recorder's hashing and sketches are left out).
 	b.Run("traced-nosink", func(b *testing.B) {

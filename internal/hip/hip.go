@@ -62,7 +62,18 @@ type Engine struct {
 	records  chan []recordRows
 	recorded chan struct{}
 	last     []float32 // the pass's logits rows back on the host; Forward returns the last
+
+	// When the tap takes sketches, the device computes the sketch sums of every gathered
+	// row (greta_sketch) into sums, sketchSums float64 values a row, copied back with the
+	// rows, so the recorder does not sketch on the host.
+	sketching                    bool
+	coefs                        map[int]buf // coefficient tables by row length, uploaded once
+	sums                         buf
+	sumsCap, sumsUsed, sumsFlush int // in rows
 }
+
+// sketchSums is the number of float64 sums of one row's sketch (greta_sketch).
+const sketchSums = C.GRETA_SKETCH_SUMS
 
 // maxPassRows bounds the tokens of one pass: the kernels launch one grid row per token
 // (at most 65535), and the activations grow with it.
@@ -87,6 +98,7 @@ type recordRows struct {
 	layer, pos0, w int
 	rows           []int32   // pass rows
 	data           []float32 // len(rows) rows of width w
+	sums           []float64 // len(rows) rows of sketchSums, or nil: the tap sketches
 }
 
 // pendingRows are rows gathered into a staging chunk, to copy back at the next flush.
@@ -95,6 +107,7 @@ type pendingRows struct {
 	layer, pos0, w int
 	list           rowList
 	chunk, off     int
+	sums           int // the first row's index in sums, or -1
 }
 
 const stagingChunkLen = 1 << 22 // elements
@@ -138,7 +151,8 @@ func (e *Engine) Close() error {
 	}
 	e.allocs = nil
 	e.staging = nil
-	e.rows, e.logitRows, e.intsCap = 0, 0, 0
+	e.coefs = nil
+	e.rows, e.logitRows, e.intsCap, e.sumsCap = 0, 0, 0, 0
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("hip: close: %w", err)
 	}
@@ -366,7 +380,21 @@ func (e *Engine) startRecording(tap *trace.Tap) {
 		for batch := range in {
 			for _, r := range batch {
 				for j, row := range r.rows {
-					tap.Record(r.st, r.layer, r.pos0+int(row), r.w, r.data[j*r.w:(j+1)*r.w])
+					data, pos := r.data[j*r.w:(j+1)*r.w], r.pos0+int(row)
+					if r.sums == nil {
+						tap.Record(r.st, r.layer, pos, r.w, data)
+						continue
+					}
+					if !tap.Want(r.st, r.layer, pos) {
+						continue
+					}
+					s := r.sums[j*sketchSums : (j+1)*sketchSums]
+					sk, err := golden.SketchFromSums(r.w, s[golden.SketchProjections], s[golden.SketchProjections+1],
+						(*[golden.SketchProjections]float64)(s))
+					if err != nil {
+						sk = nil // the recorder sketches the row itself
+					}
+					tap.RecordSketched(r.st, r.layer, pos, data, sk)
 				}
 			}
 		}
@@ -408,14 +436,92 @@ func (e *Engine) flush() error {
 		}
 		base += count(s.b)
 	}
+	first, sums, err := e.downloadSums()
+	if err != nil {
+		return err
+	}
 	batch := make([]recordRows, len(e.pending))
 	for i, p := range e.pending {
 		data := e.host[e.hostBase(p.chunk)+p.off:]
 		batch[i] = recordRows{st: p.st, layer: p.layer, pos0: p.pos0, w: p.w,
 			rows: e.hostInts[p.list.off : p.list.off+p.list.n], data: data[:p.list.n*p.w]}
+		if p.sums >= 0 {
+			batch[i].sums = sums[(p.sums-first)*sketchSums : (p.sums-first+p.list.n)*sketchSums]
+		}
 	}
 	e.pending = e.pending[:0]
 	e.records <- batch
+	return nil
+}
+
+// downloadSums copies back the sketch sums computed since the last call, a new slice each
+// time (the recording goroutine still reads the earlier ones), and returns the index of
+// their first row.
+func (e *Engine) downloadSums() (int, []float64, error) {
+	first := e.sumsFlush
+	if e.sumsUsed == first {
+		return first, nil, nil
+	}
+	sums := make([]float64, (e.sumsUsed-first)*sketchSums)
+	v, err := view(e.sums, 2*first*sketchSums, 2*len(sums))
+	if err == nil {
+		err = downloadFloat64(sums, v)
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("hip: copying sketch sums back: %w", err)
+	}
+	e.sumsFlush = e.sumsUsed
+	return first, sums, nil
+}
+
+// sketch launches the sketch sums of n rows of width w in b into the next rows of sums and
+// returns the index of the first, or -1 when the tap sketches rows itself.
+func (e *Engine) sketch(st golden.Stage, layer int, b buf, n, w int) (int, error) {
+	if !e.sketching {
+		return -1, nil
+	}
+	coef, ok := e.coefs[w]
+	if !ok {
+		var err error
+		if coef, err = e.put(fmt.Sprintf("sketch coefficients (%d)", w), golden.SketchCoefficients(w)); err != nil {
+			return -1, err
+		}
+		if e.coefs == nil {
+			e.coefs = map[int]buf{}
+		}
+		e.coefs[w] = coef
+	}
+	first := e.sumsUsed
+	if first+n > e.sumsCap {
+		return -1, fmt.Errorf("hip: sketch sums of %s layer %d: %d rows past the %d planned", st, layer, first+n, e.sumsCap)
+	}
+	out, err := view(e.sums, 2*first*sketchSums, 2*n*sketchSums)
+	if err != nil {
+		return -1, err
+	}
+	if rc := C.greta_sketch(b, C.int(n), C.int(w), coef, out); rc != 0 {
+		return -1, fail(rc, "sketch", st.String(), layer, "x [%d %d] coef [%d %d]", n, w, w, golden.SketchProjections)
+	}
+	e.sumsUsed += n
+	return first, nil
+}
+
+// planSums makes room in sums for rows rows of sketch sums this pass.
+func (e *Engine) planSums(tap *trace.Tap, rows int) error {
+	e.sketching = tap.TakesSketches()
+	e.sumsUsed, e.sumsFlush = 0, 0
+	if !e.sketching || rows <= e.sumsCap {
+		return nil
+	}
+	if err := e.release(e.sums); err != nil {
+		return err
+	}
+	e.sumsCap = 0
+	b, err := e.alloc("sketch sums", 2*rows*sketchSums)
+	if err != nil {
+		return err
+	}
+	e.sums, e.sumsCap = b, rows
 	return nil
 }
 
@@ -479,6 +585,14 @@ func (e *Engine) plan(tokens []int32, pos0 int, tap *trace.Tap, last bool) error
 	e.logitRowsList = addList(func(i int) bool {
 		return (last && i == n-1) || tap.Want(golden.Logits, c.NLayer, pos0+i)
 	})
+
+	rows := e.logitRowsList.n
+	for _, l := range e.lists {
+		rows += l.n
+	}
+	if err := e.planSums(tap, rows); err != nil {
+		return err
+	}
 
 	if len(e.hostInts) > e.intsCap {
 		if err := e.release(e.ints); err != nil {
@@ -726,7 +840,12 @@ func (e *Engine) trace(tap *trace.Tap, st golden.Stage, layer, pos0, n, w int, b
 	if rc := C.greta_gather(b, C.int(w), idx, C.int(list.n), dst); rc != 0 {
 		return fail(rc, "gather", st.String(), layer, "x [%d %d] rows %d", n, w, list.n)
 	}
-	e.pending = append(e.pending, pendingRows{st: st, layer: layer, pos0: pos0, w: w, list: list, chunk: chunk, off: off})
+	sums, err := e.sketch(st, layer, dst, list.n, w)
+	if err != nil {
+		return err
+	}
+	e.pending = append(e.pending, pendingRows{st: st, layer: layer, pos0: pos0, w: w, list: list, chunk: chunk, off: off,
+		sums: sums})
 	return nil
 }
 
@@ -826,6 +945,10 @@ func (e *Engine) finish(n, pos0 int, tap *trace.Tap) ([]float32, error) {
 	if err := e.flush(); err != nil {
 		return nil, err
 	}
+	first, err := e.sketch(golden.Logits, c.NLayer, e.logits, r, c.Vocab)
+	if err != nil {
+		return nil, err
+	}
 	if len(e.last) < r*c.Vocab {
 		e.last = make([]float32, r*c.Vocab)
 	}
@@ -837,6 +960,12 @@ func (e *Engine) finish(n, pos0 int, tap *trace.Tap) ([]float32, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hip: forward of positions %d..%d: %w", pos0, pos0+n-1, err)
 	}
-	e.records <- []recordRows{{st: golden.Logits, layer: c.NLayer, pos0: pos0, w: c.Vocab, rows: rows, data: logits}}
+	rec := recordRows{st: golden.Logits, layer: c.NLayer, pos0: pos0, w: c.Vocab, rows: rows, data: logits}
+	if first >= 0 {
+		if _, rec.sums, err = e.downloadSums(); err != nil {
+			return nil, err
+		}
+	}
+	e.records <- []recordRows{rec}
 	return logits[(r-1)*c.Vocab:], nil // the last row, when this is the last pass
 }

@@ -130,4 +130,12 @@ func download(dst []float32, src buf) error {
 	return lastError(C.greta_download(unsafe.Pointer(&dst[0]), src, C.uint64_t(len(dst))))
 }
 
+// downloadFloat64 copies len(dst) float64 values, two 4-byte elements each, from src.
+func downloadFloat64(dst []float64, src buf) error {
+	if len(dst) == 0 {
+		return nil
+	}
+	return lastError(C.greta_download(unsafe.Pointer(&dst[0]), src, C.uint64_t(2*len(dst))))
+}
+
 func count(b buf) int { return int(b.count) }

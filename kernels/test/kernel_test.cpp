@@ -352,6 +352,47 @@ static void test_elementwise() {
 	greta_free(gb), greta_free(ub), greta_free(ab), greta_free(out), greta_free(xb), greta_free(ib), greta_free(gout);
 }
 
+// sketch_ref: the sums of golden's sequential loop, each product rounded before its addition.
+static std::vector<double> sketch_ref(const std::vector<float> &x, int nrows, int n, const std::vector<float> &coef) {
+	std::vector<double> out((size_t)nrows * GRETA_SKETCH_SUMS, 0.0);
+	for (int r = 0; r < nrows; r++) {
+		double *o = &out[(size_t)r * GRETA_SKETCH_SUMS];
+		for (int i = 0; i < n; i++) {
+			const double v = x[(size_t)r * n + i];
+			for (int j = 0; j < GRETA_SKETCH_PROJ; j++) {
+				volatile double p = (double)coef[(size_t)i * GRETA_SKETCH_PROJ + j] * v;
+				o[j] += p;
+			}
+			volatile double sq = v * v;
+			o[GRETA_SKETCH_PROJ] += sq;
+			o[GRETA_SKETCH_PROJ + 1] += std::fabs(v);
+		}
+	}
+	return out;
+}
+
+static void test_sketch() {
+	for (int n : {1, 64, 2048, 32000}) {
+		const int nrows = 3;
+		auto x = randv((size_t)nrows * n, -30, 30);
+		x[0] = -0.0f;
+		if (n > 1) x[1] = 1e-40f; // subnormal
+		auto coef = randv((size_t)n * GRETA_SKETCH_PROJ, -50, 50);
+		for (int i = 0; i < n; i++)
+			for (int j = 0; j < 32; j++) coef[(size_t)i * GRETA_SKETCH_PROJ + j] = (rng() & 1) ? 1.f : -1.f;
+		greta_buf xb = dev(x), cb = dev(coef), out = poisoned((size_t)nrows * GRETA_SKETCH_SUMS * 2);
+		CHECK(greta_sketch(xb, nrows, n, cb, out));
+		std::vector<double> got((size_t)nrows * GRETA_SKETCH_SUMS);
+		CHECK(greta_download(got.data(), out, got.size() * 2));
+		auto want = sketch_ref(x, nrows, n, coef);
+		int diff = 0;
+		for (size_t i = 0; i < got.size(); i++) diff += std::memcmp(&got[i], &want[i], 8) != 0;
+		expect(diff == 0, "sketch sums of " + std::to_string(nrows) + " rows of " + std::to_string(n) +
+		                      " match the host's sequential loop bit for bit (" + std::to_string(diff) + " differ)");
+		greta_free(xb), greta_free(cb), greta_free(out);
+	}
+}
+
 static void test_errors() {
 	greta_buf small, big, v;
 	CHECK(greta_alloc(10, &small));
@@ -370,6 +411,10 @@ static void test_errors() {
 	             "a fault past the end is refused");
 	expect_error(greta_embed(small, 70000, big, 10, 10, big), GRETA_ERR_ARG, "at most 65535 per launch",
 	             "an embedding of 70000 rows in one launch is refused");
+	expect_error(greta_sketch(big, 2, 5, big, small), GRETA_ERR_ARG, "out holds 10 elements, the shapes need 392",
+	             "sketch sums into a short output are refused");
+	expect_error(greta_sketch(big, 2, 5, small, big), GRETA_ERR_ARG, "coef holds 10 elements, the shapes need 480",
+	             "sketch with a short coefficient table is refused");
 	greta_free(small), greta_free(big);
 }
 
@@ -411,6 +456,14 @@ static void bench() {
 	std::printf("bench attention prefill n=%d %.3f ms (x22 %.1f ms) | decode at pos %d %.1f us\n", m, pa, pa * 22,
 	            m - 1, da * 1e3);
 	greta_free(q), greta_free(kc), greta_free(vc), greta_free(out), greta_free(scr);
+	for (int n : {2048, 32000}) {
+		const int rows = 51;
+		greta_buf x = dev(randv((size_t)rows * n)), c = dev(randv((size_t)n * GRETA_SKETCH_PROJ)), o;
+		CHECK(greta_alloc((size_t)rows * GRETA_SKETCH_SUMS * 2, &o));
+		const double ms = time_ms([&] { CHECK(greta_sketch(x, rows, n, c, o)); }, 10);
+		std::printf("bench sketch %d rows of %d: %.3f ms\n", rows, n, ms);
+		greta_free(x), greta_free(c), greta_free(o);
+	}
 }
 
 int main(int argc, char **argv) {
@@ -431,6 +484,7 @@ int main(int argc, char **argv) {
 	test_rope();
 	test_attention();
 	test_elementwise();
+	test_sketch();
 	test_errors();
 	CHECK(greta_sync());
 	if (argc > 1 && std::strcmp(argv[1], "bench") == 0) bench();
