@@ -149,8 +149,9 @@ int greta_gather(greta_buf src, int width, greta_buf rows, int nrows, greta_buf 
  * GRETA_SKETCH_PROJ projections sum_i coef[i*GRETA_SKETCH_PROJ+j] * x[i], then sum_i x[i]^2
  * and sum_i |x[i]|, each one float64 sum over i = 0..n-1 in order with every product
  * rounded before its addition (never fused): the bits of the CPU's sequential loop. coef is
- * (n, GRETA_SKETCH_PROJ) float32; out receives nrows * GRETA_SKETCH_SUMS doubles, row by
- * row, so it must hold twice as many 4-byte elements. */
+ * (n, GRETA_SKETCH_PROJ) double (the float32 coefficients, widened); out receives
+ * nrows * GRETA_SKETCH_SUMS doubles, row by row. Both hold doubles, two 4-byte elements
+ * each. */
 #define GRETA_SKETCH_PROJ 96
 #define GRETA_SKETCH_SUMS (GRETA_SKETCH_PROJ + 2)
 int greta_sketch(greta_buf x, int nrows, int n, greta_buf coef, greta_buf out);

@@ -50,16 +50,21 @@ func BenchmarkPrefill(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			sel := trace.DefaultPlan().Resolve(m.Config.NLayer, n)
 			rows := 0
+			var forward, closing time.Duration // Forward, then the recorder's drain in Close
 			for b.Loop() {
 				rec := trace.NewRecorder(p.ID, n, m.Config.NLayer, "")
 				tap := &trace.Tap{Sel: sel, Sink: rec.Sink}
 				if tc.device {
 					tap.SketchSink = rec.SinkSketched
 				}
+				t0 := time.Now()
 				if _, err := e.Forward(p.Tokens, 0, tap); err != nil {
 					b.Fatal(err)
 				}
+				t1 := time.Now()
 				recs, err := rec.Close()
+				forward += t1.Sub(t0)
+				closing += time.Since(t1)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -67,6 +72,8 @@ func BenchmarkPrefill(b *testing.B) {
 			}
 			b.ReportMetric(float64(rows), "rows")
 			b.ReportMetric(msPerOp(b), "ms/prefill")
+			b.ReportMetric(float64(forward.Microseconds())/1e3/float64(b.N), "ms/forward")
+			b.ReportMetric(float64(closing.Microseconds())/1e3/float64(b.N), "ms/close")
 		})
 	}
 	// The engine's share of tracing: faults, gathers and copies, rows handed to a sink that
@@ -75,6 +82,20 @@ func BenchmarkPrefill(b *testing.B) {
 		sel := trace.DefaultPlan().Resolve(m.Config.NLayer, n)
 		rows := 0
 		tap := &trace.Tap{Sel: sel, Sink: func(golden.Stage, int, int, []float32) { rows++ }}
+		for b.Loop() {
+			if _, err := e.Forward(p.Tokens, 0, tap); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(rows)/float64(b.N), "rows")
+		b.ReportMetric(msPerOp(b), "ms/prefill")
+	})
+	// The same with the device's sketches: the engine's share when it computes them.
+	b.Run("traced-nosink-devsketch", func(b *testing.B) {
+		sel := trace.DefaultPlan().Resolve(m.Config.NLayer, n)
+		rows := 0
+		tap := &trace.Tap{Sel: sel, Sink: func(golden.Stage, int, int, []float32) {},
+			SketchSink: func(golden.Stage, int, int, []float32, *golden.Sketch) { rows++ }}
 		for b.Loop() {
 			if _, err := e.Forward(p.Tokens, 0, tap); err != nil {
 				b.Fatal(err)

@@ -70,6 +70,16 @@ type Engine struct {
 	coefs                        map[int]buf // coefficient tables by row length, uploaded once
 	sums                         buf
 	sumsCap, sumsUsed, sumsFlush int // in rows
+	run                          sketchRun
+}
+
+// sketchRun is a run of rows of one width, consecutive in a buffer, whose sketch sums are
+// queued for one launch (greta_sketch); st and layer name its first rows.
+type sketchRun struct {
+	st               golden.Stage
+	layer            int
+	b                buf
+	off, w, n, first int
 }
 
 // sketchSums is the number of float64 sums of one row's sketch (greta_sketch).
@@ -413,6 +423,9 @@ func (e *Engine) flush() error {
 	if len(e.pending) == 0 {
 		return nil
 	}
+	if err := e.launchSketches(); err != nil {
+		return err
+	}
 	total := 0
 	for _, s := range e.staging {
 		total += count(s.b)
@@ -474,42 +487,83 @@ func (e *Engine) downloadSums() (int, []float64, error) {
 	return first, sums, nil
 }
 
-// sketch launches the sketch sums of n rows of width w in b into the next rows of sums and
-// returns the index of the first, or -1 when the tap sketches rows itself.
-func (e *Engine) sketch(st golden.Stage, layer int, b buf, n, w int) (int, error) {
+// sketch queues the sketch sums of n rows of width w, at element off of b, into the next
+// rows of sums and returns the index of the first, or -1 when the tap sketches rows itself.
+// Rows of one width that follow each other in b (the stages of a layer, gathered one after
+// the other) share one launch: the launch lasts as long as one row's chains, however many
+// rows it holds.
+func (e *Engine) sketch(st golden.Stage, layer int, b buf, off, n, w int) (int, error) {
 	if !e.sketching {
 		return -1, nil
-	}
-	coef, ok := e.coefs[w]
-	if !ok {
-		var err error
-		if coef, err = e.put(fmt.Sprintf("sketch coefficients (%d)", w), golden.SketchCoefficients(w)); err != nil {
-			return -1, err
-		}
-		if e.coefs == nil {
-			e.coefs = map[int]buf{}
-		}
-		e.coefs[w] = coef
 	}
 	first := e.sumsUsed
 	if first+n > e.sumsCap {
 		return -1, fmt.Errorf("hip: sketch sums of %s layer %d: %d rows past the %d planned", st, layer, first+n, e.sumsCap)
 	}
-	out, err := view(e.sums, 2*first*sketchSums, 2*n*sketchSums)
-	if err != nil {
-		return -1, err
+	r := &e.run
+	if r.n == 0 || r.w != w || r.b != b || r.off+r.n*w != off {
+		if err := e.launchSketches(); err != nil {
+			return -1, err
+		}
+		*r = sketchRun{st: st, layer: layer, b: b, off: off, w: w, first: first}
 	}
-	if rc := C.greta_sketch(b, C.int(n), C.int(w), coef, out); rc != 0 {
-		return -1, fail(rc, "sketch", st.String(), layer, "x [%d %d] coef [%d %d]", n, w, w, golden.SketchProjections)
-	}
+	r.n += n
 	e.sumsUsed += n
 	return first, nil
+}
+
+// launchSketches launches the queued sketch sums.
+func (e *Engine) launchSketches() error {
+	r := &e.run
+	if r.n == 0 {
+		return nil
+	}
+	coef, ok := e.coefs[r.w]
+	if !ok {
+		var err error
+		if coef, err = e.uploadCoefficients(r.w); err != nil {
+			return err
+		}
+		if e.coefs == nil {
+			e.coefs = map[int]buf{}
+		}
+		e.coefs[r.w] = coef
+	}
+	x, err1 := view(r.b, r.off, r.n*r.w)
+	out, err2 := view(e.sums, 2*r.first*sketchSums, 2*r.n*sketchSums)
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("hip: sketch sums of %s layer %d: %w", r.st, r.layer, err)
+	}
+	if rc := C.greta_sketch(x, C.int(r.n), C.int(r.w), coef, out); rc != 0 {
+		return fail(rc, "sketch", r.st.String(), r.layer, "x [%d %d] coef [%d %d]", r.n, r.w, r.w, golden.SketchProjections)
+	}
+	r.n = 0
+	return nil
+}
+
+// uploadCoefficients uploads golden's sketch coefficients for rows of width w, widened to
+// float64 (exactly) as greta_sketch reads them.
+func (e *Engine) uploadCoefficients(w int) (buf, error) {
+	c := golden.SketchCoefficients(w)
+	wide := make([]float64, len(c))
+	for i, v := range c {
+		wide[i] = float64(v)
+	}
+	what := fmt.Sprintf("sketch coefficients (%d)", w)
+	b, err := e.alloc(what, 2*len(wide))
+	if err != nil {
+		return b, err
+	}
+	if err := uploadFloat64(b, wide); err != nil {
+		return b, fmt.Errorf("hip: uploading %s: %w", what, err)
+	}
+	return b, nil
 }
 
 // planSums makes room in sums for rows rows of sketch sums this pass.
 func (e *Engine) planSums(tap *trace.Tap, rows int) error {
 	e.sketching = tap.TakesSketches()
-	e.sumsUsed, e.sumsFlush = 0, 0
+	e.sumsUsed, e.sumsFlush, e.run.n = 0, 0, 0
 	if !e.sketching || rows <= e.sumsCap {
 		return nil
 	}
@@ -840,7 +894,7 @@ func (e *Engine) trace(tap *trace.Tap, st golden.Stage, layer, pos0, n, w int, b
 	if rc := C.greta_gather(b, C.int(w), idx, C.int(list.n), dst); rc != 0 {
 		return fail(rc, "gather", st.String(), layer, "x [%d %d] rows %d", n, w, list.n)
 	}
-	sums, err := e.sketch(st, layer, dst, list.n, w)
+	sums, err := e.sketch(st, layer, e.staging[chunk].b, off, list.n, w)
 	if err != nil {
 		return err
 	}
@@ -945,7 +999,10 @@ func (e *Engine) finish(n, pos0 int, tap *trace.Tap) ([]float32, error) {
 	if err := e.flush(); err != nil {
 		return nil, err
 	}
-	first, err := e.sketch(golden.Logits, c.NLayer, e.logits, r, c.Vocab)
+	first, err := e.sketch(golden.Logits, c.NLayer, e.logits, 0, r, c.Vocab)
+	if err == nil {
+		err = e.launchSketches()
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -130,6 +130,14 @@ func download(dst []float32, src buf) error {
 	return lastError(C.greta_download(unsafe.Pointer(&dst[0]), src, C.uint64_t(len(dst))))
 }
 
+// uploadFloat64 copies len(src) float64 values, two 4-byte elements each, to dst.
+func uploadFloat64(dst buf, src []float64) error {
+	if len(src) == 0 {
+		return nil
+	}
+	return lastError(C.greta_upload(dst, unsafe.Pointer(&src[0]), C.uint64_t(2*len(src))))
+}
+
 // downloadFloat64 copies len(dst) float64 values, two 4-byte elements each, from src.
 func downloadFloat64(dst []float64, src buf) error {
 	if len(dst) == 0 {

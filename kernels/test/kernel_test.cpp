@@ -380,7 +380,10 @@ static void test_sketch() {
 		auto coef = randv((size_t)n * GRETA_SKETCH_PROJ, -50, 50);
 		for (int i = 0; i < n; i++)
 			for (int j = 0; j < 32; j++) coef[(size_t)i * GRETA_SKETCH_PROJ + j] = (rng() & 1) ? 1.f : -1.f;
-		greta_buf xb = dev(x), cb = dev(coef), out = poisoned((size_t)nrows * GRETA_SKETCH_SUMS * 2);
+		std::vector<double> coef64(coef.begin(), coef.end());
+		greta_buf xb = dev(x), cb, out = poisoned((size_t)nrows * GRETA_SKETCH_SUMS * 2);
+		CHECK(greta_alloc(coef64.size() * 2, &cb));
+		CHECK(greta_upload(cb, coef64.data(), coef64.size() * 2));
 		CHECK(greta_sketch(xb, nrows, n, cb, out));
 		std::vector<double> got((size_t)nrows * GRETA_SKETCH_SUMS);
 		CHECK(greta_download(got.data(), out, got.size() * 2));
@@ -413,7 +416,7 @@ static void test_errors() {
 	             "an embedding of 70000 rows in one launch is refused");
 	expect_error(greta_sketch(big, 2, 5, big, small), GRETA_ERR_ARG, "out holds 10 elements, the shapes need 392",
 	             "sketch sums into a short output are refused");
-	expect_error(greta_sketch(big, 2, 5, small, big), GRETA_ERR_ARG, "coef holds 10 elements, the shapes need 480",
+	expect_error(greta_sketch(big, 2, 5, small, big), GRETA_ERR_ARG, "coef holds 10 elements, the shapes need 960",
 	             "sketch with a short coefficient table is refused");
 	greta_free(small), greta_free(big);
 }
@@ -458,7 +461,7 @@ static void bench() {
 	greta_free(q), greta_free(kc), greta_free(vc), greta_free(out), greta_free(scr);
 	for (int n : {2048, 32000}) {
 		const int rows = 51;
-		greta_buf x = dev(randv((size_t)rows * n)), c = dev(randv((size_t)n * GRETA_SKETCH_PROJ)), o;
+		greta_buf x = dev(randv((size_t)rows * n)), c = dev(randv((size_t)n * GRETA_SKETCH_PROJ * 2)), o;
 		CHECK(greta_alloc((size_t)rows * GRETA_SKETCH_SUMS * 2, &o));
 		const double ms = time_ms([&] { CHECK(greta_sketch(x, rows, n, c, o)); }, 10);
 		std::printf("bench sketch %d rows of %d: %.3f ms\n", rows, n, ms);
