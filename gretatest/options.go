@@ -39,6 +39,7 @@ type config struct {
 	loaded    *model.Model
 	backend   string
 	reference string
+	refSet    bool // Reference was given: injected faults do not change it
 	live      bool // compare with a live reference run instead of the golden files
 	faults    []trace.Fault
 	faultsSet bool
@@ -93,6 +94,9 @@ func newConfig(opts []Option) (*config, error) {
 			}
 			c.faults = faults
 		}
+	}
+	if len(c.faults) > 0 && !c.refSet {
+		c.reference = c.backend
 	}
 	if c.artifacts == "" {
 		if dir := c.env(EnvArtifacts); dir != "" {
@@ -195,9 +199,12 @@ func Backend(name string) Option {
 }
 
 // Reference sets the backend run live when a baseline record is not in the golden file (the
-// layers and positions self-bisection traces beyond the plan). Default: "cpu".
+// layers and positions self-bisection traces beyond the plan). Default: "cpu"; with injected
+// faults, the backend under test itself: its clean run differs from the faulty one only by
+// the faults, so every comparison stays exact and a rehearsal on a GPU localises as sharply
+// as on the CPU (against the CPU, a fault near the tolerance could be placed late).
 func Reference(name string) Option {
-	return func(c *config) error { c.reference = name; return nil }
+	return func(c *config) error { c.reference, c.refSet = name, true; return nil }
 }
 
 // Baseline compares against a live run of the reference backend instead of the golden

@@ -50,7 +50,7 @@ func runBisect(args []string, stdout, stderr io.Writer) int {
 	goldenDir := fs.String("golden", "", "golden traces `dir` (default golden/testdata of the enclosing module)")
 	out := fs.String("out", envOr(gretatest.EnvArtifacts, "artifacts"), "artifacts `dir` ($GRETA_ARTIFACTS)")
 	ids := fs.String("prompts", "all", "standard prompt `ids`, comma-separated, or all")
-	live := fs.Bool("live", false, "compare with a live run of the cpu reference instead of the golden traces")
+	live := fs.Bool("live", false, "compare with a live run of the cpu reference (with --inject: of the backend without faults) instead of the golden traces")
 	update := fs.Bool("update", false, "record the golden traces instead of comparing (refused with --inject)")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	if code, ok := parseFlags(fs, args); !ok {
