@@ -21,24 +21,13 @@ type piece struct {
 // smallVocab builds a vocabulary: <unk>, <s>, </s>, the 256 byte tokens, then pieces.
 // It returns the vocabulary and a map from piece text to id for writing expectations.
 func smallVocab(pieces ...piece) (Vocab, map[string]int32) {
-	v := Vocab{BOS: 1, EOS: 2, UNK: 0, AddBOS: true, AddSpacePrefix: true}
-	add := func(text string, score float32, typ int32) {
-		v.Tokens = append(v.Tokens, text)
-		v.Scores = append(v.Scores, score)
-		v.Types = append(v.Types, typ)
-	}
-	add("<unk>", 0, TypeUnknown)
-	add("<s>", 0, TypeControl)
-	add("</s>", 0, TypeControl)
-	for b := range 256 {
-		add(byteTokenText(byte(b)), 0, TypeByte)
-	}
+	v := fixedVocab()
 	for _, p := range pieces {
 		typ := p.typ
 		if typ == 0 {
 			typ = TypeNormal
 		}
-		add(p.text, p.score, typ)
+		v.add(p.text, p.score, typ)
 	}
 	ids := make(map[string]int32, len(v.Tokens))
 	for i, s := range v.Tokens {

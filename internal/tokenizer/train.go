@@ -74,18 +74,7 @@ func train(corpus string, vocabSize int) (Vocab, map[string][]string, error) {
 		return Vocab{}, nil, fmt.Errorf("tokenizer: training corpus is not valid UTF-8 at byte %d", i)
 	}
 
-	v := Vocab{BOS: 1, EOS: 2, UNK: 0, AddBOS: true, AddSpacePrefix: true}
-	add := func(text string, score float32, typ int32) {
-		v.Tokens = append(v.Tokens, text)
-		v.Scores = append(v.Scores, score)
-		v.Types = append(v.Types, typ)
-	}
-	add("<unk>", 0, TypeUnknown)
-	add("<s>", 0, TypeControl)
-	add("</s>", 0, TypeControl)
-	for b := range 256 {
-		add(byteTokenText(byte(b)), 0, TypeByte)
-	}
+	v := fixedVocab()
 	tr := &trainer{pairs: map[[2]int32]int{}, where: map[[2]int32][]int32{}, reserved: map[string]bool{}}
 	for _, s := range v.Tokens {
 		// Encode merges any two adjacent symbols that spell a token, fixed ones included,
@@ -125,10 +114,10 @@ func train(corpus string, vocabSize int) (Vocab, map[string][]string, error) {
 	}
 
 	for rank, id := range merged {
-		add(tr.texts[id], -float32(rank), TypeNormal)
+		v.add(tr.texts[id], -float32(rank), TypeNormal)
 	}
 	for i, id := range chars {
-		add(tr.texts[id], -float32(len(merged)+i), TypeNormal)
+		v.add(tr.texts[id], -float32(len(merged)+i), TypeNormal)
 	}
 
 	seg := make(map[string][]string, len(tr.words))
@@ -322,4 +311,23 @@ func hasPair(w []int32, p [2]int32) bool {
 		}
 	}
 	return false
+}
+
+// fixedVocab returns the FixedTokens every generated vocabulary starts with: <unk>, <s>, </s>
+// and the 256 byte tokens.
+func fixedVocab() Vocab {
+	v := Vocab{BOS: 1, EOS: 2, UNK: 0, AddBOS: true, AddSpacePrefix: true}
+	v.add("<unk>", 0, TypeUnknown)
+	v.add("<s>", 0, TypeControl)
+	v.add("</s>", 0, TypeControl)
+	for b := range 256 {
+		v.add(byteTokenText(byte(b)), 0, TypeByte)
+	}
+	return v
+}
+
+func (v *Vocab) add(text string, score float32, typ int32) {
+	v.Tokens = append(v.Tokens, text)
+	v.Scores = append(v.Scores, score)
+	v.Types = append(v.Types, typ)
 }
