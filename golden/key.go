@@ -3,6 +3,8 @@ package golden
 import (
 	"cmp"
 	"fmt"
+	"slices"
+	"sort"
 )
 
 // Key identifies a record within a set of traces: records of two traces are matched on it.
@@ -18,22 +20,6 @@ func KeyOf(rec Record) Key { return Key{rec.PromptID, rec.PosID, rec.Layer, rec.
 
 func (k Key) String() string {
 	return fmt.Sprintf("(prompt_id=%s pos_id=%d layer=%d tensor_name=%s)", k.PromptID, k.PosID, k.Layer, k.TensorName)
-}
-
-// causalRank orders keys of one prompt causally: embed_out first; then per layer ascending,
-// stages in table order; logits after every layer; stage names outside the table last.
-// Positions ascend within a (layer, stage).
-func causalRank(k Key) (group, layer, stage int) {
-	st, ok := StageByName(k.TensorName)
-	switch {
-	case !ok:
-		return 3, 0, 0
-	case st == EmbedOut:
-		return 0, 0, 0
-	case st == Logits:
-		return 2, 0, 0
-	}
-	return 1, k.Layer, int(st)
 }
 
 // CausalCompare orders two keys of the same prompt in causal order (negative when a comes
@@ -69,31 +55,100 @@ func decodeStep(pos, decodeStart int) int {
 	return pos - decodeStart + 1
 }
 
+// causalKey is a key's place in the causal order, computed once per key: the decode step;
+// the group (embed_out, the layers, logits, stage names outside the table last); the layer
+// and the stage's table index within the layers group; then position and layer. Keys of
+// unknown stages sort by name (set only for them), then layer.
+type causalKey struct {
+	step, group, layer, stage, pos, rawLayer int
+	name                                     string
+}
+
+func causalKeyOf(k Key, decodeStart int) causalKey {
+	c := causalKey{step: decodeStep(k.PosID, decodeStart), pos: k.PosID, rawLayer: k.Layer}
+	st, ok := StageByName(k.TensorName)
+	switch {
+	case !ok:
+		c.group, c.name = 3, k.TensorName
+	case st == EmbedOut:
+		c.group = 0
+	case st == Logits:
+		c.group = 2
+	default:
+		c.group, c.layer, c.stage = 1, k.Layer, int(st)
+	}
+	return c
+}
+
+func (a *causalKey) compare(b *causalKey) int {
+	if c := cmp.Compare(a.step, b.step); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.group, b.group); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.layer, b.layer); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.stage, b.stage); c != 0 {
+		return c
+	}
+	if a.group == 3 {
+		if c := cmp.Compare(a.name, b.name); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.rawLayer, b.rawLayer); c != 0 {
+			return c
+		}
+	}
+	if c := cmp.Compare(a.pos, b.pos); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.rawLayer, b.rawLayer) // embed_out or logits written with odd layer numbers
+}
+
 func causalCompare(a, b Key, decodeStart int) int {
-	if c := cmp.Compare(decodeStep(a.PosID, decodeStart), decodeStep(b.PosID, decodeStart)); c != 0 {
-		return c
-	}
-	ga, la, sa := causalRank(a)
-	gb, lb, sb := causalRank(b)
-	if c := cmp.Compare(ga, gb); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(la, lb); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(sa, sb); c != 0 {
-		return c
-	}
-	if ga == 3 {
-		if c := cmp.Compare(a.TensorName, b.TensorName); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a.Layer, b.Layer); c != 0 {
-			return c
+	ka, kb := causalKeyOf(a, decodeStart), causalKeyOf(b, decodeStart)
+	return ka.compare(&kb)
+}
+
+// SortCausal sorts the records of one prompt, stably, in CausalCompare's order. Each key's
+// place is computed once, and only the part from the first record out of order on is
+// sorted: records come from engines mostly in order.
+func SortCausal(recs []Record) {
+	keys := make([]causalKey, len(recs))
+	first := len(recs) // the first record out of order
+	for i := range recs {
+		keys[i] = causalKeyOf(KeyOf(recs[i]), -1)
+		if i > 0 && first == len(recs) && keys[i-1].compare(&keys[i]) > 0 {
+			first = i
 		}
 	}
-	if c := cmp.Compare(a.PosID, b.PosID); c != 0 {
-		return c
+	if first == len(recs) {
+		return
 	}
-	return cmp.Compare(a.Layer, b.Layer) // embed_out or logits written with odd layer numbers
+	// The in-order prefix keeps the records that no later record precedes.
+	least := first
+	for i := first + 1; i < len(recs); i++ {
+		if keys[i].compare(&keys[least]) < 0 {
+			least = i
+		}
+	}
+	from := sort.Search(first, func(i int) bool { return keys[i].compare(&keys[least]) > 0 })
+	idx := make([]int, len(recs)-from)
+	for i := range idx {
+		idx[i] = from + i
+	}
+	// Stable through the tie-break on the index.
+	slices.SortFunc(idx, func(a, b int) int {
+		if c := keys[a].compare(&keys[b]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	out := make([]Record, len(idx))
+	for i, j := range idx {
+		out[i] = recs[j]
+	}
+	copy(recs[from:], out)
 }
