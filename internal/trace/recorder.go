@@ -2,11 +2,11 @@ package trace
 
 import (
 	"fmt"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"slices"
 	"sync"
 	"time"
 
@@ -18,9 +18,9 @@ const EnvGitCommit = "GRETA_GIT_COMMIT"
 
 // Recorder turns the rows a Tap hands over into golden records. Sink (or SinkSketched, for
 // rows whose sketch a device computed) copies each row and fills the fields known at call
-// time; a pool of workers hashes, counts, sketches and
-// (optionally) writes the copies, so the forward pass does not wait for SHA-256. Records
-// come out of Close in causal order whatever the workers' timing.
+// time; a pool of workers hashes, counts, sketches and (optionally) writes the copies, so the
+// forward pass does not wait for SHA-256. Sink and SinkSketched may be called from several
+// goroutines at once. Records come out of Close in causal order whatever the timing.
 type Recorder struct {
 	// Route names the path computing the rows handed over next (golden.RoutePrefill or
 	// golden.RouteDecode); Tokens holds the input token at each position so far. The
@@ -36,17 +36,35 @@ type Recorder struct {
 
 	jobs chan *pending
 	wg   sync.WaitGroup
-	recs []*pending
 
-	mu  sync.Mutex
-	err error // first raw-file error
+	mu   sync.Mutex
+	recs []*pending
+	err  error // first raw-file error
 }
 
 type pending struct {
 	rec   golden.Record
 	stage golden.Stage
-	row   []float32 // a copy, dropped once hashed
+	row   *[]float32 // a copy from rowPools, returned once hashed
 }
+
+// rowPools recycle the row copies by capacity class (powers of two): a traced prompt hands
+// over tens of megabytes of rows, and fresh copies would make the garbage collector run,
+// and assist, in the middle of the forward pass being timed.
+var rowPools [64]sync.Pool
+
+func copyRow(row []float32) *[]float32 {
+	class := bits.Len(uint(max(len(row), 1) - 1))
+	p, _ := rowPools[class].Get().(*[]float32)
+	if p == nil {
+		s := make([]float32, 0, 1<<class)
+		p = &s
+	}
+	*p = append((*p)[:0], row...)
+	return p
+}
+
+func releaseRow(p *[]float32) { rowPools[bits.Len(uint(cap(*p)-1))].Put(p) }
 
 // NewRecorder starts a recorder for one prompt of nPrompt tokens on a model of nLayer
 // layers. When rawDir is not empty every row is also written there as a .npy file and the
@@ -90,7 +108,7 @@ func (r *Recorder) sink(st golden.Stage, layer, pos int, row []float32, sk *gold
 	}
 	p := &pending{
 		stage: st,
-		row:   append([]float32(nil), row...),
+		row:   copyRow(row),
 		rec: golden.Record{
 			PromptID:      r.promptID,
 			TokenID:       tok,
@@ -107,28 +125,32 @@ func (r *Recorder) sink(st golden.Stage, layer, pos int, row []float32, sk *gold
 			Sketch:        sk,
 		},
 	}
+	r.mu.Lock()
 	r.recs = append(r.recs, p)
+	r.mu.Unlock()
 	r.jobs <- p
 }
 
 func (r *Recorder) work() {
 	defer r.wg.Done()
 	for p := range r.jobs {
-		p.rec.Hash = golden.HashRow(p.row)
-		p.rec.NZCount = golden.NonZero(p.row)
+		row := *p.row
+		p.rec.Hash = golden.HashRow(row)
+		p.rec.NZCount = golden.NonZero(row)
 		if p.rec.Sketch == nil {
-			p.rec.Sketch = golden.NewSketch(p.row)
+			p.rec.Sketch = golden.NewSketch(row)
 		}
 		if p.stage == golden.Logits {
-			p.rec.Top5Tokens = Top5(p.row)
+			p.rec.Top5Tokens = Top5(row)
 		}
 		if r.rawDir != "" {
 			name := fmt.Sprintf("%s.%s.L%d.%s.P%d.npy", p.rec.PromptID, p.rec.Route, p.rec.Layer, p.rec.TensorName, p.rec.PosID)
-			if err := golden.WriteNpyFile(filepath.Join(r.rawDir, name), nil, p.row); err != nil {
+			if err := golden.WriteNpyFile(filepath.Join(r.rawDir, name), nil, row); err != nil {
 				r.fail(fmt.Errorf("trace: raw tensor %s: %w", name, err))
 			}
 			p.rec.RawFile = name
 		}
+		releaseRow(p.row)
 		p.row = nil
 	}
 }
@@ -149,9 +171,7 @@ func (r *Recorder) Close() ([]golden.Record, error) {
 	for i, p := range r.recs {
 		out[i] = p.rec
 	}
-	slices.SortStableFunc(out, func(a, b golden.Record) int {
-		return golden.CausalCompare(golden.KeyOf(a), golden.KeyOf(b))
-	})
+	golden.SortCausal(out)
 	return out, r.err
 }
 
@@ -170,8 +190,11 @@ func Phase(pos, nPrompt int) string {
 // the lower id; NaN ranks below everything.
 func Top5(logits []float32) []int {
 	top := make([]int, 0, 5)
+	var fifth float32 // logits[top[4]] once top is full
 	for i, x := range logits {
-		if len(top) == 5 && !above(x, i, logits[top[4]], top[4]) {
+		// above(x, i, fifth, top[4]) without the call, ids ascending: x ranks above the
+		// fifth when larger, or when the fifth is NaN and x is not.
+		if len(top) == 5 && !(x > fifth) && (fifth == fifth || x != x) {
 			continue
 		}
 		j := len(top)
@@ -185,6 +208,9 @@ func Top5(logits []float32) []int {
 			j--
 		}
 		top[j] = i
+		if len(top) == 5 {
+			fifth = logits[top[4]]
+		}
 	}
 	return top
 }
@@ -207,6 +233,11 @@ func GitCommit() string {
 	if c := os.Getenv(EnvGitCommit); c != "" {
 		return c
 	}
+	return buildRevision()
+}
+
+// buildRevision parses the binary's build information once: every recorder asks.
+var buildRevision = sync.OnceValue(func() string {
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" {
@@ -215,4 +246,4 @@ func GitCommit() string {
 		}
 	}
 	return ""
-}
+})

@@ -2,6 +2,7 @@ package trace
 
 import (
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -69,6 +70,54 @@ func TestRecorderRows(t *testing.T) {
 	}
 }
 
+// TestRecorderConcurrentSinks hands rows over from several goroutines at once, as a device
+// backend does through SinkSketched, each reusing its own buffer: every row is recorded once,
+// with its own hash, and the records come out in causal order.
+func TestRecorderConcurrentSinks(t *testing.T) {
+	const nLayer, nPos, goroutines = 3, 40, 8
+	sk := golden.NewSketch(make([]float32, 32))
+	r := NewRecorder("p", nPos, nLayer, "")
+	want := map[golden.Key]string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			buf := make([]float32, 32)
+			rng := rand.New(rand.NewPCG(uint64(g), 1))
+			for pos := g; pos < nPos; pos += goroutines {
+				for layer := range nLayer {
+					for j := range buf {
+						buf[j] = float32(rng.NormFloat64())
+					}
+					key := golden.Key{PromptID: "p", PosID: pos, Layer: layer, TensorName: golden.AttnOut.String()}
+					mu.Lock()
+					want[key] = golden.HashRow(buf)
+					mu.Unlock()
+					r.SinkSketched(golden.AttnOut, layer, pos, buf, sk)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	recs, err := r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[golden.Key]string{}
+	for i, rec := range recs {
+		got[golden.KeyOf(rec)] = rec.Hash
+		if i > 0 && golden.CausalCompare(golden.KeyOf(recs[i-1]), golden.KeyOf(rec)) > 0 {
+			t.Errorf("record %d %v comes after %v", i, golden.KeyOf(rec), golden.KeyOf(recs[i-1]))
+		}
+	}
+	if len(recs) != len(want) {
+		t.Errorf("%d records of %d rows", len(recs), len(want))
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("hashes (-of the rows given +recorded):\n%s", diff)
+	}
+}
+
 // BenchmarkRecorder hands a recorder the rows of the default plan for a 1653-token prompt
 // on a model of TinyLlama's shape (22 layers, width 2048, K and V 256 wide, vocabulary
 // 32000), in the order an engine computes them, as fast as it takes them: ms/prompt is the
@@ -90,32 +139,47 @@ func BenchmarkRecorder(b *testing.B) {
 	for i := range data {
 		data[i] = float32(rng.NormFloat64())
 	}
-	record := func(rec *Recorder, st golden.Stage, layer int) int {
-		n := 0
-		for _, pos := range sel.Positions() {
-			if sel.Want(st, layer, pos) {
-				rec.Sink(st, layer, pos, data[:width(st)])
-				n++
-			}
-		}
-		return n
+	sketches := map[int]*golden.Sketch{}
+	for _, w := range []int{256, 2048, 32000} {
+		sketches[w] = golden.NewSketch(data[:w])
 	}
-	rows := 0
-	for b.Loop() {
-		rec := NewRecorder("p", nPrompt, nLayer, "")
-		rows = record(rec, golden.EmbedOut, -1)
-		for layer := range nLayer {
-			for _, s := range golden.Stages() {
-				if s.PerLayer {
-					rows += record(rec, s.Stage, layer)
+	// host: the recorder sketches every row; device: sketches come with the rows, as from
+	// a GPU backend, and the recorder only hashes and counts.
+	for _, device := range []bool{false, true} {
+		name := map[bool]string{false: "host", true: "device"}[device]
+		b.Run(name, func(b *testing.B) {
+			record := func(rec *Recorder, st golden.Stage, layer int) int {
+				n := 0
+				for _, pos := range sel.Positions() {
+					if sel.Want(st, layer, pos) {
+						if row := data[:width(st)]; device {
+							rec.SinkSketched(st, layer, pos, row, sketches[len(row)])
+						} else {
+							rec.Sink(st, layer, pos, row)
+						}
+						n++
+					}
+				}
+				return n
+			}
+			rows := 0
+			for b.Loop() {
+				rec := NewRecorder("p", nPrompt, nLayer, "")
+				rows = record(rec, golden.EmbedOut, -1)
+				for layer := range nLayer {
+					for _, s := range golden.Stages() {
+						if s.PerLayer {
+							rows += record(rec, s.Stage, layer)
+						}
+					}
+				}
+				rows += record(rec, golden.Logits, nLayer)
+				if _, err := rec.Close(); err != nil {
+					b.Fatal(err)
 				}
 			}
-		}
-		rows += record(rec, golden.Logits, nLayer)
-		if _, err := rec.Close(); err != nil {
-			b.Fatal(err)
-		}
+			b.ReportMetric(float64(rows), "rows")
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/prompt")
+		})
 	}
-	b.ReportMetric(float64(rows), "rows")
-	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/prompt")
 }

@@ -4,8 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -33,6 +35,37 @@ func TestTop5(t *testing.T) {
 				t.Errorf("Top5(%v) (-want +got):\n%s", tc.logits, diff)
 			}
 		})
+	}
+}
+
+// TestTop5Random checks Top5 against a full sort of (value, id) pairs on rows with many
+// ties and NaNs.
+func TestTop5Random(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for trial := range 500 {
+		n := 1 + rng.IntN(40)
+		logits := make([]float32, n)
+		for i := range logits {
+			switch rng.IntN(5) {
+			case 0:
+				logits[i] = float32(math.NaN())
+			default:
+				logits[i] = float32(rng.IntN(6) - 3)
+			}
+		}
+		ids := make([]int, n)
+		for i := range ids {
+			ids[i] = i
+		}
+		slices.SortStableFunc(ids, func(a, b int) int {
+			if above(logits[a], a, logits[b], b) {
+				return -1
+			}
+			return 1
+		})
+		if diff := cmp.Diff(ids[:min(5, n)], Top5(logits)); diff != "" {
+			t.Fatalf("trial %d, Top5(%v) (-sorted +got):\n%s", trial, logits, diff)
+		}
 	}
 }
 

@@ -13,7 +13,8 @@ type Tap struct {
 	// Sink receives each planned row. row is only valid during the call.
 	Sink func(st golden.Stage, layer, pos int, row []float32)
 	// SketchSink, when set, receives the planned rows a device backend hands over with
-	// their sketch already computed (RecordSketched), so the sink need not compute it.
+	// their sketch already computed (RecordSketched), so the sink need not compute it. It
+	// may be called from several goroutines at once (row is only valid during the call).
 	SketchSink func(st golden.Stage, layer, pos int, row []float32, sk *golden.Sketch)
 }
 
