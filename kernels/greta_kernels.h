@@ -14,10 +14,13 @@
  *    was given, so a wrong shape is an error, never an out-of-bounds access.
  *  - Matrices are row-major float32. A weight matrix W has one row per output feature, so
  *    y = W x is the dot product of each row of W with x.
- *  - Kernels run in order on one device queue. Launch errors are reported by the launching
- *    call; a fault during execution is reported by the next call that synchronizes
- *    (greta_sync, greta_download) or by any later launch. With GRETA_SYNC=1 in the
- *    environment every launch synchronizes, so a fault is reported by the kernel that caused it.
+ *  - Kernels run in order on the main device queue; greta_sketch and greta_trace_download run
+ *    in order on a second one, the trace queue, which sees the main queue's work up to the
+ *    last greta_trace_fence, so tracing never holds the forward pass. Launch errors are
+ *    reported by the launching call; a fault during execution is reported by the next call
+ *    that synchronizes (greta_sync, greta_download, greta_trace_wait) or by any later launch.
+ *    With GRETA_SYNC=1 in the environment every launch synchronizes, so a fault is reported
+ *    by the kernel that caused it.
  *  - Reductions use a fixed order and no atomics: results repeat bit for bit on one device and
  *    do not depend on the wavefront size.
  */
@@ -85,11 +88,29 @@ int greta_free(greta_buf b);
 /* greta_view returns elements [off, off+count) of b. */
 int greta_view(greta_buf b, uint64_t off, uint64_t count, greta_buf *out);
 /* Copies of count elements between host memory and the start of a buffer; both wait for
- * the copy to finish. */
+ * the copy to finish, and greta_download for both queues first. */
 int greta_upload(greta_buf dst, const void *src, uint64_t count);
 int greta_download(void *dst, greta_buf src, uint64_t count);
-/* greta_sync waits for every launched kernel and reports the first execution error. */
+/* greta_sync waits for every launched kernel and copy and reports the first execution error. */
 int greta_sync(void);
+
+/* ---- the trace queue ---- */
+
+/* Page-locked host memory of count 4-byte elements, the destination of greta_trace_download
+ * (other memory works, but the copy then holds the calling thread). */
+int greta_host_alloc(uint64_t count, void **out);
+int greta_host_free(void *p);
+/* greta_trace_fence makes the trace queue's next work wait for everything launched on the
+ * main queue so far. */
+int greta_trace_fence(void);
+/* greta_trace_download queues a copy of count elements from src to host memory dst on the
+ * trace queue and returns at once; dst is valid after greta_trace_wait of a later ticket. */
+int greta_trace_download(void *dst, greta_buf src, uint64_t count);
+/* greta_trace_ticket marks the trace queue's work queued so far; greta_trace_wait, from any
+ * thread, waits until it is done, reports its first execution error and spends the ticket
+ * (each ticket is waited for exactly once). */
+int greta_trace_ticket(uint64_t *ticket);
+int greta_trace_wait(uint64_t ticket);
 
 /* ---- kernels ---- */
 
@@ -151,7 +172,7 @@ int greta_gather(greta_buf src, int width, greta_buf rows, int nrows, greta_buf 
  * rounded before its addition (never fused): the bits of the CPU's sequential loop. coef is
  * (n, GRETA_SKETCH_PROJ) double (the float32 coefficients, widened); out receives
  * nrows * GRETA_SKETCH_SUMS doubles, row by row. Both hold doubles, two 4-byte elements
- * each. */
+ * each. Runs on the trace queue (fence first when x comes from the main queue). */
 #define GRETA_SKETCH_PROJ 96
 #define GRETA_SKETCH_SUMS (GRETA_SKETCH_PROJ + 2)
 int greta_sketch(greta_buf x, int nrows, int n, greta_buf coef, greta_buf out);

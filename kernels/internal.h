@@ -36,6 +36,10 @@ int ready(const char *fn);
 /* need checks that b holds at least want elements for argument name of kernel fn. */
 int need(const char *fn, const char *name, greta_buf b, uint64_t want);
 
+/* trace_queue runs greta_sketch and greta_trace_download (greta_kernels.h); every other
+ * kernel runs on the default queue. */
+hipStream_t trace_queue();
+
 /* launched checks the launch that just happened (and, with GRETA_SYNC=1, its execution). */
 int launched(const char *fn);
 

@@ -11,6 +11,13 @@ namespace greta {
 static thread_local char last_error[1024];
 static bool initialized;
 static bool sync_each_launch;
+// The trace queue: sketches of traced rows and their copies back to the host run there,
+// beside the forward pass on the main (default) queue. Non-blocking, so the default queue
+// does not wait for it implicitly; greta_trace_fence orders the two where they share data.
+static hipStream_t trace_q;
+static hipEvent_t fence_ev;
+
+hipStream_t trace_queue() { return trace_q; }
 
 int fail(int code, const char *fmt, ...) {
 	va_list ap;
@@ -89,6 +96,11 @@ int greta_init(int index) {
 		            kReduceThreads);
 	const char *s = getenv("GRETA_SYNC");
 	sync_each_launch = s != nullptr && strcmp(s, "1") == 0;
+	if (trace_q == nullptr) {
+		e = hipStreamCreateWithFlags(&trace_q, hipStreamNonBlocking);
+		if (e == hipSuccess) e = hipEventCreateWithFlags(&fence_ev, hipEventDisableTiming);
+		if (e != hipSuccess) return fail(GRETA_ERR_DEVICE, "device %d: trace queue: %s", index, hipGetErrorString(e));
+	}
 	initialized = true;
 	return ok();
 }
@@ -183,8 +195,77 @@ int greta_download(void *dst, greta_buf src, uint64_t count) {
 	if (rc == GRETA_OK) rc = need("greta_download", "src", src, count);
 	if (rc != GRETA_OK) return rc;
 	if (count == 0) return ok();
-	hipError_t e = hipMemcpy(dst, ptr<void>(src), count * 4, hipMemcpyDeviceToHost);
+	// The copy itself waits for the default queue; the trace queue may have written src too.
+	hipError_t e = hipStreamSynchronize(trace_q);
+	if (e == hipSuccess) e = hipMemcpy(dst, ptr<void>(src), count * 4, hipMemcpyDeviceToHost);
 	if (e != hipSuccess) return runtime_error("greta_download", e);
+	return ok();
+}
+
+int greta_host_alloc(uint64_t count, void **out) {
+	int rc = ready("greta_host_alloc");
+	if (rc != GRETA_OK) return rc;
+	if (count == 0) return fail(GRETA_ERR_ARG, "greta_host_alloc: zero elements");
+	void *p = nullptr;
+	hipError_t e = hipHostMalloc(&p, count * 4, hipHostMallocDefault);
+	if (e != hipSuccess)
+		return fail(GRETA_ERR_MEMORY, "greta_host_alloc: %llu bytes of page-locked memory: %s",
+		            (unsigned long long)(count * 4), hipGetErrorString(e));
+	*out = p;
+	return ok();
+}
+
+int greta_host_free(void *p) {
+	if (p == nullptr) return ok();
+	hipError_t e = hipHostFree(p);
+	if (e != hipSuccess) return runtime_error("greta_host_free", e);
+	return ok();
+}
+
+int greta_trace_fence(void) {
+	int rc = ready("greta_trace_fence");
+	if (rc != GRETA_OK) return rc;
+	// The wait captures the event as recorded now, so one event serves every fence.
+	hipError_t e = hipEventRecord(fence_ev, 0);
+	if (e == hipSuccess) e = hipStreamWaitEvent(trace_q, fence_ev, 0);
+	if (e != hipSuccess) return runtime_error("greta_trace_fence", e);
+	return ok();
+}
+
+int greta_trace_download(void *dst, greta_buf src, uint64_t count) {
+	int rc = ready("greta_trace_download");
+	if (rc == GRETA_OK) rc = need("greta_trace_download", "src", src, count);
+	if (rc != GRETA_OK) return rc;
+	if (count == 0) return ok();
+	hipError_t e = hipMemcpyAsync(dst, ptr<void>(src), count * 4, hipMemcpyDeviceToHost, trace_q);
+	if (e != hipSuccess) return runtime_error("greta_trace_download", e);
+	return ok();
+}
+
+int greta_trace_ticket(uint64_t *ticket) {
+	int rc = ready("greta_trace_ticket");
+	if (rc != GRETA_OK) return rc;
+	// Blocking sync: the waiting thread sleeps instead of spinning on a core the recorder's
+	// hashing needs.
+	hipEvent_t ev;
+	hipError_t e = hipEventCreateWithFlags(&ev, hipEventDisableTiming | hipEventBlockingSync);
+	if (e != hipSuccess) return runtime_error("greta_trace_ticket", e);
+	e = hipEventRecord(ev, trace_q);
+	if (e != hipSuccess) {
+		(void)hipEventDestroy(ev);
+		return runtime_error("greta_trace_ticket", e);
+	}
+	*ticket = (uint64_t)(uintptr_t)ev;
+	return ok();
+}
+
+int greta_trace_wait(uint64_t ticket) {
+	if (ticket == 0) return fail(GRETA_ERR_ARG, "greta_trace_wait: no ticket");
+	hipEvent_t ev = (hipEvent_t)(uintptr_t)ticket;
+	hipError_t e = hipEventSynchronize(ev);
+	hipError_t d = hipEventDestroy(ev);
+	if (e == hipSuccess) e = d;
+	if (e != hipSuccess) return runtime_error("greta_trace_wait", e);
 	return ok();
 }
 

@@ -105,7 +105,7 @@ int greta_sketch(greta_buf x, int nrows, int n, greta_buf coef, greta_buf out) {
 	if (!rc) rc = need(fn, "coef", coef, (uint64_t)n * GRETA_SKETCH_PROJ * 2);
 	if (!rc) rc = need(fn, "out", out, (uint64_t)nrows * GRETA_SKETCH_SUMS * 2);
 	if (rc) return rc;
-	sketch_kernel<<<nrows * kSketchGroups, kSketchThreads>>>(ptr<float>(x), n, ptr<double>(coef), ptr<double>(out));
+	sketch_kernel<<<nrows * kSketchGroups, kSketchThreads, 0, trace_queue()>>>(ptr<float>(x), n, ptr<double>(coef), ptr<double>(out));
 	return launched(fn);
 }
 

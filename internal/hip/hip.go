@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/gretabisect/gretabisect/golden"
 	"github.com/gretabisect/gretabisect/internal/engine"
@@ -45,31 +46,35 @@ type Engine struct {
 	gate, up      buf // (rows, ffn) gate projection (then the SwiGLU product), up projection
 	scratch       buf // decode attention: scores or per-tile partial results
 	logitRows     int
-	lin, logits   buf // (logitRows, dim) final norm, (logitRows, vocab) logits
+	lin           buf // (logitRows, dim) final norm
 	ints          buf // int32: this pass's tokens, then its row lists
 	intsCap       int
 	hostInts      []int32
 	lists         []rowList // by stage*NLayer + layer: planned rows of a traced stage
+	candidates    []int32   // rows of the pass at selected positions
 	logitRowsList rowList   // rows whose logits are computed
 
-	// Traced rows are gathered on the device as the pass goes; after each layer that traced
-	// something they are copied back in one piece per staging chunk and handed to a
-	// recording goroutine, so the tap's sink (hashing, sketches) runs while the device
-	// computes the next layers.
+	// Traced rows are gathered on the device into staging as the pass goes (the logits
+	// rows are computed there). After each layer that traced something the trace queue
+	// copies them into page-locked mirrors, one copy per staging chunk, and a recording
+	// goroutine waits for the copy and hands the rows to the tap: the launching thread
+	// never waits for the device, and the sink (hashing) runs while the device computes
+	// the next layers.
 	staging  []stagingChunk
 	pending  []pendingRows
-	host     []float32 // copies of the staging chunks, chunk i at hostBase(i)
-	records  chan []recordRows
-	recorded chan struct{}
-	last     []float32 // the pass's logits rows back on the host; Forward returns the last
+	records  chan traceBatch
+	recorded chan error
+	pinned   []hostBuf // everything Close frees on the host side
+	last     []float32 // the last position's logits; Forward returns them
 
-	// When the tap takes sketches, the device computes the sketch sums of every gathered
-	// row (greta_sketch) into sums, sketchSums float64 values a row, copied back with the
-	// rows, so the recorder does not sketch on the host.
+	// When the tap takes sketches, the trace queue computes the sketch sums of every
+	// gathered row (greta_sketch) into sums, sketchSums float64 values a row, copied back
+	// with the rows, so the recorder does not sketch on the host.
 	sketching                    bool
 	coefs                        map[int]buf // coefficient tables by row length, uploaded once
 	sums                         buf
-	sumsCap, sumsUsed, sumsFlush int // in rows
+	sumsHost                     hostBuf // page-locked mirror of sums
+	sumsCap, sumsUsed, sumsFlush int     // in rows
 	run                          sketchRun
 }
 
@@ -99,7 +104,16 @@ type rowList struct{ off, n int }
 
 type stagingChunk struct {
 	b             buf
-	used, flushed int // elements written this pass, and copied back so far
+	host          []float32 // page-locked mirror
+	used, flushed int       // elements written this pass, and copied back so far
+}
+
+// traceBatch is one flush's rows, on the host once the trace queue reaches its ticket.
+// last marks the pass's final flush, which nothing on the device overlaps.
+type traceBatch struct {
+	ticket ticket
+	rows   []recordRows
+	last   bool
 }
 
 // recordRows are traced rows back on the host, for the recording goroutine.
@@ -159,7 +173,12 @@ func (e *Engine) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	e.allocs = nil
+	for _, h := range e.pinned {
+		if err := hostFree(h); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	e.allocs, e.pinned = nil, nil
 	e.staging = nil
 	e.coefs = nil
 	e.rows, e.logitRows, e.intsCap, e.sumsCap = 0, 0, 0, 0
@@ -176,6 +195,30 @@ func (e *Engine) alloc(what string, n int) (buf, error) {
 	}
 	e.allocs = append(e.allocs, b)
 	return b, nil
+}
+
+// allocHost allocates n elements of page-locked host memory.
+func (e *Engine) allocHost(what string, n int) (hostBuf, error) {
+	h, err := hostAlloc(n)
+	if err != nil {
+		return h, fmt.Errorf("hip: allocating the host copy of %s (%d floats): %w", what, n, err)
+	}
+	e.pinned = append(e.pinned, h)
+	return h, nil
+}
+
+// releaseHost frees h, which must have come from allocHost.
+func (e *Engine) releaseHost(h hostBuf) error {
+	for i, a := range e.pinned {
+		if a == h {
+			e.pinned = append(e.pinned[:i], e.pinned[i+1:]...)
+			if err := hostFree(h); err != nil {
+				return fmt.Errorf("hip: free: %w", err)
+			}
+			break
+		}
+	}
+	return nil
 }
 
 // release frees the named buffers, which must have come from alloc.
@@ -376,115 +419,153 @@ func (e *Engine) pass(tokens []int32, pos0 int, tap *trace.Tap, last bool) ([]fl
 	if err == nil {
 		logits, err = e.finish(n, pos0, tap)
 	}
-	e.waitRecording()
-	return logits, err
+	if werr := e.waitRecording(); err == nil && werr != nil {
+		err = fmt.Errorf("hip: forward of positions %d..%d: %w", pos0, pos0+n-1, werr)
+	}
+	if err != nil || logits == nil {
+		return nil, err
+	}
+	e.last = append(e.last[:0], logits...) // the staging mirror is reused by the next pass
+	return e.last, nil
 }
 
-// startRecording starts the goroutine that hands copied-back rows to the tap, one batch
-// per flush, in order.
+// startRecording starts the goroutine that waits for each flush's copies and hands the
+// rows to the tap, one batch per flush, in order. After an error it only spends the
+// remaining tickets.
 func (e *Engine) startRecording(tap *trace.Tap) {
-	e.records = make(chan []recordRows, e.c.NLayer+3) // at most one batch per layer, embed and logits
-	e.recorded = make(chan struct{})
-	go func(in <-chan []recordRows, done chan<- struct{}) {
-		defer close(done)
+	e.records = make(chan traceBatch, e.c.NLayer+2) // at most one batch per layer and one for embed_out
+	e.recorded = make(chan error, 1)
+	go func(in <-chan traceBatch, done chan<- error) {
+		runtime.LockOSThread() // the library's error text is per thread
+		defer runtime.UnlockOSThread()
+		var failed error
 		for batch := range in {
-			for _, r := range batch {
-				for j, row := range r.rows {
-					data, pos := r.data[j*r.w:(j+1)*r.w], r.pos0+int(row)
-					if r.sums == nil {
-						tap.Record(r.st, r.layer, pos, r.w, data)
-						continue
-					}
-					if !tap.Want(r.st, r.layer, pos) {
-						continue
-					}
-					s := r.sums[j*sketchSums : (j+1)*sketchSums]
-					sk, err := golden.SketchFromSums(r.w, s[golden.SketchProjections], s[golden.SketchProjections+1],
-						(*[golden.SketchProjections]float64)(s))
-					if err != nil {
-						sk = nil // the recorder sketches the row itself
-					}
-					tap.RecordSketched(r.st, r.layer, pos, data, sk)
-				}
+			err := batch.ticket.wait()
+			if failed == nil && err != nil {
+				failed = fmt.Errorf("copying traced rows back: %w", err)
 			}
+			if failed != nil {
+				continue
+			}
+			parts := 1
+			if batch.last {
+				parts = min(max(runtime.GOMAXPROCS(0)/4, 1), 8)
+			}
+			handOver(tap, batch.rows, parts)
 		}
+		done <- failed
 	}(e.records, e.recorded)
 }
 
-// waitRecording waits until every row handed over has been recorded.
-func (e *Engine) waitRecording() {
-	close(e.records)
-	<-e.recorded
+// handOver gives a copy's rows to the tap, in order. Rows with device sketches go to
+// SketchSink, which may run on several goroutines at once: with parts > 1 they are shared
+// out in contiguous runs of about equal size, so the sink's copies of the final rows take
+// more than one core. That reorders them, and the recorder then sorts: only the final
+// flush's rows are worth it.
+func handOver(tap *trace.Tap, batch []recordRows, parts int) {
+	type row struct {
+		r *recordRows
+		j int
+	}
+	var sketched []row
+	total := 0
+	for i := range batch {
+		r := &batch[i]
+		for j, pr := range r.rows {
+			pos := r.pos0 + int(pr)
+			switch {
+			case r.sums == nil:
+				tap.Record(r.st, r.layer, pos, r.w, r.data[j*r.w:(j+1)*r.w])
+			case tap.Want(r.st, r.layer, pos):
+				sketched = append(sketched, row{r, j})
+				total += r.w
+			}
+		}
+	}
+	record := func(rows []row) {
+		for _, x := range rows {
+			r, j := x.r, x.j
+			s := r.sums[j*sketchSums : (j+1)*sketchSums]
+			sk, err := golden.SketchFromSums(r.w, s[golden.SketchProjections], s[golden.SketchProjections+1],
+				(*[golden.SketchProjections]float64)(s))
+			if err != nil {
+				sk = nil // the recorder sketches the row itself
+			}
+			tap.RecordSketched(r.st, r.layer, r.pos0+int(r.rows[j]), r.data[j*r.w:(j+1)*r.w], sk)
+		}
+	}
+	var wg sync.WaitGroup
+	lo, acc, started := 0, 0, 0
+	for i, x := range sketched {
+		acc += x.r.w
+		if acc*parts >= total*(started+1) || i == len(sketched)-1 {
+			run := sketched[lo : i+1]
+			wg.Go(func() { record(run) })
+			lo, started = i+1, started+1
+		}
+	}
+	wg.Wait()
 }
 
-// flush copies the rows gathered since the last flush back to the host and hands them to
-// the recording goroutine.
-func (e *Engine) flush() error {
+// waitRecording waits until every row handed over has been recorded.
+func (e *Engine) waitRecording() error {
+	close(e.records)
+	return <-e.recorded
+}
+
+// flush queues the copies of the rows gathered since the last flush (and of their sketch
+// sums) on the trace queue and hands them to the recording goroutine with a ticket; last
+// marks the pass's final flush.
+func (e *Engine) flush(last bool) error {
 	if len(e.pending) == 0 {
 		return nil
 	}
 	if err := e.launchSketches(); err != nil {
 		return err
 	}
-	total := 0
-	for _, s := range e.staging {
-		total += count(s.b)
+	if err := traceFence(); err != nil {
+		return fmt.Errorf("hip: copying traced rows back: %w", err)
 	}
-	if len(e.host) < total {
-		// Earlier batches keep the old array alive; the next rows land in the new one.
-		e.host = make([]float32, total)
-	}
-	base := 0
 	for i := range e.staging {
 		s := &e.staging[i]
 		if s.used > s.flushed {
 			v, err := view(s.b, s.flushed, s.used-s.flushed)
 			if err == nil {
-				err = download(e.host[base+s.flushed:base+s.used], v)
+				err = traceDownload(s.host[s.flushed:s.used], v)
 			}
 			if err != nil {
 				return fmt.Errorf("hip: copying traced rows back: %w", err)
 			}
 			s.flushed = s.used
 		}
-		base += count(s.b)
 	}
-	first, sums, err := e.downloadSums()
-	if err != nil {
-		return err
-	}
-	batch := make([]recordRows, len(e.pending))
-	for i, p := range e.pending {
-		data := e.host[e.hostBase(p.chunk)+p.off:]
-		batch[i] = recordRows{st: p.st, layer: p.layer, pos0: p.pos0, w: p.w,
-			rows: e.hostInts[p.list.off : p.list.off+p.list.n], data: data[:p.list.n*p.w]}
-		if p.sums >= 0 {
-			batch[i].sums = sums[(p.sums-first)*sketchSums : (p.sums-first+p.list.n)*sketchSums]
+	if e.sumsUsed > e.sumsFlush {
+		v, err := view(e.sums, 2*e.sumsFlush*sketchSums, 2*(e.sumsUsed-e.sumsFlush)*sketchSums)
+		if err == nil {
+			err = traceDownloadFloat64(e.sumsHost.float64s()[e.sumsFlush*sketchSums:e.sumsUsed*sketchSums], v)
 		}
+		if err != nil {
+			return fmt.Errorf("hip: copying sketch sums back: %w", err)
+		}
+		e.sumsFlush = e.sumsUsed
+	}
+	t, err := traceTicket()
+	if err != nil {
+		return fmt.Errorf("hip: copying traced rows back: %w", err)
+	}
+	batch := traceBatch{ticket: t, rows: make([]recordRows, len(e.pending)), last: last}
+	for i, p := range e.pending {
+		r := recordRows{st: p.st, layer: p.layer, pos0: p.pos0, w: p.w,
+			rows: e.hostInts[p.list.off : p.list.off+p.list.n],
+			data: e.staging[p.chunk].host[p.off : p.off+p.list.n*p.w]}
+		if p.sums >= 0 {
+			r.sums = e.sumsHost.float64s()[p.sums*sketchSums : (p.sums+p.list.n)*sketchSums]
+		}
+		batch.rows[i] = r
 	}
 	e.pending = e.pending[:0]
 	e.records <- batch
 	return nil
-}
-
-// downloadSums copies back the sketch sums computed since the last call, a new slice each
-// time (the recording goroutine still reads the earlier ones), and returns the index of
-// their first row.
-func (e *Engine) downloadSums() (int, []float64, error) {
-	first := e.sumsFlush
-	if e.sumsUsed == first {
-		return first, nil, nil
-	}
-	sums := make([]float64, (e.sumsUsed-first)*sketchSums)
-	v, err := view(e.sums, 2*first*sketchSums, 2*len(sums))
-	if err == nil {
-		err = downloadFloat64(sums, v)
-	}
-	if err != nil {
-		return 0, nil, fmt.Errorf("hip: copying sketch sums back: %w", err)
-	}
-	e.sumsFlush = e.sumsUsed
-	return first, sums, nil
 }
 
 // sketch queues the sketch sums of n rows of width w, at element off of b, into the next
@@ -512,11 +593,15 @@ func (e *Engine) sketch(st golden.Stage, layer int, b buf, off, n, w int) (int, 
 	return first, nil
 }
 
-// launchSketches launches the queued sketch sums.
+// launchSketches launches the queued sketch sums on the trace queue, after a fence: the
+// rows come from the main queue.
 func (e *Engine) launchSketches() error {
 	r := &e.run
 	if r.n == 0 {
 		return nil
+	}
+	if err := traceFence(); err != nil {
+		return fmt.Errorf("hip: sketch sums of %s layer %d: %w", r.st, r.layer, err)
 	}
 	coef, ok := e.coefs[r.w]
 	if !ok {
@@ -570,22 +655,20 @@ func (e *Engine) planSums(tap *trace.Tap, rows int) error {
 	if err := e.release(e.sums); err != nil {
 		return err
 	}
+	if err := e.releaseHost(e.sumsHost); err != nil {
+		return err
+	}
 	e.sumsCap = 0
 	b, err := e.alloc("sketch sums", 2*rows*sketchSums)
 	if err != nil {
 		return err
 	}
-	e.sums, e.sumsCap = b, rows
-	return nil
-}
-
-// hostBase is where staging chunk i starts in e.host.
-func (e *Engine) hostBase(i int) int {
-	base := 0
-	for _, s := range e.staging[:i] {
-		base += count(s.b)
+	h, err := e.allocHost("sketch sums", 2*rows*sketchSums)
+	if err != nil {
+		return err
 	}
-	return base
+	e.sums, e.sumsHost, e.sumsCap = b, h, rows
+	return nil
 }
 
 // plan uploads the tokens and, for every traced stage, the rows the tap wants, in one copy.
@@ -601,13 +684,24 @@ func (e *Engine) plan(tokens []int32, pos0 int, tap *trace.Tap, last bool) error
 	for i := range e.staging {
 		e.staging[i].used, e.staging[i].flushed = 0, 0
 	}
-	// addList appends the rows i < n where want(i), reusing the previous list when equal.
+	// Only selected positions can be wanted: the lists filter those of this pass, not every
+	// row of a long prompt.
+	cand := e.candidates[:0]
+	if tap != nil && tap.Sel != nil {
+		for _, p := range tap.Sel.Positions() {
+			if p >= pos0 && p < pos0+n {
+				cand = append(cand, int32(p-pos0))
+			}
+		}
+	}
+	e.candidates = cand
+	// addList appends the rows i of cand where want(i), reusing the previous list when equal.
 	var prev rowList
 	addList := func(want func(i int) bool) rowList {
 		start := len(e.hostInts)
-		for i := range n {
-			if want(i) {
-				e.hostInts = append(e.hostInts, int32(i))
+		for _, i := range cand {
+			if want(int(i)) {
+				e.hostInts = append(e.hostInts, i)
 			}
 		}
 		l := rowList{off: start, n: len(e.hostInts) - start}
@@ -635,6 +729,10 @@ func (e *Engine) plan(tokens []int32, pos0 int, tap *trace.Tap, last bool) error
 			}
 			e.lists[int(st)*c.NLayer+l] = addList(func(i int) bool { return tap.Want(st, layer, pos0+i) })
 		}
+	}
+	if last && (len(cand) == 0 || cand[len(cand)-1] != int32(n-1)) {
+		e.candidates = append(cand, int32(n-1)) // the last row always gets logits
+		cand = e.candidates
 	}
 	e.logitRowsList = addList(func(i int) bool {
 		return (last && i == n-1) || tap.Want(golden.Logits, c.NLayer, pos0+i)
@@ -778,7 +876,7 @@ func (e *Engine) forward(n, pos0 int, tap *trace.Tap) error {
 		if err := e.trace(tap, golden.ResidualPostMLP, l, pos0, n, dim, e.x); err != nil {
 			return err
 		}
-		if err := e.flush(); err != nil {
+		if err := e.flush(false); err != nil {
 			return err
 		}
 	}
@@ -950,23 +1048,27 @@ func (e *Engine) stage(need int) (buf, int, int, error) {
 	if err != nil {
 		return b, 0, 0, err
 	}
-	e.staging = append(e.staging, stagingChunk{b: b, used: need})
+	h, err := e.allocHost("trace staging", count(b))
+	if err != nil {
+		return b, 0, 0, err
+	}
+	e.staging = append(e.staging, stagingChunk{b: b, host: h.floats(), used: need})
 	v, err := view(b, 0, need)
 	return v, len(e.staging) - 1, 0, err
 }
 
-// finish computes the final norm and logits of the rows that need them, applies the logits
-// faults, hands the planned logits rows to the recording goroutine and returns the last
-// position's logits.
+// finish computes the final norm and the logits of the rows that need them into staging,
+// applies the logits faults, flushes and returns the last row's logits, valid once the
+// recording goroutine is done.
 func (e *Engine) finish(n, pos0 int, tap *trace.Tap) ([]float32, error) {
 	c := e.c
 	rows := e.hostInts[e.logitRowsList.off : e.logitRowsList.off+e.logitRowsList.n]
 	r := len(rows)
 	if r == 0 { // a pass before the last with no planned logits
-		return nil, e.flush()
+		return nil, e.flush(true)
 	}
 	if r > e.logitRows {
-		if err := e.release(e.lin, e.logits); err != nil {
+		if err := e.release(e.lin); err != nil {
 			return nil, err
 		}
 		e.logitRows = 0
@@ -974,10 +1076,11 @@ func (e *Engine) finish(n, pos0 int, tap *trace.Tap) ([]float32, error) {
 		if e.lin, err = e.alloc("final norm", r*c.Dim); err != nil {
 			return nil, err
 		}
-		if e.logits, err = e.alloc("logits", r*c.Vocab); err != nil {
-			return nil, err
-		}
 		e.logitRows = r
+	}
+	logits, chunk, off, err := e.stage(r * c.Vocab)
+	if err != nil {
+		return nil, err
 	}
 	idx, err := view(e.ints, e.logitRowsList.off, r)
 	if err != nil {
@@ -989,40 +1092,21 @@ func (e *Engine) finish(n, pos0 int, tap *trace.Tap) ([]float32, error) {
 	if err := e.rmsnorm("final", -1, e.lin, e.outNorm, r, e.lin); err != nil {
 		return nil, err
 	}
-	if err := e.product("logits", -1, e.lin, r, c.Dim, e.output, seg(e.logits, c.Vocab)); err != nil {
+	if err := e.product("logits", -1, e.lin, r, c.Dim, e.output, seg(logits, c.Vocab)); err != nil {
 		return nil, err
 	}
-	if err := e.faults(tap, golden.Logits, c.NLayer, pos0, r, c.Vocab, e.logits, rows); err != nil {
+	if err := e.faults(tap, golden.Logits, c.NLayer, pos0, r, c.Vocab, logits, rows); err != nil {
 		return nil, err
 	}
-
-	if err := e.flush(); err != nil {
-		return nil, err
-	}
-	first, err := e.sketch(golden.Logits, c.NLayer, e.logits, 0, r, c.Vocab)
-	if err == nil {
-		err = e.launchSketches()
-	}
+	sums, err := e.sketch(golden.Logits, c.NLayer, e.staging[chunk].b, off, r, c.Vocab)
 	if err != nil {
 		return nil, err
 	}
-	if len(e.last) < r*c.Vocab {
-		e.last = make([]float32, r*c.Vocab)
+	e.pending = append(e.pending, pendingRows{st: golden.Logits, layer: c.NLayer, pos0: pos0, w: c.Vocab,
+		list: e.logitRowsList, chunk: chunk, off: off, sums: sums})
+	if err := e.flush(true); err != nil {
+		return nil, err
 	}
-	logits := e.last[:r*c.Vocab]
-	lv, err := view(e.logits, 0, r*c.Vocab)
-	if err == nil {
-		err = download(logits, lv)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("hip: forward of positions %d..%d: %w", pos0, pos0+n-1, err)
-	}
-	rec := recordRows{st: golden.Logits, layer: c.NLayer, pos0: pos0, w: c.Vocab, rows: rows, data: logits}
-	if first >= 0 {
-		if _, rec.sums, err = e.downloadSums(); err != nil {
-			return nil, err
-		}
-	}
-	e.records <- []recordRows{rec}
-	return logits[(r-1)*c.Vocab:], nil // the last row, when this is the last pass
+	last := off + (r-1)*c.Vocab // the last row, when this is the last pass
+	return e.staging[chunk].host[last : last+c.Vocab], nil
 }

@@ -138,12 +138,57 @@ func uploadFloat64(dst buf, src []float64) error {
 	return lastError(C.greta_upload(dst, unsafe.Pointer(&src[0]), C.uint64_t(2*len(src))))
 }
 
-// downloadFloat64 copies len(dst) float64 values, two 4-byte elements each, from src.
-func downloadFloat64(dst []float64, src buf) error {
+func count(b buf) int { return int(b.count) }
+
+// hostBuf is page-locked host memory (greta_host_alloc) of n 4-byte elements, where the
+// trace queue's copies land without holding the launching thread.
+type hostBuf struct {
+	p unsafe.Pointer
+	n int
+}
+
+func hostAlloc(n int) (hostBuf, error) {
+	var p unsafe.Pointer
+	if err := lastError(C.greta_host_alloc(C.uint64_t(max(n, 1)), &p)); err != nil {
+		return hostBuf{}, err
+	}
+	return hostBuf{p: p, n: n}, nil
+}
+
+func hostFree(h hostBuf) error { return lastError(C.greta_host_free(h.p)) }
+
+func (h hostBuf) floats() []float32 { return unsafe.Slice((*float32)(h.p), h.n) }
+
+func (h hostBuf) float64s() []float64 { return unsafe.Slice((*float64)(h.p), h.n/2) }
+
+func traceFence() error { return lastError(C.greta_trace_fence()) }
+
+// traceDownload queues a copy of src into dst, page-locked memory from hostAlloc, on the
+// trace queue; dst holds the data once a later ticket is waited for.
+func traceDownload(dst []float32, src buf) error {
 	if len(dst) == 0 {
 		return nil
 	}
-	return lastError(C.greta_download(unsafe.Pointer(&dst[0]), src, C.uint64_t(2*len(dst))))
+	return lastError(C.greta_trace_download(unsafe.Pointer(&dst[0]), src, C.uint64_t(len(dst))))
 }
 
-func count(b buf) int { return int(b.count) }
+// traceDownloadFloat64 is traceDownload for len(dst) float64 values, two elements each.
+func traceDownloadFloat64(dst []float64, src buf) error {
+	if len(dst) == 0 {
+		return nil
+	}
+	return lastError(C.greta_trace_download(unsafe.Pointer(&dst[0]), src, C.uint64_t(2*len(dst))))
+}
+
+// ticket marks the trace queue's work so far; wait for it exactly once.
+type ticket C.uint64_t
+
+func traceTicket() (ticket, error) {
+	var t C.uint64_t
+	err := lastError(C.greta_trace_ticket(&t))
+	return ticket(t), err
+}
+
+// wait waits for the trace queue's work up to t. The error text is per OS thread: the
+// caller holds its thread.
+func (t ticket) wait() error { return lastError(C.greta_trace_wait(C.uint64_t(t))) }

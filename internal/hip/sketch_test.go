@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -24,6 +25,7 @@ func TestDeviceSketches(t *testing.T) {
 			p := standardPrompts(t, m)[1]
 			n := len(p.Tokens)
 			widths := map[int]int{} // rows checked by width
+			var mu sync.Mutex
 			plain := 0
 			tap := &trace.Tap{
 				Sel: trace.DefaultPlan().Resolve(c.NLayer, n),
@@ -33,7 +35,9 @@ func TestDeviceSketches(t *testing.T) {
 				},
 				Sink: func(golden.Stage, int, int, []float32) { plain++ },
 				SketchSink: func(st golden.Stage, layer, pos int, row []float32, sk *golden.Sketch) {
+					mu.Lock() // SketchSink runs on several goroutines
 					widths[len(row)]++
+					mu.Unlock()
 					if sk == nil {
 						t.Errorf("%s layer %d pos %d: no sketch", st, layer, pos)
 						return
