@@ -37,7 +37,6 @@
 #define hipEvent_t cudaEvent_t
 #define hipEventCreateWithFlags cudaEventCreateWithFlags
 #define hipEventDisableTiming cudaEventDisableTiming
-#define hipEventBlockingSync cudaEventBlockingSync
 #define hipEventRecord cudaEventRecord
 #define hipEventSynchronize cudaEventSynchronize
 #define hipEventDestroy cudaEventDestroy
