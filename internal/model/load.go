@@ -174,38 +174,49 @@ const maxVocab = 1 << 22
 
 // bind stores a tensor's data in the field of its role.
 func (w *Weights) bind(s layout.Tensor, data []float32) {
-	if s.Role.Norm() {
-		switch s.Role {
-		case layout.AttnNorm:
-			w.Layers[s.Layer].AttnNorm = data
-		case layout.FFNNorm:
-			w.Layers[s.Layer].FFNNorm = data
-		case layout.OutputNorm:
-			w.OutNorm = data
-		}
+	if v := w.vector(s); v != nil {
+		*v = data
 		return
 	}
-	m := Matrix{Name: s.Name, Rows: int(s.Shape[1]), Cols: int(s.Shape[0]), Data: data}
+	*w.matrix(s) = Matrix{Name: s.Name, Rows: int(s.Shape[1]), Cols: int(s.Shape[0]), Data: data}
+}
+
+// vector returns the field of a norm tensor's role, nil for a matrix.
+func (w *Weights) vector(s layout.Tensor) *[]float32 {
+	switch s.Role {
+	case layout.AttnNorm:
+		return &w.Layers[s.Layer].AttnNorm
+	case layout.FFNNorm:
+		return &w.Layers[s.Layer].FFNNorm
+	case layout.OutputNorm:
+		return &w.OutNorm
+	}
+	return nil
+}
+
+// matrix returns the field of a matrix tensor's role.
+func (w *Weights) matrix(s layout.Tensor) *Matrix {
 	switch s.Role {
 	case layout.TokEmbd:
-		w.TokEmbd = m
+		return &w.TokEmbd
 	case layout.Output:
-		w.Output = m
+		return &w.Output
 	case layout.AttnQ:
-		w.Layers[s.Layer].Wq = m
+		return &w.Layers[s.Layer].Wq
 	case layout.AttnK:
-		w.Layers[s.Layer].Wk = m
+		return &w.Layers[s.Layer].Wk
 	case layout.AttnV:
-		w.Layers[s.Layer].Wv = m
+		return &w.Layers[s.Layer].Wv
 	case layout.AttnOutput:
-		w.Layers[s.Layer].Wo = m
+		return &w.Layers[s.Layer].Wo
 	case layout.FFNGate:
-		w.Layers[s.Layer].WGate = m
+		return &w.Layers[s.Layer].WGate
 	case layout.FFNUp:
-		w.Layers[s.Layer].WUp = m
+		return &w.Layers[s.Layer].WUp
 	case layout.FFNDown:
-		w.Layers[s.Layer].WDown = m
+		return &w.Layers[s.Layer].WDown
 	}
+	panic(fmt.Sprintf("model: no field for tensor role %v", s.Role))
 }
 
 // blockOf returns N for a tensor named "blk.N.<anything>".

@@ -77,7 +77,7 @@ type Engine struct {
 // tensor's name instead of panicking in a kernel.
 func New(m *model.Model) (*Engine, error) {
 	c := m.Config
-	if err := checkModel(m); err != nil {
+	if err := m.Check(); err != nil {
 		return nil, fmt.Errorf("ref: %w", err)
 	}
 	workers := runtime.GOMAXPROCS(0)
@@ -397,53 +397,4 @@ func (a *attnTask) do(worker, b int) {
 	for p, x := range s {
 		axpy(out, x/sum, vals[p*e.kvDim+kvOff:p*e.kvDim+kvOff+hd])
 	}
-}
-
-// checkModel verifies the configuration and every tensor's shape.
-func checkModel(m *model.Model) error {
-	c := m.Config
-	w := m.Weights
-	switch {
-	case w == nil:
-		return fmt.Errorf("model has no weights")
-	case c.NLayer <= 0 || c.Dim <= 0 || c.FFNDim <= 0 || c.NHead <= 0 || c.NHeadKV <= 0 || c.Vocab <= 0 || c.CtxLen <= 0:
-		return fmt.Errorf("config %+v: every dimension must be positive", c)
-	case c.NHead%c.NHeadKV != 0:
-		return fmt.Errorf("head_count %d is not a multiple of head_count_kv %d", c.NHead, c.NHeadKV)
-	case c.HeadDim*c.NHead != c.Dim:
-		return fmt.Errorf("head_dim %d x head_count %d != embedding_length %d", c.HeadDim, c.NHead, c.Dim)
-	case c.RopeDim <= 0 || c.RopeDim%2 != 0 || c.RopeDim > c.HeadDim:
-		return fmt.Errorf("rope dimension %d must be even and in 2..head_dim %d", c.RopeDim, c.HeadDim)
-	case !(c.RopeBase > 0) || math.IsInf(c.RopeBase, 0):
-		return fmt.Errorf("rope freq_base %v must be positive and finite", c.RopeBase)
-	case len(w.Layers) != c.NLayer:
-		return fmt.Errorf("%d layers of weights, block_count %d", len(w.Layers), c.NLayer)
-	}
-	qd, kvd := c.NHead*c.HeadDim, c.NHeadKV*c.HeadDim
-	type shape struct {
-		m          *model.Matrix
-		rows, cols int
-	}
-	mats := []shape{{&w.TokEmbd, c.Vocab, c.Dim}, {&w.Output, c.Vocab, c.Dim}}
-	vecs := map[string][]float32{"output_norm": w.OutNorm}
-	for l := range w.Layers {
-		L := &w.Layers[l]
-		mats = append(mats, shape{&L.Wq, qd, c.Dim}, shape{&L.Wk, kvd, c.Dim}, shape{&L.Wv, kvd, c.Dim},
-			shape{&L.Wo, c.Dim, qd}, shape{&L.WGate, c.FFNDim, c.Dim}, shape{&L.WUp, c.FFNDim, c.Dim},
-			shape{&L.WDown, c.Dim, c.FFNDim})
-		vecs[fmt.Sprintf("blk.%d.attn_norm", l)] = L.AttnNorm
-		vecs[fmt.Sprintf("blk.%d.ffn_norm", l)] = L.FFNNorm
-	}
-	for _, s := range mats {
-		if s.m.Rows != s.rows || s.m.Cols != s.cols || len(s.m.Data) != s.rows*s.cols {
-			return fmt.Errorf("tensor %q: %dx%d with %d values, want %dx%d",
-				s.m.Name, s.m.Rows, s.m.Cols, len(s.m.Data), s.rows, s.cols)
-		}
-	}
-	for name, v := range vecs {
-		if len(v) != c.Dim {
-			return fmt.Errorf("tensor %q: %d values, want %d", name, len(v), c.Dim)
-		}
-	}
-	return nil
 }

@@ -68,9 +68,9 @@ func TestNewRejectsBadShapes(t *testing.T) {
 		want   string
 	}{
 		{"short attn_k", func(m *model.Model) { m.Weights.Layers[1].Wk.Rows-- },
-			`tensor "blk.1.attn_k.weight": 35x72 with 2592 values, want 36x72`},
+			`ref: model: tensor "blk.1.attn_k.weight": 35x72 with 2592 values, the config wants 36x72`},
 		{"ffn norm", func(m *model.Model) { m.Weights.Layers[2].FFNNorm = m.Weights.Layers[2].FFNNorm[:3] },
-			`tensor "blk.2.ffn_norm": 3 values, want 72`},
+			`tensor "blk.2.ffn_norm.weight": 3 values, the config wants 72`},
 		{"layers", func(m *model.Model) { m.Weights.Layers = m.Weights.Layers[:2] }, "2 layers of weights, block_count 3"},
 		{"heads", func(m *model.Model) { m.Config.NHeadKV = 3 }, "head_count 4 is not a multiple of head_count_kv 3"},
 		{"rope", func(m *model.Model) { m.Config.RopeDim = 20 }, "rope dimension 20"},
