@@ -3,18 +3,22 @@
 
 namespace greta {
 
-// Each row's sums are split over kSketchGroups blocks: one per kSketchGroup projections,
-// then one for the two norms. A chain waits on its operands, and the fewer coefficients a
-// block stages per element, the more elements it can keep in flight.
+// Each row's sums are split over kSketchGroups groups: one per kSketchGroup projections,
+// then one for the two norms. A block computes one group for kSketchRows rows, which share
+// each coefficient tile it stages: a traced layer's rows read the coefficients once per
+// kSketchRows rows, not once per row, which keeps the sketches' memory traffic out of the
+// forward pass's way.
 constexpr int kSketchGroup = 16;
 constexpr int kSketchGroups = GRETA_SKETCH_PROJ / kSketchGroup + 1;
 static_assert(GRETA_SKETCH_PROJ % kSketchGroup == 0, "the projections split into whole groups");
-constexpr int kSketchThreads = 128; // kSketchGroup of them sum, all of them load
-constexpr int kSketchTile = 128;    // elements per tile in shared memory
+constexpr int kSketchRows = 8;
+constexpr int kSketchThreads = kSketchRows * kSketchGroup; // one per chain of a projection group
+constexpr int kSketchTile = 128;                           // elements per tile in shared memory
 constexpr int kSketchTileCoef = kSketchTile * kSketchGroup;
-constexpr int kSketchLoads = kSketchTileCoef / kSketchThreads; // coefficients each thread loads
-static_assert(kSketchTileCoef % kSketchThreads == 0, "a tile must split evenly over the threads");
-static_assert(kSketchTile <= kSketchThreads, "one thread loads each element of the row");
+constexpr int kSketchLoads = kSketchTileCoef / kSketchThreads;            // coefficients each thread loads
+constexpr int kSketchXLoads = kSketchTile * kSketchRows / kSketchThreads; // row elements each thread loads
+static_assert(kSketchTileCoef % kSketchThreads == 0, "a coefficient tile must split evenly over the threads");
+static_assert(kSketchTile == kSketchThreads, "thread t loads element t of each row's tile");
 
 // sketch_term is term i of sum K of a sketch (0: a projection, 1: the squares, 2: the
 // absolute values), rounded before it is added.
@@ -36,41 +40,46 @@ template <int K> __device__ inline double sketch_tile(double s, const double *c,
 	return s;
 }
 
-// sketch_kernel: block (r*kSketchGroups + g) computes sums g*kSketchGroup.. of row r (the
-// last group: the sum of squares and of absolute values), one thread per sum. Each sum is
-// one sequential chain over the row with the product rounded before the addition (explicit
-// _rn intrinsics, never contracted into a fused multiply-add): the same operations in the
-// same order as the CPU. The row and the group's coefficients go through shared memory in
-// tiles, already in double (a conversion in the chain's loop costs more than the
-// addition), the next tile's loads in flight while the chains run over the current one
-// (two buffers, one barrier a tile).
-__global__ void sketch_kernel(const float *x, int n, const double *coef, double *out) {
+// sketch_kernel: block (b*kSketchGroups + g) computes sums g*kSketchGroup.. (the last
+// group: the sum of squares and of absolute values) of rows b*kSketchRows.., one thread per
+// sum and row. Each sum is one sequential chain over the row with the product rounded
+// before the addition (explicit _rn intrinsics, never contracted into a fused
+// multiply-add): the same operations in the same order as the CPU. The rows and the
+// group's coefficients go through shared memory in tiles, already in double (a conversion
+// in the chain's loop costs more than the addition), the next tile's loads in flight while
+// the chains run over the current one (two buffers, one barrier a tile).
+__global__ void sketch_kernel(const float *x, int nrows, int n, const double *coef, double *out) {
 	__shared__ double sc[2][kSketchTileCoef];
-	__shared__ double sx[2][kSketchTile];
+	__shared__ double sx[2][kSketchRows][kSketchTile];
 	const int t = threadIdx.x;
-	const int r = blockIdx.x / kSketchGroups, g = blockIdx.x % kSketchGroups;
+	const int r0 = blockIdx.x / kSketchGroups * kSketchRows, g = blockIdx.x % kSketchGroups;
 	const bool norms = g == kSketchGroups - 1;
-	const float *row = x + (size_t)r * n;
+	// This thread's chain: row r0+row, sum k of the group (of the norms: 0 squares, 1 absolute values).
+	const int row = norms ? t / 2 : t / kSketchGroup, k = norms ? t % 2 : t % kSketchGroup;
+	const bool sums = row < kSketchRows && r0 + row < nrows;
 	double rc[kSketchLoads];
-	float rx = 0.f;
+	float rx[kSketchXLoads];
 	auto load = [&](int base) {
 		const int len = min(kSketchTile, n - base);
 		if (!norms) {
 			const double *c = coef + (size_t)base * GRETA_SKETCH_PROJ + g * kSketchGroup;
 #pragma unroll
-			for (int k = 0; k < kSketchLoads; k++) {
-				const int e = t + k * kSketchThreads, i = e / kSketchGroup;
-				rc[k] = i < len ? c[(size_t)i * GRETA_SKETCH_PROJ + e % kSketchGroup] : 0.0;
+			for (int j = 0; j < kSketchLoads; j++) {
+				const int e = t + j * kSketchThreads, i = e / kSketchGroup;
+				rc[j] = i < len ? c[(size_t)i * GRETA_SKETCH_PROJ + e % kSketchGroup] : 0.0;
 			}
 		}
-		if (t < len) rx = row[base + t];
+#pragma unroll
+		for (int j = 0; j < kSketchXLoads; j++)
+			rx[j] = t < len && r0 + j < nrows ? x[(size_t)(r0 + j) * n + base + t] : 0.f;
 	};
 	auto store = [&](int b) {
 		if (!norms) {
 #pragma unroll
-			for (int k = 0; k < kSketchLoads; k++) sc[b][t + k * kSketchThreads] = rc[k];
+			for (int j = 0; j < kSketchLoads; j++) sc[b][t + j * kSketchThreads] = rc[j];
 		}
-		if (t < kSketchTile) sx[b][t] = (double)rx;
+#pragma unroll
+		for (int j = 0; j < kSketchXLoads; j++) sx[b][j][t] = (double)rx[j];
 	};
 	double s = 0.0;
 	load(0);
@@ -80,13 +89,13 @@ __global__ void sketch_kernel(const float *x, int n, const double *coef, double 
 		const int next = base + kSketchTile;
 		if (next < n) load(next);
 		const int len = min(kSketchTile, n - base);
-		if (!norms && t < kSketchGroup) s = sketch_tile<0>(s, &sc[b][t], sx[b], len);
-		else if (norms && t == 0) s = sketch_tile<1>(s, nullptr, sx[b], len);
-		else if (norms && t == 1) s = sketch_tile<2>(s, nullptr, sx[b], len);
+		if (sums && !norms) s = sketch_tile<0>(s, &sc[b][k], sx[b][row], len);
+		else if (sums && k == 0) s = sketch_tile<1>(s, nullptr, sx[b][row], len);
+		else if (sums) s = sketch_tile<2>(s, nullptr, sx[b][row], len);
 		if (next < n) store(b ^ 1);
 		__syncthreads();
 	}
-	if (t < (norms ? 2 : kSketchGroup)) out[(size_t)r * GRETA_SKETCH_SUMS + g * kSketchGroup + t] = s;
+	if (sums) out[(size_t)(r0 + row) * GRETA_SKETCH_SUMS + g * kSketchGroup + k] = s;
 }
 
 } // namespace greta
@@ -105,7 +114,9 @@ int greta_sketch(greta_buf x, int nrows, int n, greta_buf coef, greta_buf out) {
 	if (!rc) rc = need(fn, "coef", coef, (uint64_t)n * GRETA_SKETCH_PROJ * 2);
 	if (!rc) rc = need(fn, "out", out, (uint64_t)nrows * GRETA_SKETCH_SUMS * 2);
 	if (rc) return rc;
-	sketch_kernel<<<nrows * kSketchGroups, kSketchThreads, 0, trace_queue()>>>(ptr<float>(x), n, ptr<double>(coef), ptr<double>(out));
+	const unsigned grid = blocks(nrows, kSketchRows) * kSketchGroups;
+	sketch_kernel<<<grid, kSketchThreads, 0, trace_queue()>>>(ptr<float>(x), nrows, n, ptr<double>(coef),
+	                                                        ptr<double>(out));
 	return launched(fn);
 }
 

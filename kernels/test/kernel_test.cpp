@@ -372,8 +372,8 @@ static std::vector<double> sketch_ref(const std::vector<float> &x, int nrows, in
 }
 
 static void test_sketch() {
+	for (int nrows : {3, 8, 13})
 	for (int n : {1, 64, 2048, 32000}) {
-		const int nrows = 3;
 		auto x = randv((size_t)nrows * n, -30, 30);
 		x[0] = -0.0f;
 		if (n > 1) x[1] = 1e-40f; // subnormal
