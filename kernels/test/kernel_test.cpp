@@ -396,6 +396,34 @@ static void test_sketch() {
 	}
 }
 
+// test_trace_queue: copies on the trace queue see the main queue's work up to the fence,
+// land in page-locked memory once their ticket is waited for, and sketches queued there are
+// read back by greta_download.
+static void test_trace_queue() {
+	const size_t n = 1 << 20;
+	auto a = randv(n), b = randv(n);
+	greta_buf da = dev(a), db = dev(b), sum = poisoned(n);
+	CHECK(greta_add(da, db, n, sum)); // main queue
+	CHECK(greta_trace_fence());
+	void *p = nullptr;
+	CHECK(greta_host_alloc(n, &p));
+	float *h = static_cast<float *>(p);
+	CHECK(greta_trace_download(h, sum, n));
+	uint64_t t = 0;
+	CHECK(greta_trace_ticket(&t));
+	CHECK(greta_trace_wait(t));
+	size_t diff = 0;
+	for (size_t i = 0; i < n; i++) diff += bits(h[i]) != bits(a[i] + b[i]);
+	expect(diff == 0, "a copy on the trace queue after a fence holds the main queue's result (" +
+	                      std::to_string(diff) + " differ)");
+	expect_error(greta_trace_wait(0), GRETA_ERR_ARG, "no ticket", "waiting for no ticket is refused");
+	expect_error(greta_trace_download(h, sum, n + 1), GRETA_ERR_ARG, "src holds 1048576 elements",
+	             "a trace copy past its source is refused");
+	expect_error(greta_host_alloc(0, &p), GRETA_ERR_ARG, "zero elements", "an empty host buffer is refused");
+	CHECK(greta_host_free(h));
+	greta_free(da), greta_free(db), greta_free(sum);
+}
+
 static void test_errors() {
 	greta_buf small, big, v;
 	CHECK(greta_alloc(10, &small));
@@ -488,6 +516,7 @@ int main(int argc, char **argv) {
 	test_attention();
 	test_elementwise();
 	test_sketch();
+	test_trace_queue();
 	test_errors();
 	CHECK(greta_sync());
 	if (argc > 1 && std::strcmp(argv[1], "bench") == 0) bench();
