@@ -208,30 +208,28 @@ func (e *Engine) allocHost(what string, n int) (hostBuf, error) {
 }
 
 // releaseHost frees h, which must have come from allocHost.
-func (e *Engine) releaseHost(h hostBuf) error {
-	for i, a := range e.pinned {
-		if a == h {
-			e.pinned = append(e.pinned[:i], e.pinned[i+1:]...)
-			if err := hostFree(h); err != nil {
-				return fmt.Errorf("hip: free: %w", err)
-			}
-			break
+func (e *Engine) releaseHost(h hostBuf) error { return untrack(&e.pinned, h, hostFree) }
+
+// release frees the named buffers, which must have come from alloc.
+func (e *Engine) release(bs ...buf) error {
+	for _, b := range bs {
+		if err := untrack(&e.allocs, b, free); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// release frees the named buffers, which must have come from alloc.
-func (e *Engine) release(bs ...buf) error {
-	for _, b := range bs {
-		for i, a := range e.allocs {
-			if a == b {
-				e.allocs = append(e.allocs[:i], e.allocs[i+1:]...)
-				if err := free(b); err != nil {
-					return fmt.Errorf("hip: free: %w", err)
-				}
-				break
+// untrack frees x and drops it from the list of what Close frees; x not in the list (a
+// buffer never allocated) is left alone.
+func untrack[T comparable](list *[]T, x T, free func(T) error) error {
+	for i, a := range *list {
+		if a == x {
+			*list = append((*list)[:i], (*list)[i+1:]...)
+			if err := free(x); err != nil {
+				return fmt.Errorf("hip: free: %w", err)
 			}
+			return nil
 		}
 	}
 	return nil
@@ -493,6 +491,10 @@ func handOver(tap *trace.Tap, batch []recordRows, parts int) {
 			}
 			tap.RecordSketched(r.st, r.layer, r.pos0+int(r.rows[j]), r.data[j*r.w:(j+1)*r.w], sk)
 		}
+	}
+	if parts <= 1 {
+		record(sketched)
+		return
 	}
 	var wg sync.WaitGroup
 	lo, acc, started := 0, 0, 0
