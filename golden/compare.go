@@ -46,18 +46,27 @@ type Failure struct {
 type PromptResult struct {
 	PromptID   string
 	Status     Status
-	Compared   int // records present on both sides
+	Compared   int // records present on both sides, in the planned trace and any extra run
 	Mismatched int // failing records (Failures), input divergences included
 	// MissingInCandidate lists baseline keys the candidate lacks; MissingInBaseline the
 	// reverse. Both are in causal order.
 	MissingInCandidate []Key
 	MissingInBaseline  []Key
 	Failures           []Failure // causal order
-	FirstFail          *Failure  // the first of Failures; nil unless diverged
-	HashOnly           int       // differing records a tolerance policy compared by hash: no size known
+	// FirstFail is the first of Failures: the FIRST_FAIL. Once extra runs are merged in
+	// (Merge), it is the isolated origin, which may lie outside the planned trace.
+	FirstFail *Failure
+	// FirstTraced is the first failure of the planned trace alone; nil unless diverged. It is
+	// FirstFail until an extra run finds an earlier divergence.
+	FirstTraced *Failure
+	// Extra lists the extra runs merged in, in the order they ran.
+	Extra    []ExtraRun
+	HashOnly int // differing records a tolerance policy compared by hash: no size known
 
-	grid   map[cellKey]*cell // heatmap cells
-	nLayer int               // the layer logits records carry (n_layer), 0 when none
+	grid     map[cellKey]*cell  // heatmap cells
+	nLayer   int                // the layer logits records carry (n_layer), 0 when none
+	compared map[Key]bool       // keys compared so far, so an extra run adds only new ones
+	order    func(a, b Key) int // the prompt's causal order
 }
 
 // Missing returns the number of records present on one side only.
@@ -208,44 +217,10 @@ func where(t *Trace) string {
 }
 
 func comparePrompt(id string, cand, base *indexed, p Policy) (*PromptResult, error) {
-	pr := &PromptResult{PromptID: id, grid: map[cellKey]*cell{}}
-	tokenDiv := map[int]Failure{}    // input divergences by position
-	passedEmbed := map[Key]Failure{} // embed_out records that matched
-	if base != nil {
-		for _, b := range base.trace.Records {
-			k := KeyOf(b)
-			ci, ok := cand.lookup(k)
-			if !ok {
-				pr.MissingInCandidate = append(pr.MissingInCandidate, k)
-				pr.cellAt(k).missing++
-				continue
-			}
-			c := &cand.trace.Records[ci]
-			pr.Compared++
-			f, err := compareRecord(c, &b, cand.trace, base.trace, p)
-			if err != nil {
-				return nil, err
-			}
-			if p.Tolerance && f.Reason == ReasonHash {
-				pr.HashOnly++ // a tolerance policy only compares hashes when no size is known
-			}
-			if c.TokenID != b.TokenID {
-				if _, seen := tokenDiv[k.PosID]; !seen {
-					tokenDiv[k.PosID] = Failure{
-						Key:      Key{id, k.PosID, -1, EmbedOut.String()},
-						Category: EmbedOut.Category(), Reason: ReasonToken,
-						TokenID: c.TokenID, BaselineTokenID: b.TokenID,
-					}
-				}
-			}
-			pr.cellAt(k).add(f)
-			switch {
-			case f.Reason != "":
-				pr.Failures = append(pr.Failures, f)
-			case k.TensorName == EmbedOut.String():
-				passedEmbed[k] = f
-			}
-		}
+	pr := &PromptResult{PromptID: id, grid: map[cellKey]*cell{}, compared: map[Key]bool{}}
+	pr.order = CausalOrder(decodeStart(cand, base))
+	if _, _, _, err := pr.compareSide(cand, base, p, true); err != nil {
+		return nil, err
 	}
 	if cand != nil {
 		for _, c := range cand.trace.Records {
@@ -256,9 +231,94 @@ func comparePrompt(id string, cand, base *indexed, p Policy) (*PromptResult, err
 			}
 		}
 	}
+	slices.SortStableFunc(pr.MissingInCandidate, pr.order)
+	slices.SortStableFunc(pr.MissingInBaseline, pr.order)
+	pr.settle()
+	if pr.FirstFail != nil {
+		first := *pr.FirstFail
+		pr.FirstTraced = &first
+	}
+	switch {
+	case pr.Mismatched > 0:
+		pr.Status = StatusDiverged
+	case pr.Missing() > 0:
+		pr.Status = StatusMissing
+	default:
+		pr.Status = StatusMatch
+	}
+	return pr, nil
+}
+
+// compareSide compares every baseline record that the candidate also holds and adds what it
+// finds to pr, skipping keys pr already compared. With missing set it lists the baseline
+// keys the candidate lacks. It returns how many records of this pair were compared and
+// failed (input divergences included) and the first failure among them in pr's causal
+// order (nil when none failed), whether or not pr had compared them before.
+func (pr *PromptResult) compareSide(cand, base *indexed, p Policy, missing bool) (compared, failed int, first *Failure, err error) {
+	if base == nil {
+		return 0, 0, nil, nil
+	}
+	failedHere := map[Key]bool{}
+	note := func(f Failure) {
+		if failedHere[f.Key] {
+			return // an input divergence on a record that failed anyway
+		}
+		failedHere[f.Key] = true
+		failed++
+		if first == nil || pr.order(f.Key, first.Key) <= 0 {
+			first = &f
+		}
+	}
+	tokenDiv := map[int]Failure{}    // input divergences by position
+	passedEmbed := map[Key]Failure{} // embed_out records that matched
+	for _, b := range base.trace.Records {
+		k := KeyOf(b)
+		ci, ok := cand.lookup(k)
+		if !ok {
+			if missing {
+				pr.MissingInCandidate = append(pr.MissingInCandidate, k)
+				pr.cellAt(k).missing++
+			}
+			continue
+		}
+		c := &cand.trace.Records[ci]
+		compared++
+		f, err := compareRecord(c, &b, cand.trace, base.trace, p)
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		if c.TokenID != b.TokenID {
+			if _, seen := tokenDiv[k.PosID]; !seen {
+				tokenDiv[k.PosID] = Failure{
+					Key:      Key{pr.PromptID, k.PosID, -1, EmbedOut.String()},
+					Category: EmbedOut.Category(), Reason: ReasonToken,
+					TokenID: c.TokenID, BaselineTokenID: b.TokenID,
+				}
+			}
+		}
+		if f.Reason != "" {
+			note(f)
+		}
+		if pr.compared[k] {
+			continue
+		}
+		pr.compared[k] = true
+		pr.Compared++
+		if p.Tolerance && f.Reason == ReasonHash {
+			pr.HashOnly++ // a tolerance policy only compares hashes when no size is known
+		}
+		pr.cellAt(k).add(f)
+		switch {
+		case f.Reason != "":
+			pr.Failures = append(pr.Failures, f)
+		case k.TensorName == EmbedOut.String():
+			passedEmbed[k] = f
+		}
+	}
 	// An input divergence lands on the embed_out record of its position when one was
 	// traced, and stands alone otherwise.
 	for _, td := range tokenDiv {
+		note(td)
 		if i := slices.IndexFunc(pr.Failures, func(f Failure) bool { return f.Key == td.Key }); i >= 0 {
 			f := &pr.Failures[i]
 			f.Reason, f.TokenID, f.BaselineTokenID = ReasonToken, td.TokenID, td.BaselineTokenID
@@ -271,23 +331,27 @@ func comparePrompt(id string, cand, base *indexed, p Policy) (*PromptResult, err
 		pr.Failures = append(pr.Failures, td)
 		pr.cellAt(td.Key).failed++
 	}
-	order := CausalOrder(decodeStart(cand, base))
-	slices.SortStableFunc(pr.Failures, func(a, b Failure) int { return order(a.Key, b.Key) })
-	slices.SortStableFunc(pr.MissingInCandidate, order)
-	slices.SortStableFunc(pr.MissingInBaseline, order)
+	return compared, failed, first, nil
+}
+
+// settle sorts the failures in causal order and makes the first one the FIRST_FAIL.
+func (pr *PromptResult) settle() {
+	if pr.FirstFail != nil { // before sorting moves what it points at
+		pr.cellAt(pr.FirstFail.Key).first = false
+	}
+	slices.SortStableFunc(pr.Failures, func(a, b Failure) int { return pr.order(a.Key, b.Key) })
 	pr.Mismatched = len(pr.Failures)
-	switch {
-	case pr.Mismatched > 0:
-		pr.Status = StatusDiverged
-		pr.Failures[0].FirstFail = true
+	pr.FirstFail = nil
+	for i := range pr.Failures {
+		pr.Failures[i].FirstFail = i == 0
+	}
+	if len(pr.Failures) > 0 {
 		pr.FirstFail = &pr.Failures[0]
 		pr.cellAt(pr.FirstFail.Key).first = true
-	case pr.Missing() > 0:
-		pr.Status = StatusMissing
-	default:
-		pr.Status = StatusMatch
 	}
-	return pr, nil
+	if pr.FirstTraced != nil {
+		pr.FirstTraced.FirstFail = pr.FirstFail != nil && pr.FirstTraced.Key == pr.FirstFail.Key
+	}
 }
 
 // decodeStart is where generation starts, from the baseline (the reference for what was

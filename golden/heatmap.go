@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 )
 
 // A heatmap cell gathers the records of one (layer, stage) of a prompt: embed_out and logits
@@ -31,24 +32,59 @@ type cell struct {
 // cellAt returns the cell of key k, creating it; stage names outside the table get a cell
 // that is not drawn.
 func (p *PromptResult) cellAt(k Key) *cell {
-	st, ok := StageByName(k.TensorName)
-	if !ok {
+	if _, ok := StageByName(k.TensorName); !ok {
 		return &cell{worst: -1}
 	}
-	ck := cellKey{k.Layer, st}
-	switch st {
-	case EmbedOut:
-		ck.row = embedRow
-	case Logits:
-		ck.row = logitsRow
+	if k.TensorName == Logits.String() {
 		p.nLayer = max(p.nLayer, k.Layer) // logits carry layer n_layer
 	}
+	ck := p.cellKeyOf(k)
 	c := p.grid[ck]
 	if c == nil {
 		c = &cell{worst: -1}
 		p.grid[ck] = c
 	}
 	return c
+}
+
+// cellKeyOf returns the heatmap cell of a key of a stage in the table.
+func (p *PromptResult) cellKeyOf(k Key) cellKey {
+	st, _ := StageByName(k.TensorName)
+	ck := cellKey{k.Layer, st}
+	switch st {
+	case EmbedOut:
+		ck.row = embedRow
+	case Logits:
+		ck.row = logitsRow
+	}
+	return ck
+}
+
+// rowNotes says, for each heatmap row (layer) an extra run traced, which runs and where:
+// "run 2: positions 0..1000".
+func (p *PromptResult) rowNotes() map[int]string {
+	notes := map[int]string{}
+	for i, r := range p.Extra {
+		for _, l := range r.Layers {
+			note := fmt.Sprintf("run %d: %s", i+1, positionsText(r.Positions))
+			if prev := notes[l]; prev != "" {
+				note = prev + "; " + note
+			}
+			notes[l] = note
+		}
+	}
+	return notes
+}
+
+// positionsText words an extra run's positions for a reader.
+func positionsText(pos string) string {
+	switch {
+	case pos == "planned":
+		return "planned positions"
+	case strings.Contains(pos, ".."):
+		return "positions " + pos
+	}
+	return "position " + pos
 }
 
 func (c *cell) add(f Failure) {
@@ -109,16 +145,19 @@ type heatRow struct {
 	Y     int
 	Cells []heatCell
 	Slots []heatCell // stages of this row that were not traced
+	Note  string     // which extra runs traced this row, and where
+	NoteX int
 }
 
 type heatCell struct {
-	X, Y       int
-	Fill       string
-	Title      string
-	Failed     bool
-	First      bool
-	Missing    bool
-	FailMarkXY string // points of the corner mark of a failing cell
+	X, Y        int
+	Fill        string
+	Title       string
+	Failed      bool
+	First       bool
+	FirstTraced bool // the planned trace's first failure, when an extra run found an earlier origin
+	Missing     bool
+	FailMarkXY  string // points of the corner mark of a failing cell
 }
 
 // Heatmap geometry, in SVG pixels.
@@ -128,7 +167,8 @@ const (
 	hmCellW  = 40
 	hmCellH  = 20
 	hmGap    = 2
-	hmGapH   = 14 // height of the mark for untraced layers
+	hmGapH   = 14  // height of the mark for untraced layers
+	hmNoteW  = 330 // room right of the cells for the notes of rows that extra runs traced
 )
 
 type heatmap struct {
@@ -160,6 +200,14 @@ func (p *PromptResult) heatmap() heatmap {
 	}
 	slices.Sort(rows)
 	hm := heatmap{Width: hmLabelW + NumStages*(hmCellW+hmGap) + 8}
+	notes := p.rowNotes()
+	if len(notes) > 0 {
+		hm.Width += hmNoteW
+	}
+	var tracedFirst *cell
+	if p.FirstTraced != nil && !p.FirstTraced.FirstFail {
+		tracedFirst = p.grid[p.cellKeyOf(p.FirstTraced.Key)]
+	}
 	for _, s := range Stages() {
 		x := hmLabelW + int(s.Stage)*(hmCellW+hmGap) + hmCellW/2 + 4
 		hm.Columns = append(hm.Columns, heatColumn{s.Name, x, hmHeadH - 6})
@@ -176,7 +224,7 @@ func (p *PromptResult) heatmap() heatmap {
 			hm.Gaps = append(hm.Gaps, heatGap{Y: y + hmGapH/2 + 3, Label: untracedLabel(rows[i-1]+1, next-1)})
 			y += hmGapH
 		}
-		hr := heatRow{Y: y + hmCellH/2 + 4}
+		hr := heatRow{Y: y + hmCellH/2 + 4, Note: notes[r], NoteX: hmLabelW + NumStages*(hmCellW+hmGap) + 10}
 		switch r {
 		case embedRow:
 			hr.Label = "embed"
@@ -196,12 +244,17 @@ func (p *PromptResult) heatmap() heatmap {
 			}
 			fill, state := c.style()
 			title := fmt.Sprintf("%s %s: %d compared, %d failing, %d missing; %s", hr.Label, s.Name, c.records, c.failed, c.missing, state)
-			if c.first {
+			switch {
+			case c.first && len(p.Extra) > 0:
+				title = "FIRST_FAIL (isolated origin). " + title
+			case c.first:
 				title = "FIRST_FAIL. " + title
+			case c == tracedFirst:
+				title = "first failure of the planned trace. " + title
 			}
 			hr.Cells = append(hr.Cells, heatCell{
 				X: x, Y: y, Fill: fill, Title: title,
-				Failed: c.failed > 0, First: c.first, Missing: c.records == 0 && c.failed == 0,
+				Failed: c.failed > 0, First: c.first, FirstTraced: c == tracedFirst, Missing: c.records == 0 && c.failed == 0,
 				FailMarkXY: fmt.Sprintf("%d,%d %d,%d %d,%d", x+hmCellW-9, y, x+hmCellW, y, x+hmCellW, y+9),
 			})
 		}
@@ -239,6 +292,7 @@ type legendBar struct {
 	Width     int
 	BarEnd    int
 	FirstX    int
+	TracedX   int // the dashed outline of the planned trace's first failure
 	FailMarkX int
 	FailMark  string // points of the failing mark's triangle
 }
@@ -266,7 +320,8 @@ func legend() legendBar {
 		x += 24 + 7*len(s.Label)
 	}
 	l.FirstX = x
-	l.FailMarkX = x + 96
+	l.TracedX = x + 96
+	l.FailMarkX = l.TracedX + 120
 	l.FailMark = fmt.Sprintf("%d,2 %d,2 %d,11", l.FailMarkX+21, l.FailMarkX+30, l.FailMarkX+30)
 	l.Width = l.FailMarkX + 70
 	return l

@@ -13,10 +13,17 @@ var reportTemplate = template.Must(template.New("report").Parse(reportHTML))
 
 type htmlPrompt struct {
 	*PromptResult
-	Line     string
-	Heatmap  heatmap
-	Failures []htmlFailure
-	More     int // failures beyond MaxTableRows
+	Line      string
+	Heatmap   heatmap
+	Failures  []htmlFailure
+	More      int // failures beyond MaxTableRows
+	Bisection *htmlBisection
+}
+
+// htmlBisection is what the extra runs did, for a prompt that has them.
+type htmlBisection struct {
+	RunsText, TracedLine string
+	Runs                 []extraRunRow
 }
 
 type htmlFailure struct {
@@ -54,6 +61,9 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	}
 	for _, p := range r.Prompts {
 		hp := htmlPrompt{PromptResult: p, Line: p.Line(), Heatmap: p.heatmap()}
+		if len(p.Extra) > 0 {
+			hp.Bisection = &htmlBisection{RunsText: p.RunsText(), TracedLine: p.FirstTraced.Line(), Runs: p.extraRunRows()}
+		}
 		for i := range p.Failures {
 			if i == MaxTableRows {
 				hp.More = len(p.Failures) - i

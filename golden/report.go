@@ -205,6 +205,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %s |\n", p.PromptID, p.Status, p.Compared, p.Mismatched, p.Missing(), first)
 	}
+	for _, p := range r.Prompts {
+		writeBisection(&b, p)
+	}
 	if len(tokens) > 0 {
 		b.WriteString("\n## Input divergences\n\n")
 		for _, t := range tokens {
@@ -228,6 +231,49 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 	_, err := w.Write(b.Bytes())
 	return err
+}
+
+// extraRunRow is one extra run as the Markdown and HTML tables show it.
+type extraRunRow struct {
+	N                               int
+	Kind, Layers, Positions, Policy string
+	Compared, Mismatched            int
+	Step                            string
+}
+
+func (p *PromptResult) extraRunRows() []extraRunRow {
+	rows := make([]extraRunRow, len(p.Extra))
+	for i, r := range p.Extra {
+		rows[i] = extraRunRow{i + 1, r.Kind, layersText(r.Layers), r.Positions, r.Policy.Name, r.Compared, r.Mismatched, r.Step}
+	}
+	return rows
+}
+
+// layersText lists layers compactly: "5", "0-9".
+func layersText(layers []int) string {
+	if len(layers) > 2 && layers[len(layers)-1]-layers[0] == len(layers)-1 {
+		return fmt.Sprintf("%d-%d", layers[0], layers[len(layers)-1])
+	}
+	parts := make([]string, len(layers))
+	for i, l := range layers {
+		parts[i] = strconv.Itoa(l)
+	}
+	return strings.Join(parts, ",")
+}
+
+// writeBisection writes the Markdown section on how a prompt's origin was isolated: the
+// planned trace's first failure, the origin, and each extra run with what it found.
+func writeBisection(b *bytes.Buffer, p *PromptResult) {
+	if len(p.Extra) == 0 || p.FirstFail == nil {
+		return
+	}
+	f := p.FirstFail
+	fmt.Fprintf(b, "\n## Self-bisection of %s\n\nIsolated origin (FIRST_FAIL): pos=%d layer=%d tensor=%s category=%s, in %s.\n\nFirst failure of the planned trace: %s\n\n",
+		p.PromptID, f.PosID, f.Layer, f.TensorName, f.Category, p.RunsText(), p.FirstTraced.Line())
+	b.WriteString("| Run | Kind | Layers | Positions | Policy | Compared | Mismatched | Finding |\n|---|---|---|---|---|---|---|---|\n")
+	for _, r := range p.extraRunRows() {
+		fmt.Fprintf(b, "| %d | %s | %s | %s | %s | %d | %d | %s |\n", r.N, r.Kind, r.Layers, r.Positions, r.Policy, r.Compared, r.Mismatched, r.Step)
+	}
 }
 
 func otherSide(side string) string {
@@ -268,6 +314,8 @@ type (
 		Mismatched         int           `json:"mismatched"`
 		Missing            int           `json:"missing"`
 		FirstFail          *jsonFailure  `json:"first_fail"`
+		FirstTraced        *jsonFailure  `json:"first_traced"`
+		Origin             *jsonOrigin   `json:"origin"`
 		Failures           []jsonFailure `json:"failures"`
 		MissingInCandidate []jsonKey     `json:"missing_in_candidate"`
 		MissingInBaseline  []jsonKey     `json:"missing_in_baseline"`
@@ -286,6 +334,27 @@ type (
 		BaselineHash    string    `json:"baseline_hash"`
 		BaselineTokenID int       `json:"baseline_token_id"`
 		FirstFail       bool      `json:"first_fail"`
+	}
+	// jsonOrigin is how self-bisection isolated first_fail: null when no extra run was made.
+	jsonOrigin struct {
+		PosID        int       `json:"pos_id"`
+		Layer        int       `json:"layer"`
+		TensorName   string    `json:"tensor_name"`
+		Category     Category  `json:"category"`
+		ExtraRuns    int       `json:"extra_runs"`
+		LayerRuns    int       `json:"layer_runs"`
+		PositionRuns int       `json:"position_runs"`
+		Runs         []jsonRun `json:"runs"`
+	}
+	jsonRun struct {
+		Kind       string       `json:"kind"`
+		Layers     []int        `json:"layers"`
+		Positions  string       `json:"positions"`
+		Policy     string       `json:"policy"`
+		Compared   int          `json:"compared"`
+		Mismatched int          `json:"mismatched"`
+		FirstFail  *jsonFailure `json:"first_fail"`
+		Step       string       `json:"step"`
 	}
 	jsonKey struct {
 		PosID      int    `json:"pos_id"`
@@ -340,7 +409,10 @@ func toJSONKeys(keys []Key) []jsonKey {
 }
 
 // WriteJSON writes the JSON report: policy, notes, prompts (status, counts, first_fail or
-// null, every failure, missing keys) and the count of FIRST_FAILs per category.
+// null, first_traced, origin, every failure, missing keys) and the count of FIRST_FAILs per
+// category. first_fail is the isolated origin when extra runs were merged in (Merge);
+// first_traced is the planned trace's first failure, and origin says how the extra runs got
+// from one to the other (null without extra runs).
 func (r *Report) WriteJSON(w io.Writer) error {
 	out := jsonReport{Policy: r.Policy.Name, Notes: r.Notes, Categories: r.CategoryCounts(), Prompts: []jsonPrompt{}}
 	if out.Notes == nil {
@@ -358,6 +430,26 @@ func (r *Report) WriteJSON(w io.Writer) error {
 		if p.FirstFail != nil {
 			f := toJSONFailure(p.FirstFail)
 			jp.FirstFail = &f
+		}
+		if p.FirstTraced != nil {
+			f := toJSONFailure(p.FirstTraced)
+			jp.FirstTraced = &f
+		}
+		if len(p.Extra) > 0 && p.FirstFail != nil {
+			f := p.FirstFail
+			o := &jsonOrigin{PosID: f.PosID, Layer: f.Layer, TensorName: f.TensorName, Category: f.Category,
+				ExtraRuns: len(p.Extra), LayerRuns: p.LayerRuns(), PositionRuns: p.PositionRuns(), Runs: []jsonRun{}}
+			for _, r := range p.Extra {
+				jr := jsonRun{Kind: r.Kind, Layers: r.Layers, Positions: r.Positions, Policy: r.Policy.Name,
+					Compared: r.Compared, Mismatched: r.Mismatched, Step: r.Step}
+				if r.First != nil {
+					ff := toJSONFailure(r.First)
+					ff.FirstFail = r.First.Key == f.Key
+					jr.FirstFail = &ff
+				}
+				o.Runs = append(o.Runs, jr)
+			}
+			jp.Origin = o
 		}
 		out.Prompts = append(out.Prompts, jp)
 	}

@@ -43,6 +43,7 @@ func TestReportGoldens(t *testing.T) {
 		{"seed_tolerance", dirs("seed", Tolerance)},
 		{"seed_raw_exact", dirs("seed_raw", Exact)},
 		{"demo_tolerance", demoReport},
+		{"origin_exact", func(t *testing.T) *Report { return newBisectionFixture().report(t) }},
 	}
 	for _, tc := range tests {
 		rep := tc.report(t)
