@@ -43,7 +43,8 @@ type PromptReport struct {
 	Result *golden.PromptResult
 	Err    error // why the prompt could not be compared
 
-	policy golden.Policy
+	policy     golden.Policy
+	mismatched int // failing records of the planned trace
 }
 
 // Bisect runs each prompt through the backend under test, compares its trace with the golden
@@ -244,7 +245,7 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 	if err != nil {
 		return fmt.Errorf("comparing with %s: %w", pr.Baseline, err)
 	}
-	pr.Compared = res.Compared
+	pr.Compared, pr.mismatched = res.Compared, res.Mismatched
 	pr.Result = res
 	// Artifacts are written when asked for, or when there is something to look at.
 	if s.cfg.artifacts != "" || res.Status != golden.StatusMatch {
@@ -264,17 +265,23 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 		t.Errorf("%s against %s\n%s", res.Line(), pr.Baseline, s.paths(p.ID))
 		return s.writeReports(pr)
 	}
-	pr.FirstTraced = res.FirstFail
-	origin := res.FirstFail
+	pr.FirstTraced = res.FirstTraced
 	if !s.cfg.noBisect {
 		pb := &promptProber{s: s, r: r, golden: base, goldenPol: pol}
-		var o *Origin
-		origin, o, err = isolate(pb, s.plan, res.FirstFail, s.m.Config.NLayer, len(tokens))
+		isolated, o, err := isolate(pb, s.plan, res.FirstFail, s.m.Config.NLayer, len(tokens))
 		if err != nil {
 			return fmt.Errorf("self-bisection after %s: %w", res.FirstFail.Line(), err)
 		}
+		if err := s.mergeRuns(pr, pb.runs); err != nil {
+			return err
+		}
+		// Every report reads the merged result; it must name what the bisection isolated.
+		if res.FirstFail.Key != isolated.Key {
+			return fmt.Errorf("self-bisection isolated %s but its runs' first failure is %s", isolated.Line(), res.FirstFail.Line())
+		}
 		pr.Origin = o
 	}
+	origin := res.FirstFail
 	pr.Isolated = origin
 	pr.Line = firstLine(origin)
 	if err := s.writeReports(pr); err != nil {
@@ -304,15 +311,40 @@ func (s *session) policy(cand, base string) golden.Policy {
 	return golden.Tolerance
 }
 
-// promptProber re-runs one prompt for self-bisection.
+// promptProber re-runs one prompt for self-bisection and keeps every run.
 type promptProber struct {
 	s         *session
 	r         run
 	golden    []golden.Record // the baseline of the planned run
 	goldenPol golden.Policy
+	runs      []probeRun
 }
 
-func (pb *promptProber) probe(plan trace.Plan, keep func(golden.Record) bool) (*golden.Failure, error) {
+// probeRun is one extra run: what it was for and the records it compared on both sides.
+type probeRun struct {
+	run        *golden.ExtraRun
+	cand, base []golden.Record
+}
+
+// mergeRuns folds the extra runs into the prompt's result, so that every report names the
+// isolated origin, and writes them to the artifacts (extra/<prompt>/run<N>/) where
+// `gretabisect analyze` finds them.
+func (s *session) mergeRuns(pr *PromptReport, runs []probeRun) error {
+	for i, x := range runs {
+		id := pr.PromptID
+		if err := pr.Result.Merge(*x.run, &golden.Trace{PromptID: id, Records: x.cand}, &golden.Trace{PromptID: id, Records: x.base}); err != nil {
+			return fmt.Errorf("self-bisection: %w", err)
+		}
+		if dir := s.artSub(extraDir); dir != "" {
+			if err := golden.WriteExtraRun(dir, i+1, *x.run, x.cand, x.base); err != nil {
+				return fmt.Errorf("artifacts: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func (pb *promptProber) probe(run *golden.ExtraRun, plan trace.Plan, keep func(golden.Record) bool) (*golden.Failure, error) {
 	r := pb.r
 	r.plan = plan
 	cand, err := pb.s.cut.Trace(r, pb.s.progress(r))
@@ -329,10 +361,13 @@ func (pb *promptProber) probe(plan trace.Plan, keep func(golden.Record) bool) (*
 		}
 		pol = pb.s.policy(pb.s.cut.Device(), dev)
 	}
-	res, err := compareOne(cand, filter(base, keep), pol)
+	base = filter(base, keep)
+	res, err := compareOne(cand, base, pol)
 	if err != nil {
 		return nil, err
 	}
+	run.Policy = pol
+	pb.runs = append(pb.runs, probeRun{run: run, cand: cand, base: base})
 	return res.FirstFail, nil
 }
 

@@ -94,8 +94,13 @@ func writeTrace(dir, promptID string, recs []golden.Record) error {
 	return golden.WriteTrace(golden.TracePath(dir, promptID), recs)
 }
 
+// extraDir holds the extra runs of self-bisection in the artifacts, in golden.WriteExtraRun's
+// layout: extra/<prompt_id>/run<N>/{run.json,traces/,baseline/}.
+const extraDir = "extra"
+
 // makeArtifacts creates the artifacts folder, laid out like the seed's
-// artifacts/<date>/b3_61/: traces/ (the backend under test), baseline/, and the reports.
+// artifacts/<date>/b3_61/: traces/ (the backend under test), baseline/, extra/ (the runs of
+// self-bisection), and the reports.
 func (s *session) makeArtifacts(t TB) error {
 	if s.cfg.noArtifacts {
 		return nil
@@ -138,8 +143,7 @@ func (s *session) writeTraces(pr *PromptReport, cand, base []golden.Record) erro
 	return writeTrace(s.artSub("baseline"), pr.PromptID, base)
 }
 
-// writeReports writes the reports of one prompt; the Markdown report ends with the
-// self-bisection's findings.
+// writeReports writes the reports of one prompt.
 func (s *session) writeReports(pr *PromptReport) error {
 	return s.writeReportFiles(pr.PromptID+"_report", []*PromptReport{pr})
 }
@@ -168,11 +172,6 @@ func (s *session) writeReportFiles(name string, prs []*PromptReport) error {
 		if err := rep.Write(&b, f); err != nil {
 			return fmt.Errorf("report: %w", err)
 		}
-		if f == golden.FormatMarkdown {
-			for _, pr := range prs {
-				b.WriteString(bisectionSection(pr))
-			}
-		}
 		path := filepath.Join(s.artDir, name+"."+f)
 		if err := golden.WriteFileAtomic(path, func(w io.Writer) error {
 			_, err := w.Write(b.Bytes())
@@ -182,21 +181,6 @@ func (s *session) writeReportFiles(name string, prs []*PromptReport) error {
 		}
 	}
 	return nil
-}
-
-// bisectionSection is the Markdown section on self-bisection.
-func bisectionSection(pr *PromptReport) string {
-	if pr.Origin == nil {
-		return ""
-	}
-	o := pr.Origin
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n## Self-bisection of %s\n\nFirst traced failure: %s\n\nIsolated origin: %s in %s\n\n",
-		pr.PromptID, pr.FirstTraced.Line(), o, o.RunsText())
-	for i, st := range o.Steps {
-		fmt.Fprintf(&b, "%d. %s\n", i+1, st)
-	}
-	return b.String()
 }
 
 // paths lists the reports and traces of a prompt, one per line.
@@ -211,6 +195,9 @@ func (s *session) paths(promptID string) string {
 	}
 	fmt.Fprintf(&b, "\ntraces:\n  %s\n  %s", golden.TracePath(filepath.Join(s.artDir, "traces"), promptID),
 		golden.TracePath(filepath.Join(s.artDir, "baseline"), promptID))
+	if extra := filepath.Join(s.artDir, extraDir, promptID); golden.HasExtraRuns(extra) {
+		fmt.Fprintf(&b, "\n  %s (self-bisection's runs)", extra)
+	}
 	return b.String()
 }
 
@@ -248,8 +235,12 @@ func (s *session) failureMessage(pr *PromptReport, origin *golden.Failure, cand,
 			fmt.Fprintf(&b, "traced record (-want +got):\n%s", recordDiff(g, c))
 		}
 	}
-	fmt.Fprintf(&b, "candidate %s vs baseline %s, policy %s, %d records compared, %d differ\n",
-		pr.Device, pr.Baseline, pr.Policy, pr.Result.Compared, pr.Result.Mismatched)
+	fmt.Fprintf(&b, "candidate %s vs baseline %s, policy %s, %d records compared, %d differ",
+		pr.Device, pr.Baseline, pr.Policy, pr.Compared, pr.mismatched)
+	if extra := pr.Result.Compared - pr.Compared; extra > 0 {
+		fmt.Fprintf(&b, "; the extra runs compared %d more, %d differ", extra, pr.Result.Mismatched-pr.mismatched)
+	}
+	b.WriteString("\n")
 	b.WriteString(s.paths(pr.PromptID))
 	return b.String()
 }

@@ -46,8 +46,10 @@ func (o *Origin) String() string {
 // prober re-runs one prompt with other plans and compares with a matching baseline.
 type prober interface {
 	// probe traces plan on the backend under test (with its faults) and on the baseline, and
-	// compares the records keep selects. It returns the first divergence, or nil.
-	probe(plan trace.Plan, keep func(golden.Record) bool) (*golden.Failure, error)
+	// compares the records keep selects. It returns the first divergence, or nil. run says
+	// what the run is for (kind, layers, positions); isolate sets its Step once the result
+	// is known, so a prober that keeps run sees the finding too.
+	probe(run *golden.ExtraRun, plan trace.Plan, keep func(golden.Record) bool) (*golden.Failure, error)
 }
 
 // isolate finds the origin of first, the first divergence of a run of plan on a model of
@@ -96,19 +98,21 @@ func isolate(pr prober, plan trace.Plan, first *golden.Failure, nLayer, nPrompt 
 			m := lo + (hi-lo)/2
 			p := plan
 			p.Layers, p.AllLayers = []int{m}, false
-			d, err := pr.probe(p, func(r golden.Record) bool { return r.Layer == m })
+			run := &golden.ExtraRun{Kind: golden.RunLayers, Layers: []int{m}, Positions: "planned"}
+			d, err := pr.probe(run, p, func(r golden.Record) bool { return r.Layer == m })
 			if err != nil {
 				return nil, nil, fmt.Errorf("tracing layer %d: %w", m, err)
 			}
 			o.LayerRuns++
 			if d != nil {
 				hi, firstHi = m, d
-				o.Steps = append(o.Steps, fmt.Sprintf("layer %d traced: diverges first at %s pos=%d", m, stageOf(d), d.PosID))
+				run.Step = fmt.Sprintf("layer %d traced: diverges first at %s pos=%d", m, stageOf(d), d.PosID)
 			} else {
 				lo = m
 				cleanLayers[m] = true
-				o.Steps = append(o.Steps, fmt.Sprintf("layer %d traced: clean", m))
+				run.Step = fmt.Sprintf("layer %d traced: clean", m)
 			}
+			o.Steps = append(o.Steps, run.Step)
 		}
 		cur = firstHi
 	}
@@ -118,15 +122,18 @@ func isolate(pr prober, plan trace.Plan, first *golden.Failure, nLayer, nPrompt 
 		l, p := cur.Layer, cur.PosID
 		q := plan
 		q.Layers, q.AllLayers, q.AllPositions = []int{max(l, 0)}, false, true
-		d, err := pr.probe(q, func(r golden.Record) bool { return r.Layer == l && r.PosID <= p })
+		run := &golden.ExtraRun{Kind: golden.RunPositions, Layers: []int{l}, Positions: fmt.Sprintf("0..%d", p)}
+		d, err := pr.probe(run, q, func(r golden.Record) bool { return r.Layer == l && r.PosID <= p })
 		if err != nil {
 			return nil, nil, fmt.Errorf("tracing every position of layer %d: %w", l, err)
 		}
 		o.PositionRuns++
+		run.Step = fmt.Sprintf("layer %d at every position up to %d: clean", l, p)
 		if d != nil {
 			cur = d
-			o.Steps = append(o.Steps, fmt.Sprintf("layer %d at every position up to %d: diverges first at %s pos=%d", l, p, stageOf(d), d.PosID))
+			run.Step = fmt.Sprintf("layer %d at every position up to %d: diverges first at %s pos=%d", l, p, stageOf(d), d.PosID)
 		}
+		o.Steps = append(o.Steps, run.Step)
 	}
 
 	// 3. Column.
@@ -137,15 +144,22 @@ func isolate(pr prober, plan trace.Plan, first *golden.Failure, nLayer, nPrompt 
 		q.Positions = []int{p}
 		q.Prefill = p < nPrompt
 		q.Decode = p >= nPrompt
-		d, err := pr.probe(q, func(r golden.Record) bool { return r.PosID == p })
+		all := make([]int, nLayer)
+		for i := range all {
+			all[i] = i
+		}
+		run := &golden.ExtraRun{Kind: golden.RunColumn, Layers: all, Positions: fmt.Sprint(p)}
+		d, err := pr.probe(run, q, func(r golden.Record) bool { return r.PosID == p })
 		if err != nil {
 			return nil, nil, fmt.Errorf("tracing every layer at position %d: %w", p, err)
 		}
 		o.PositionRuns++
+		run.Step = fmt.Sprintf("every layer at position %d: clean", p)
 		if d != nil {
 			cur = d
-			o.Steps = append(o.Steps, fmt.Sprintf("every layer at position %d: diverges first at layer %d %s", p, d.Layer, stageOf(d)))
+			run.Step = fmt.Sprintf("every layer at position %d: diverges first at layer %d %s", p, d.Layer, stageOf(d))
 		}
+		o.Steps = append(o.Steps, run.Step)
 	}
 
 	o.Stage, o.Layer, o.Pos = stageOf(cur), cur.Layer, cur.PosID

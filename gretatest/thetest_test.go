@@ -2,6 +2,7 @@ package gretatest
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -42,6 +43,55 @@ func masked(msg string, dirs map[string]string) string {
 		msg = strings.ReplaceAll(msg, dir, name)
 	}
 	return regexp.MustCompile(`/\d{4}-\d{2}-\d{2}/`).ReplaceAllString(msg, "/<date>/")
+}
+
+// checkOriginJSON checks that the JSON report at path names TestTheTest's injected origin.
+func checkOriginJSON(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type key struct {
+		PosID      int    `json:"pos_id"`
+		Layer      int    `json:"layer"`
+		TensorName string `json:"tensor_name"`
+		Category   string `json:"category"`
+	}
+	var rep struct {
+		Prompts []struct {
+			FirstFail   key `json:"first_fail"`
+			FirstTraced key `json:"first_traced"`
+			Origin      struct {
+				LayerRuns    int `json:"layer_runs"`
+				PositionRuns int `json:"position_runs"`
+				Runs         []struct {
+					Kind string `json:"kind"`
+				} `json:"runs"`
+			} `json:"origin"`
+		} `json:"prompts"`
+		Categories map[string]int `json:"categories"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if len(rep.Prompts) != 1 {
+		t.Fatalf("%s: %d prompts", path, len(rep.Prompts))
+	}
+	p := rep.Prompts[0]
+	want := key{33, 3, "k_post_rope", "ATTENTION_MECHANISM"}
+	if p.FirstFail != want {
+		t.Errorf("%s: first_fail %+v, want %+v", path, p.FirstFail, want)
+	}
+	if traced := (key{34, 4, "residual_pre_attn", "ROUTING/SELECTION"}); p.FirstTraced != traced {
+		t.Errorf("%s: first_traced %+v, want %+v", path, p.FirstTraced, traced)
+	}
+	if o := p.Origin; o.LayerRuns != 1 || o.PositionRuns != 1 || len(o.Runs) != 2 || o.Runs[0].Kind != golden.RunLayers || o.Runs[1].Kind != golden.RunPositions {
+		t.Errorf("%s: origin %+v", path, o)
+	}
+	if rep.Categories["ATTENTION_MECHANISM"] != 1 || rep.Categories["ROUTING/SELECTION"] != 0 {
+		t.Errorf("%s: categories %v", path, rep.Categories)
+	}
 }
 
 // TestTheTest checks Bisect's exact failure messages with a fake TB.
@@ -100,8 +150,13 @@ func TestTheTest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Contains(b, []byte("Isolated origin: pos=33 layer=3 tensor=k_post_rope category=ATTENTION_MECHANISM")) {
+		if !bytes.Contains(b, []byte("Isolated origin (FIRST_FAIL): pos=33 layer=3 tensor=k_post_rope category=ATTENTION_MECHANISM")) {
 			t.Errorf("report lacks the isolated origin:\n%s", b)
+		}
+		// The JSON reports (the prompt's and the run's) name the origin, not the first traced
+		// failure, and count its category.
+		for _, name := range []string{"toy50_report.json", "report.json"} {
+			checkOriginJSON(t, filepath.Join(filepath.Dir(md[0]), name))
 		}
 	})
 

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -72,5 +75,86 @@ func TestBisectCommandUpdate(t *testing.T) {
 	code, stderr := run("--update", "--inject", "stage=v,scale=2")
 	if code != exitUsage || !strings.HasPrefix(stderr, "gretabisect bisect: refusing to record "+dir) {
 		t.Errorf("--update --inject: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestBisectArtifactsNameTheOrigin checks what a CI runner keeps: every report of a bisect
+// whose fault is in an untraced layer names the isolated origin (JSON first_fail and
+// categories, the HTML headline and heatmap row), and analyze on the artifacts alone agrees.
+func TestBisectArtifactsNameTheOrigin(t *testing.T) {
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	code := dispatch([]string{"bisect", "--out", out, "--model", "tiny", "--backend", "cpu", "--quiet", "--prompts", "p0_short",
+		"--inject", "stage=v,layer=3,pos>=2,scale=1.01"}, &stdout, &stderr)
+	if code != exitDiverged {
+		t.Fatalf("bisect: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	dirs, err := filepath.Glob(filepath.Join(out, "*", "b3_61"))
+	if err != nil || len(dirs) != 1 {
+		t.Fatalf("artifacts: %v %v", dirs, err)
+	}
+	art := dirs[0]
+	wantOrigin := func(t *testing.T, path string) {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep struct {
+			Prompts []struct {
+				FirstFail struct {
+					PosID      int    `json:"pos_id"`
+					Layer      int    `json:"layer"`
+					TensorName string `json:"tensor_name"`
+					Category   string `json:"category"`
+				} `json:"first_fail"`
+				FirstTraced struct {
+					Layer int `json:"layer"`
+				} `json:"first_traced"`
+			} `json:"prompts"`
+			Categories map[string]int `json:"categories"`
+		}
+		if err := json.Unmarshal(b, &rep); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		f := rep.Prompts[0].FirstFail
+		if f.PosID != 2 || f.Layer != 3 || f.TensorName != "v" || f.Category != "ATTN_KERNEL_INPUTS" {
+			t.Errorf("%s: first_fail %+v, want pos 2 layer 3 v", path, f)
+		}
+		if rep.Prompts[0].FirstTraced.Layer != 4 {
+			t.Errorf("%s: first_traced layer %d, want 4", path, rep.Prompts[0].FirstTraced.Layer)
+		}
+		if rep.Categories["ATTN_KERNEL_INPUTS"] != 1 || rep.Categories["ROUTING/SELECTION"] != 0 {
+			t.Errorf("%s: categories %v", path, rep.Categories)
+		}
+	}
+	wantOrigin(t, filepath.Join(art, "report.json"))
+	wantOrigin(t, filepath.Join(art, "p0_short_report.json"))
+	html, err := os.ReadFile(filepath.Join(art, "report.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{">p0_short: FIRST_FAIL pos=2 layer=3 tensor=v category=ATTN_KERNEL_INPUTS", ">layer 3</text>", "run 1: planned positions</text>"} {
+		if !strings.Contains(string(html), s) {
+			t.Errorf("report.html lacks %q", s)
+		}
+	}
+
+	// analyze on the artifacts alone: the extra runs beside traces/ are merged in.
+	stdout.Reset()
+	stderr.Reset()
+	report := filepath.Join(t.TempDir(), "again.json")
+	code = dispatch([]string{"analyze", "--input_dir", filepath.Join(art, "traces"), "--baseline_dir", filepath.Join(art, "baseline"),
+		"--output", report}, &stdout, &stderr)
+	if code != exitDiverged || !strings.HasPrefix(stdout.String(), "p0_short: FIRST_FAIL pos=2 layer=3 tensor=v ") {
+		t.Fatalf("analyze: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	wantOrigin(t, report)
+	// Without them, analyze names the first traced failure, as the traces alone show it.
+	stdout.Reset()
+	code = dispatch([]string{"analyze", "--input_dir", filepath.Join(art, "traces"), "--baseline_dir", filepath.Join(art, "baseline"),
+		"--output", report, "--extra_dir", "none"}, &stdout, &stderr)
+	if code != exitDiverged || !strings.HasPrefix(stdout.String(), "p0_short: FIRST_FAIL pos=2 layer=4 ") {
+		t.Errorf("analyze --extra_dir none: exit %d\n%s", code, stdout.String())
 	}
 }
