@@ -26,6 +26,7 @@ type run struct {
 // tracer runs prompts through one backend and returns their records in causal order.
 type tracer interface {
 	Device() string
+	Variant() string // the build of the backend's arithmetic, for golden manifests ("" when one)
 	Trace(r run, progress func(done, total int)) ([]golden.Record, error)
 	Close() error
 }
@@ -50,7 +51,14 @@ type engineTracer struct {
 }
 
 func (t *engineTracer) Device() string { return t.e.Device() }
-func (t *engineTracer) Close() error   { return t.e.Close() }
+
+func (t *engineTracer) Variant() string {
+	if v, ok := t.e.(engine.Varianter); ok {
+		return v.Variant()
+	}
+	return ""
+}
+func (t *engineTracer) Close() error { return t.e.Close() }
 
 func (t *engineTracer) Trace(r run, progress func(done, total int)) ([]golden.Record, error) {
 	t.mu.Lock()

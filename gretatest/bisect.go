@@ -223,7 +223,14 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 			if len(s.cfg.faults) > 0 {
 				return fmt.Errorf("refusing to record %s with faults injected (%s)", path, trace.FormatFaults(s.cfg.faults))
 			}
+			entry, err := s.manifestEntry(r)
+			if err != nil {
+				return err
+			}
 			if err := writeGolden(path, cand); err != nil {
+				return fmt.Errorf("recording golden: %w", err)
+			}
+			if err := recordManifest(path, p.ID, entry); err != nil {
 				return fmt.Errorf("recording golden: %w", err)
 			}
 			pr.Recorded, pr.Baseline = true, path
@@ -237,6 +244,17 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 			return err
 		}
 		pr.Baseline = path
+		entry, err := s.manifestEntry(r)
+		if err != nil {
+			return err
+		}
+		notes, err := checkManifest(path, p.ID, entry, baseDevice == pr.Device)
+		if err != nil {
+			return fmt.Errorf("%s: %w; re-record it with: %s", path, err, s.recordCommand(t))
+		}
+		for _, n := range notes {
+			t.Logf("%s: %s: %s", p.ID, path, n)
+		}
 	}
 
 	pol := s.policy(pr.Device, baseDevice)

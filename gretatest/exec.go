@@ -59,7 +59,10 @@ func newExecTracer(command, modelSpec string, m *model.Model) (*execTracer, erro
 }
 
 func (t *execTracer) Device() string { return execDevice }
-func (t *execTracer) Close() error   { return nil }
+
+// Variant is the command line: another binary or other flags may compute differently.
+func (t *execTracer) Variant() string { return strings.Join(t.args, " ") }
+func (t *execTracer) Close() error    { return nil }
 
 func (t *execTracer) Trace(r run, progress func(done, total int)) ([]golden.Record, error) {
 	dir, err := os.MkdirTemp("", "gretabisect-exec-")

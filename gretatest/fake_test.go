@@ -11,10 +11,11 @@ import (
 // stages, attention mixing earlier positions through a KV cache, two residual adds), cheap
 // enough to bisect hundreds of times. Its arithmetic is plain float32: deterministic.
 type toyEngine struct {
-	cfg    model.Config
-	device string
-	jitter bool             // perturb attn_out by a relative 1e-6: another "device" within tolerance
-	kv     [][][2][]float32 // [layer][pos]{k, v}
+	cfg     model.Config
+	device  string
+	variant string
+	jitter  bool             // perturb attn_out by a relative 1e-6: another "device" within tolerance
+	kv      [][][2][]float32 // [layer][pos]{k, v}
 }
 
 const toyDim = 4
@@ -29,6 +30,12 @@ func init() {
 		e.Reset()
 		return e, nil
 	})
+	// The same device built another way: its goldens are not the toy's.
+	engine.Register("toyv2", func(m *model.Model) (engine.Engine, error) {
+		e := &toyEngine{cfg: m.Config, device: "toy", variant: "v2"}
+		e.Reset()
+		return e, nil
+	})
 	engine.Register("toygpu", func(m *model.Model) (engine.Engine, error) {
 		e := &toyEngine{cfg: m.Config, device: "toygpu", jitter: true}
 		e.Reset()
@@ -36,8 +43,9 @@ func init() {
 	})
 }
 
-func (e *toyEngine) Device() string { return e.device }
-func (e *toyEngine) Close() error   { return nil }
+func (e *toyEngine) Device() string  { return e.device }
+func (e *toyEngine) Variant() string { return e.variant }
+func (e *toyEngine) Close() error    { return nil }
 func (e *toyEngine) Reset() {
 	e.kv = make([][][2][]float32, e.cfg.NLayer)
 }

@@ -30,6 +30,13 @@ var ErrNoDevice = errors.New("no GPU device")
 // Factory opens an engine for a model.
 type Factory func(m *model.Model) (Engine, error)
 
+// Varianter is implemented by engines whose arithmetic comes in builds that round
+// differently (kernel variants): golden manifests record the variant, and goldens of one
+// variant are not compared exactly with another's.
+type Varianter interface {
+	Variant() string
+}
+
 // Progressor is implemented by engines that run a long Forward call in steps (the CPU
 // reference: chunks of prompt tokens). Run installs a callback that receives the number of
 // positions done so far after each step, so a long prefill shows progress; nil removes it.

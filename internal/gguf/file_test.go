@@ -251,3 +251,31 @@ func TestOpenAndFloat32(t *testing.T) {
 		t.Errorf("WriteFile left %d entries in its folder (%v), want only the file", len(entries), err)
 	}
 }
+
+func TestDigests(t *testing.T) {
+	build := func(tokens []string, arch string) *File {
+		w := NewWriter()
+		w.AddKV("general.architecture", ValueOf(arch))
+		w.AddKV("tokenizer.ggml.model", ValueOf("llama"))
+		w.AddKV("tokenizer.ggml.tokens", ArrayOf(tokens))
+		var b bytes.Buffer
+		if err := w.Write(&b); err != nil {
+			t.Fatal(err)
+		}
+		f, err := Parse(b.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	a, b, c := build([]string{"a", "b"}, "llama"), build([]string{"a", "b"}, "qwen2"), build([]string{"a", "c"}, "llama")
+	da, _ := a.KVDigest("tokenizer.")
+	db, _ := b.KVDigest("tokenizer.")
+	dc, _ := c.KVDigest("tokenizer.")
+	if da != db || da == dc || len(da) != 64 {
+		t.Errorf("tokenizer digests: same vocabulary %s %s, other vocabulary %s", da, db, dc)
+	}
+	if a.SHA256() == b.SHA256() || a.SHA256() != build([]string{"a", "b"}, "llama").SHA256() {
+		t.Error("file SHA-256 does not follow the bytes")
+	}
+}
