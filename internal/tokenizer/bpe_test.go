@@ -1,7 +1,6 @@
 package tokenizer
 
 import (
-	"bytes"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -319,11 +318,7 @@ func TestMetadataRoundTripBPE(t *testing.T) {
 		if err := want.WriteMetadata(w); err != nil {
 			t.Fatal(err)
 		}
-		var buf bytes.Buffer
-		if err := w.Write(&buf); err != nil {
-			t.Fatal(err)
-		}
-		f, err := gguf.Parse(buf.Bytes())
+		f, err := parseImage(w)
 		if err != nil {
 			t.Fatal(err)
 		}

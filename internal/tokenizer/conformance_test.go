@@ -148,9 +148,13 @@ func TestLlamaSpecial(t *testing.T) {
 }
 
 // BenchmarkEncodeLlama encodes the first 10 KB of the bundled English corpus with the real
-// vocabulary.
-func BenchmarkEncodeLlama(b *testing.B) {
-	tok := llamaTokenizer(b)
+// 32000-token Llama vocabulary.
+func BenchmarkEncodeLlama(b *testing.B) { benchmarkEncode(b, llamaTokenizer(b)) }
+
+// BenchmarkEncodeLlama3 does the same with the real 128256-token Llama 3 vocabulary.
+func BenchmarkEncodeLlama3(b *testing.B) { benchmarkEncode(b, hfTokenizer(b, "llama3")) }
+
+func benchmarkEncode(b *testing.B, tok *Tokenizer) {
 	text := corpus.Text[:10<<10]
 	b.SetBytes(int64(len(text)))
 	var n int
@@ -158,6 +162,7 @@ func BenchmarkEncodeLlama(b *testing.B) {
 		n = len(tok.Encode(text, true, false))
 	}
 	b.ReportMetric(float64(n), "tokens/op")
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/op")
 }
 
 // TestGPT2Conformance runs llama.cpp's test vectors for the GPT-2 byte-level vocabulary

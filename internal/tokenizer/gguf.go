@@ -226,8 +226,11 @@ func (v Vocab) Metadata() []gguf.KV {
 }
 
 // WriteMetadata adds v's Metadata to the GGUF writer w.
-func (v Vocab) WriteMetadata(w *gguf.Writer) error {
-	for _, kv := range v.Metadata() {
+func (v Vocab) WriteMetadata(w *gguf.Writer) error { return writeKVs(w, v.Metadata()) }
+
+// writeKVs adds kvs to w.
+func writeKVs(w *gguf.Writer, kvs []gguf.KV) error {
+	for _, kv := range kvs {
 		if err := w.AddKV(kv.Key, kv.Value); err != nil {
 			return fmt.Errorf("tokenizer: %w", err)
 		}

@@ -1,7 +1,6 @@
 package tokenizer
 
 import (
-	"bytes"
 	"strings"
 	"testing"
 
@@ -14,16 +13,10 @@ import (
 func parseKVs(t *testing.T, kvs []gguf.KV) *gguf.File {
 	t.Helper()
 	w := gguf.NewWriter()
-	for _, kv := range kvs {
-		if err := w.AddKV(kv.Key, kv.Value); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var buf bytes.Buffer
-	if err := w.Write(&buf); err != nil {
+	if err := writeKVs(w, kvs); err != nil {
 		t.Fatal(err)
 	}
-	f, err := gguf.Parse(buf.Bytes())
+	f, err := parseImage(w)
 	if err != nil {
 		t.Fatal(err)
 	}

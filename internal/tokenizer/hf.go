@@ -51,11 +51,18 @@ func FromHF(tokenizerJSON, tokenizerConfigJSON []byte) (*Tokenizer, error) {
 		return nil, err
 	}
 	w := gguf.NewWriter()
-	for _, kv := range kvs {
-		if err := w.AddKV(kv.Key, kv.Value); err != nil {
-			return nil, fmt.Errorf("tokenizer: %w", err)
-		}
+	if err := writeKVs(w, kvs); err != nil {
+		return nil, err
 	}
+	f, err := parseImage(w)
+	if err != nil {
+		return nil, err
+	}
+	return FromGGUF(f)
+}
+
+// parseImage writes w's GGUF image to memory and parses it back.
+func parseImage(w *gguf.Writer) (*gguf.File, error) {
 	var buf bytes.Buffer
 	if err := w.Write(&buf); err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
@@ -64,7 +71,7 @@ func FromHF(tokenizerJSON, tokenizerConfigJSON []byte) (*Tokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
-	return FromGGUF(f)
+	return f, nil
 }
 
 // HFMetadata returns the tokenizer metadata that llama.cpp's convert_hf_to_gguf.py writes

@@ -110,18 +110,13 @@ func oracleSplit(re *regexp.Regexp, text string) []string {
 // second run, and for valid UTF-8 the oracle's words.
 func checkPreTokenize(t *testing.T, text string) {
 	t.Helper()
-	var decoded []byte
-	for i := 0; i < len(text); {
-		r, n := decodeRune(text[i:])
-		decoded = appendRune(decoded, r)
-		i += n
-	}
+	decoded := llamaDecoded(text)
 	for _, p := range patterns {
 		got := preTokenize(text, p.p)
 		if slices.Contains(got, "") {
 			t.Fatalf("%s %q: an empty word in %q", p.name, text, got)
 		}
-		if joined := strings.Join(got, ""); joined != string(decoded) {
+		if joined := strings.Join(got, ""); joined != decoded {
 			t.Fatalf("%s %q: words %q join to %q", p.name, text, got, joined)
 		}
 		if again := preTokenize(text, p.p); !slices.Equal(got, again) {
@@ -134,6 +129,18 @@ func checkPreTokenize(t *testing.T, text string) {
 			t.Fatalf("%s %q: words %q, the regular expression gives %q", p.name, text, got, want)
 		}
 	}
+}
+
+// llamaDecoded is s as llama.cpp decodes it into code points and writes it back: each
+// invalid byte becomes U+FFFD; valid UTF-8 stays as it is.
+func llamaDecoded(s string) string {
+	var b []byte
+	for i := 0; i < len(s); {
+		r, n := decodeRune(s[i:])
+		b = appendRune(b, r)
+		i += n
+	}
+	return string(b)
 }
 
 // TestPreTokenizeOracle compares the splitters with the oracle on llama.cpp's test strings

@@ -30,13 +30,14 @@
 //
 //  1. The fragment is decoded into code points as llama.cpp decodes it: an invalid byte
 //     becomes U+FFFD (so invalid UTF-8 does not round-trip), while overlong forms and
-//     surrogates are taken as the code points they spell.
+//     surrogates are taken as the code points they spell. A four-byte form above U+10FFFF,
+//     on which llama.cpp throws, reads as U+FFFD too.
 //  2. The pre-tokenizer cuts it into words by its regular expression, written out by hand
 //     (the expressions need a lookahead Go's regexp lacks). Letters, numbers and spaces are
 //     Go's unicode.IsLetter, unicode.IsNumber and unicode.White_Space (Unicode 15.0 in Go
 //     1.26). llama.cpp's own tables, at the reference commit, are newer: they also count the
 //     622 ideographs of CJK Extension I (U+2EBF0..U+2EE5D, Unicode 15.1) as letters, where
-//     Go sees symbols; no other code point differs.
+//     Go's tables have unassigned code points; no other code point differs.
 //  3. Each word is written in GPT-2's byte-level alphabet (each byte as one printable
 //     character) and split into those characters. Repeatedly, the adjacent pair with the
 //     lowest rank in tokenizer.ggml.merges is merged; ties go to the leftmost pair. Under
