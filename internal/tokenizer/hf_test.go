@@ -231,3 +231,20 @@ func TestFromHFFiles(t *testing.T) {
 		t.Errorf("BOS %d, %d merges; want 11 and 280147", got.BOS(), len(got.Vocab().Merges))
 	}
 }
+
+// TestQwenMergesFollowRanks backs the claim that Qwen2's test vectors hold for Qwen3's
+// tokenizer: its merges are exactly one per regular token, in id order (merge i makes token
+// 256+i), so they follow from the regular vocabulary alone, which Qwen 1.5 to 3 share
+// (Qwen's tiktoken ranks; Qwen3 adds only special tokens after them).
+func TestQwenMergesFollowRanks(t *testing.T) {
+	tok := hfTokenizer(t, "qwen3")
+	v := tok.Vocab()
+	if len(v.Merges) != 151643-256 {
+		t.Fatalf("%d merges, want %d", len(v.Merges), 151643-256)
+	}
+	for i, m := range v.Merges {
+		if id := tok.ids[strings.Replace(m, " ", "", 1)]; id != int32(256+i) {
+			t.Fatalf("merge %d %q makes token %d, want %d", i, m, id, 256+i)
+		}
+	}
+}
