@@ -206,12 +206,16 @@ func checkFamily(t *testing.T, tok *Tokenizer, f Family) {
 
 // TestFromHFFiles checks that FromHF loads what HFMetadata converts, on the installed files.
 func TestFromHFFiles(t *testing.T) {
+	got := hfTokenizer(t, "llama3") // FromHF
 	dir := hfDir(t, "llama3")
-	tj, err := os.ReadFile(filepath.Join(dir, "tokenizer.json"))
-	if err != nil {
-		t.Fatal(err)
+	var files [2][]byte
+	for i, name := range []string{"tokenizer.json", "tokenizer_config.json"} {
+		var err error
+		if files[i], err = os.ReadFile(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	kvs, err := HFMetadata(tj, nil)
+	kvs, err := HFMetadata(files[0], files[1])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,16 +223,11 @@ func TestFromHFFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := FromHF(tj, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if diff := cmp.Diff(want.Vocab(), got.Vocab()); diff != "" {
 		t.Errorf("FromHF and FromGGUF(HFMetadata) differ (-want +got):\n%s", diff)
 	}
-	// Without tokenizer_config.json: no BOS key, so llama.cpp's default 11 stays.
-	if got.BOS() != 11 || len(got.Vocab().Merges) != 280147 {
-		t.Errorf("BOS %d, %d merges; want 11 and 280147", got.BOS(), len(got.Vocab().Merges))
+	if len(got.Vocab().Merges) != 280147 {
+		t.Errorf("%d merges, want 280147 (tokenizer.json's)", len(got.Vocab().Merges))
 	}
 }
 
