@@ -38,6 +38,11 @@ func init() {
 	}
 }
 
+// neverWritten reports whether b cannot occur in a word: words are written back from code
+// points up to U+10FFFF in their shortest UTF-8 form, which has no 0xC0, 0xC1 or 0xF5 to
+// 0xFF. Vocabularies such as GPT-NeoX's leave those bytes out.
+func neverWritten(b byte) bool { return b == 0xC0 || b == 0xC1 || b >= 0xF5 }
+
 // appendByteLevel appends the byte-level characters of the UTF-8 form of cpts to dst.
 func appendByteLevel(dst []byte, cpts []rune) []byte {
 	var buf [4]byte
@@ -81,7 +86,7 @@ func (t *Tokenizer) initBPE() error {
 	}
 	t.rule = rule
 	for b := range 256 {
-		if _, ok := t.ids[byteChars[b]]; !ok {
+		if _, ok := t.ids[byteChars[b]]; !ok && !neverWritten(byte(b)) {
 			return fmt.Errorf("tokenizer: byte-level BPE vocabulary has no token %q for byte 0x%02X", byteChars[b], b)
 		}
 	}

@@ -242,11 +242,22 @@ func TestNewRefusesBPE(t *testing.T) {
 			t.Errorf("%s: New error = %v, want it to contain %q", tt.reason, err, tt.want)
 		}
 	}
-	// A repeated pair keeps its first rank; a space inside the right piece is kept, as in
-	// llama.cpp's split at the first space.
+	// A repeated pair keeps its first rank.
 	v := bpeVocab("gpt-2", []string{"b c", "a b", "b c"})
 	if _, err := New(v); err != nil {
 		t.Errorf("repeated merge: %v", err)
+	}
+	// Bytes that UTF-8 never holds may lack their character, as in GPT-NeoX's vocabulary.
+	v = bpeVocab("mpt", nil)
+	v.Tokens, v.Types = v.Tokens[:0], v.Types[:0]
+	for _, b := range byteOrder {
+		if b != 0xC0 && b != 0xC1 && b < 0xF5 {
+			v.Tokens, v.Types = append(v.Tokens, byteChars[b]), append(v.Types, TypeNormal)
+		}
+	}
+	tok := mustNew(t, v)
+	if s := "a\xc0\xff\U0010FFFF"; tok.Decode(tok.Encode(s, false, false)) != llamaDecoded(s) {
+		t.Errorf("without 13 byte characters: %q does not come back", s)
 	}
 }
 

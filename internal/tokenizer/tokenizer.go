@@ -119,7 +119,7 @@ type Tokenizer struct {
 // of "gpt-2" (also "phi-2", "jina-es", "jina-de", "gigachat", "jina-v1-en", "roberta-bpe",
 // "mpt", "olmo", "jais"), "llama-bpe" (also "llama3", "llama-v3", "falcon3") or "qwen2"
 // (also "deepseek-r1-qwen", "megrez", "stablelm2"); a byte whose byte-level character is
-// not a token; and a merge without a space after its first byte or whose merged piece is
+// not a token (but for 0xC0, 0xC1 and 0xF5 to 0xFF, which UTF-8 never holds); and a merge without a space after its first byte or whose merged piece is
 // not a token (llama.cpp accepts those and silently drops what they would produce). An
 // empty piece is renamed "[EMPTY_<id>]", as llama.cpp does, so that it can never match
 // text.
