@@ -14,11 +14,13 @@ func init() {
 	register("tokenize", "print the token ids of a text under a model's vocabulary", runTokenize)
 }
 
-const tokenizeUsage = `usage: gretabisect tokenize [--model PATH|tiny] [--no-bos] [--special] TEXT
+const tokenizeUsage = `usage: gretabisect tokenize [--model PATH|tiny] [--no-bos] [--no-parse-special] TEXT
 
-Prints the token ids of TEXT on one line, space separated, as llama.cpp's SentencePiece
-tokenizer gives them for the model's vocabulary: BOS first (and EOS last) as the model's
-metadata asks, unless --no-bos. PATH may be any GGUF file with a "llama" vocabulary,
+Prints the token ids of TEXT on one line, space separated, as llama.cpp's tokenizer gives
+them for the model's vocabulary (SentencePiece or byte-level BPE): BOS first (and EOS last)
+as the model's metadata asks, unless --no-bos. Like llama.cpp's llama-tokenize, control
+token texts written in TEXT, such as <s> or <|begin_of_text|>, become their ids unless
+--no-parse-special. PATH may be any GGUF file with a "llama" or "gpt2" vocabulary,
 vocabulary-only files included.
 
 flags:
@@ -29,7 +31,7 @@ func runTokenize(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() { fmt.Fprint(stderr, tokenizeUsage); fs.PrintDefaults() }
 	spec := modelFlag(fs)
 	noBOS := fs.Bool("no-bos", false, "add no BOS/EOS tokens")
-	special := fs.Bool("special", false, "parse control token texts such as <s> in TEXT as their ids")
+	noParseSpecial := fs.Bool("no-parse-special", false, "read control token texts such as <s> in TEXT as plain text")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -40,7 +42,7 @@ func runTokenize(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, "tokenize", err)
 	}
-	ids := tok.Encode(fs.Arg(0), !*noBOS, *special)
+	ids := tok.Encode(fs.Arg(0), !*noBOS, !*noParseSpecial)
 	line := make([]byte, 0, 6*len(ids)+1)
 	for i, id := range ids {
 		if i > 0 {

@@ -32,8 +32,10 @@ func TestTokenizeLlama(t *testing.T) {
 		{[]string{"--no-bos", " Hello, world!"}, "29871 15043 29892 3186 29991\n"},
 		{[]string{"--no-bos", ""}, "\n"},
 		{[]string{""}, "1\n"},
-		{[]string{"--special", "<s>Hello"}, "1 1 15043\n"},
-		{[]string{"--no-bos", "--special", "Hello</s>"}, "15043 2\n"},
+		{[]string{"<s>Hello"}, "1 1 15043\n"},
+		{[]string{"--no-bos", "Hello</s>"}, "15043 2\n"},
+		// Without special-token parsing "<s>" is text: the pieces "▁<", "s" and ">".
+		{[]string{"--no-bos", "--no-parse-special", "<s>"}, "529 29879 29958\n"},
 	}
 	for _, tt := range tests {
 		args := append([]string{"tokenize", "--model", path}, tt.args...)
@@ -41,6 +43,32 @@ func TestTokenizeLlama(t *testing.T) {
 		if code != exitOK || errs != "" || out != tt.want {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 0, stdout %q", tt.args, code, out, errs, tt.want)
 		}
+	}
+}
+
+// TestTokenizeGPT2 runs the command on the shared GPT-2 vocabulary (byte-level BPE): no
+// BOS by default, and <|endoftext|> parsed unless --no-parse-special.
+func TestTokenizeGPT2(t *testing.T) {
+	path := strings.Replace(llamaVocab(t), "llama-spm", "gpt-2", 1)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		// Ids from llama.cpp's own vectors (ggml-vocab-gpt-2.gguf.out).
+		{[]string{"Hello world"}, "15496 995\n"},
+		{[]string{" Hello, world!<|endoftext|>"}, "18435 11 995 0 50256\n"},
+		{[]string{"--no-bos", "<|endoftext|>"}, "50256\n"},
+	}
+	for _, tt := range tests {
+		args := append([]string{"tokenize", "--model", path}, tt.args...)
+		code, out, errs := runCLI(t, args...)
+		if code != exitOK || errs != "" || out != tt.want {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 0, stdout %q", tt.args, code, out, errs, tt.want)
+		}
+	}
+	code, out, _ := runCLI(t, "tokenize", "--model", path, "--no-parse-special", "<|endoftext|>")
+	if code != exitOK || out == "50256\n" || strings.Count(out, " ") < 2 {
+		t.Errorf("--no-parse-special <|endoftext|>: exit %d, stdout %q; want several ids of plain text", code, out)
 	}
 }
 
@@ -77,19 +105,24 @@ func TestTokenizeErrors(t *testing.T) {
 	if err := os.WriteFile(notGGUF, []byte("just text, not a model"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	gpt2 := filepath.Join(dir, "gpt2.gguf")
-	w := gguf.NewWriter()
-	for _, kv := range []gguf.KV{
-		{Key: "tokenizer.ggml.model", Value: gguf.ValueOf("gpt2")},
-		{Key: "tokenizer.ggml.tokens", Value: gguf.ArrayOf([]string{"a", "b"})},
-	} {
-		if err := w.AddKV(kv.Key, kv.Value); err != nil {
+	writeVocab := func(name string, kvs ...gguf.KV) string {
+		path := filepath.Join(dir, name)
+		w := gguf.NewWriter()
+		for _, kv := range kvs {
+			if err := w.AddKV(kv.Key, kv.Value); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.WriteFile(path); err != nil {
 			t.Fatal(err)
 		}
+		return path
 	}
-	if err := w.WriteFile(gpt2); err != nil {
-		t.Fatal(err)
-	}
+	tokens := gguf.KV{Key: "tokenizer.ggml.tokens", Value: gguf.ArrayOf([]string{"a", "b"})}
+	bert := writeVocab("bert.gguf", gguf.KV{Key: "tokenizer.ggml.model", Value: gguf.ValueOf("bert")}, tokens)
+	falcon := writeVocab("falcon.gguf", gguf.KV{Key: "tokenizer.ggml.model", Value: gguf.ValueOf("gpt2")},
+		gguf.KV{Key: "tokenizer.ggml.pre", Value: gguf.ValueOf("falcon")}, tokens,
+		gguf.KV{Key: "tokenizer.ggml.merges", Value: gguf.ArrayOf([]string{})})
 	tests := []struct {
 		args []string
 		want string // in the one line on stderr
@@ -98,7 +131,8 @@ func TestTokenizeErrors(t *testing.T) {
 		{[]string{"--model", "tiny", "two", "words"}, "want exactly one TEXT argument (quote it), got 2"},
 		{[]string{"--model", filepath.Join(dir, "missing.gguf"), "x"}, "missing.gguf"},
 		{[]string{"--model", notGGUF, "x"}, "notes.txt"},
-		{[]string{"--model", gpt2, "x"}, `tokenizer model "gpt2" is not supported`},
+		{[]string{"--model", bert, "x"}, `tokenizer model "bert" is not supported (only "llama", SentencePiece BPE, and "gpt2", byte-level BPE)`},
+		{[]string{"--model", falcon, "x"}, `pre-tokenizer "falcon" is not supported (supported: deepseek-r1-qwen, falcon3, `},
 	}
 	for _, tt := range tests {
 		code, out, errs := runCLI(t, append([]string{"tokenize"}, tt.args...)...)
@@ -107,7 +141,9 @@ func TestTokenizeErrors(t *testing.T) {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2 and one line containing %q", tt.args, code, out, errs, tt.want)
 		}
 	}
-	if code, _, errs := runCLI(t, "tokenize", "--bogus", "x"); code != exitUsage || errs == "" {
-		t.Errorf("unknown flag: exit %d, stderr %q", code, errs)
+	for _, flag := range []string{"--bogus", "--special"} { // --special became the default
+		if code, _, errs := runCLI(t, "tokenize", flag, "x"); code != exitUsage || errs == "" {
+			t.Errorf("%s: exit %d, stderr %q", flag, code, errs)
+		}
 	}
 }

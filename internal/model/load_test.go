@@ -221,8 +221,8 @@ func TestFromFileRefusesInconsistentModels(t *testing.T) {
 			`model: blk.1.ffn_norm.weight: tensor type I32 cannot be converted to float32`},
 		{"missing token_embd", func(fx *fixture) { fx.dropTensor("token_embd.weight") },
 			`model: tensor "token_embd.weight" missing`},
-		{"tokenizer model not llama", func(fx *fixture) { fx.setKV("tokenizer.ggml.model", gguf.ValueOf("gpt2")) },
-			`model: tokenizer: key "tokenizer.ggml.model": tokenizer model "gpt2" is not supported (only "llama", SentencePiece BPE)`},
+		{"tokenizer model unsupported", func(fx *fixture) { fx.setKV("tokenizer.ggml.model", gguf.ValueOf("bert")) },
+			`model: tokenizer: key "tokenizer.ggml.model": tokenizer model "bert" is not supported (only "llama", SentencePiece BPE, and "gpt2", byte-level BPE)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fx := newFixture()

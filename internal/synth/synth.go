@@ -104,10 +104,13 @@ func newWriter(p Preset, dt DType, seed uint64, progress Progress) (*gguf.Writer
 		{Key: arch + layout.KeyRMSEps, Value: gguf.ValueOf(p.Eps)},
 		{Key: arch + layout.KeyRopeFreqBase, Value: gguf.ValueOf(float32(p.RopeBase))},
 	}
-	for _, kv := range append(kvs, v.Metadata()...) {
+	for _, kv := range kvs {
 		if err := w.AddKV(kv.Key, kv.Value); err != nil {
 			return nil, nil, fmt.Errorf("synth: %w", err)
 		}
+	}
+	if err := v.WriteMetadata(w); err != nil {
+		return nil, nil, fmt.Errorf("synth: %w", err)
 	}
 
 	g := &generator{seed: seed, progress: progress}

@@ -1,11 +1,13 @@
 package tokenizer
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -91,20 +93,29 @@ func readVocabCases(t *testing.T, base string) []vocabCase {
 // TestLlamaConformance runs llama.cpp's own test vectors for the Llama SPM vocabulary:
 // ids without BOS and without special-token parsing, as test-tokenizer-0 produces them.
 func TestLlamaConformance(t *testing.T) {
-	tok := llamaTokenizer(t)
-	cases := readVocabCases(t, filepath.Join(vocabDir, llamaSPM))
+	checkVocabCases(t, llamaTokenizer(t), filepath.Join(vocabDir, llamaSPM))
+}
+
+// checkVocabCases checks that tok encodes each of the 46 cases of base.inp/.out to the
+// expected ids, and decodes the expected ids back to the text.
+func checkVocabCases(t *testing.T, tok *Tokenizer, base string) {
+	t.Helper()
+	cases := readVocabCases(t, base)
 	if len(cases) != 46 {
 		t.Errorf("read %d cases, the README announces 46", len(cases))
 	}
+	failed := 0
 	for i, c := range cases {
 		got := tok.Encode(c.text, false, false)
 		if diff := cmp.Diff(c.want, got); diff != "" {
 			t.Errorf("case %d %q: Encode (-want +got):\n%s", i, c.text, diff)
+			failed++
 		}
 		if back := tok.Decode(c.want); back != c.text {
 			t.Errorf("case %d %q: Decode = %q", i, c.text, back)
 		}
 	}
+	t.Logf("%s: %d of %d cases encode as llama.cpp does", filepath.Base(base), len(cases)-failed, len(cases))
 }
 
 // TestLlamaSpecial checks the parts of the real vocabulary the vectors leave out: BOS from
@@ -138,9 +149,13 @@ func TestLlamaSpecial(t *testing.T) {
 }
 
 // BenchmarkEncodeLlama encodes the first 10 KB of the bundled English corpus with the real
-// vocabulary.
-func BenchmarkEncodeLlama(b *testing.B) {
-	tok := llamaTokenizer(b)
+// 32000-token Llama vocabulary.
+func BenchmarkEncodeLlama(b *testing.B) { benchmarkEncode(b, llamaTokenizer(b)) }
+
+// BenchmarkEncodeLlama3 does the same with the real 128256-token Llama 3 vocabulary.
+func BenchmarkEncodeLlama3(b *testing.B) { benchmarkEncode(b, hfTokenizer(b, "llama3")) }
+
+func benchmarkEncode(b *testing.B, tok *Tokenizer) {
 	text := corpus.Text[:10<<10]
 	b.SetBytes(int64(len(text)))
 	var n int
@@ -148,4 +163,102 @@ func BenchmarkEncodeLlama(b *testing.B) {
 		n = len(tok.Encode(text, true, false))
 	}
 	b.ReportMetric(float64(n), "tokens/op")
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/op")
+}
+
+// TestGPT2Conformance runs llama.cpp's test vectors for the GPT-2 byte-level vocabulary
+// (pre-tokenizer "gpt-2").
+func TestGPT2Conformance(t *testing.T) {
+	path := filepath.Join(vocabDir, "ggml-vocab-gpt-2.gguf")
+	if _, err := os.Stat(path); err != nil {
+		t.Skipf("llama.cpp vocabulary test data not found at %s: %v", path, err)
+	}
+	tok, err := openTokenizer(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkVocabCases(t, tok, path)
+}
+
+// TestLlama3Conformance runs llama.cpp's test vectors for Llama 3 ("llama-bpe") on the
+// vocabulary converted from the Llama 3 tokenizer.json.
+func TestLlama3Conformance(t *testing.T) {
+	checkVocabCases(t, hfTokenizer(t, "llama3"), filepath.Join(vocabDir, "ggml-vocab-llama-bpe.gguf"))
+}
+
+// TestQwen2Conformance runs llama.cpp's test vectors for Qwen2 ("qwen2") on the vocabulary
+// converted from the Qwen3 tokenizer.json: Qwen 1.5 to 3 share their regular vocabulary
+// and merges; Qwen3 only adds special tokens, after the regular ones.
+func TestQwen2Conformance(t *testing.T) {
+	checkVocabCases(t, hfTokenizer(t, "qwen3"), filepath.Join(vocabDir, "ggml-vocab-qwen2.gguf"))
+}
+
+// moduleRoot returns the folder holding go.mod above the package.
+func moduleRoot(tb testing.TB) string {
+	tb.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			tb.Fatal("no go.mod above the package")
+		}
+		dir = parent
+	}
+}
+
+// hfDir returns the folder of one tokenizer that scripts/fetch-tokenizers.sh installs
+// ($GRETA_TOKENIZERS/name, by default .cache/tokenizers/name in the module root), or skips.
+func hfDir(tb testing.TB, name string) string {
+	tb.Helper()
+	dir, err := hfFiles(tb, name)
+	if err != nil {
+		tb.Skipf("tokenizer files not available (scripts/fetch-tokenizers.sh installs them): %v", err)
+	}
+	return dir
+}
+
+// hfFiles returns the folder of tokenizer name, or why it is not there. Under -short it is
+// never there: converting a tokenizer takes seconds (a minute under -race).
+func hfFiles(tb testing.TB, name string) (string, error) {
+	if testing.Short() {
+		return "", errors.New("not converted under -short")
+	}
+	base := os.Getenv("GRETA_TOKENIZERS")
+	if base == "" {
+		base = filepath.Join(moduleRoot(tb), ".cache", "tokenizers")
+	}
+	dir := filepath.Join(base, name)
+	_, err := os.Stat(filepath.Join(dir, "tokenizer.json"))
+	return dir, err
+}
+
+// hfTokenizers caches the converted tokenizers by folder: each takes a second to build.
+var hfTokenizers sync.Map // string -> func() (*Tokenizer, error)
+
+// hfTokenizer returns the tokenizer converted from the tokenizer.json in hfDir(name).
+func hfTokenizer(tb testing.TB, name string) *Tokenizer {
+	tb.Helper()
+	dir := hfDir(tb, name)
+	build, _ := hfTokenizers.LoadOrStore(dir, sync.OnceValues(func() (*Tokenizer, error) {
+		tj, err := os.ReadFile(filepath.Join(dir, "tokenizer.json"))
+		if err != nil {
+			return nil, err
+		}
+		cfg, err := os.ReadFile(filepath.Join(dir, "tokenizer_config.json"))
+		if err != nil {
+			return nil, err
+		}
+		return FromHF(tj, cfg)
+	}))
+	tok, err := build.(func() (*Tokenizer, error))()
+	if err != nil {
+		tb.Fatalf("%s: %v", dir, err)
+	}
+	return tok
 }

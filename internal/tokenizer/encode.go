@@ -9,8 +9,9 @@ import (
 //
 // addSpecial adds BOS in front and EOS at the end as the vocabulary's AddBOS and AddEOS ask
 // (llama.cpp's add_special). parseSpecial turns control and unknown token texts written in
-// the text, such as "<s>", into their ids (llama.cpp's parse_special); without it they are
-// ordinary text. An empty text gives no tokens besides the added ones.
+// the text, such as "<s>" or "<|begin_of_text|>", into their ids (llama.cpp's
+// parse_special); without it they are ordinary text. User-defined tokens are always
+// recognised. An empty text gives no tokens besides the added ones.
 func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 	out := make([]int32, 0, len(text)/2+2)
 	if addSpecial && t.v.AddBOS {
@@ -19,17 +20,19 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 	var s session
 	prevSpecial := true // the start of the text counts as following a special token
 	for _, f := range t.partition(text, parseSpecial) {
-		if f.id >= 0 {
+		switch {
+		case f.id >= 0:
 			out = append(out, f.id)
-			prevSpecial = true
-			continue
+		case t.ranks != nil:
+			out = t.encodeBPE(&s, text[f.start:f.end], out)
+		default:
+			frag := text[f.start:f.end]
+			if t.v.AddSpacePrefix && prevSpecial {
+				frag = " " + frag
+			}
+			out = s.tokenize(t, strings.ReplaceAll(frag, " ", spaceMarker), out)
 		}
-		frag := text[f.start:f.end]
-		if t.v.AddSpacePrefix && prevSpecial {
-			frag = " " + frag
-		}
-		out = s.tokenize(t, strings.ReplaceAll(frag, " ", spaceMarker), out)
-		prevSpecial = false
+		prevSpecial = f.id >= 0
 	}
 	if addSpecial && t.v.AddEOS {
 		out = append(out, t.v.EOS)
@@ -107,22 +110,27 @@ type symbol struct {
 type bigram struct {
 	left, right int
 	size        int
-	score       float32
+	priority    float64
 }
 
-// before orders the merge queue: higher score first, then the leftmost pair.
+// before orders the merge queue: higher priority first, then the leftmost pair.
 func (a bigram) before(b bigram) bool {
-	return a.score > b.score || (a.score == b.score && a.left < b.left)
+	return a.priority > b.priority || (a.priority == b.priority && a.left < b.left)
 }
 
-// session holds the buffers of one Encode call, reused across its fragments.
+// session holds the buffers of one Encode call, reused across its fragments and words.
 type session struct {
 	syms  []symbol
 	queue []bigram // binary heap ordered by before
+	words words    // byte-level BPE: the current fragment's words
+	buf   []byte   // byte-level BPE: the current word
 }
 
-// tokenize appends the ids of one escaped fragment to out.
-func (s *session) tokenize(t *Tokenizer, text string, out []int32) []int32 {
+// merge cuts text into UTF-8 characters (by lead byte, as llama.cpp does, so invalid input
+// is still split deterministically) and merges adjacent symbols, best priority first (see
+// Tokenizer.priority), until no pair merges. The result is the list linked from s.syms[0].
+// llama.cpp runs this same loop for both models.
+func (s *session) merge(t *Tokenizer, text string) {
 	if cap(s.syms) < len(text) {
 		s.syms = make([]symbol, 0, len(text))
 		s.queue = make([]bigram, 0, len(text))
@@ -134,7 +142,7 @@ func (s *session) tokenize(t *Tokenizer, text string, out []int32) []int32 {
 		off += n
 	}
 	if len(s.syms) == 0 {
-		return out
+		return
 	}
 	s.syms[len(s.syms)-1].next = -1
 
@@ -158,7 +166,14 @@ func (s *session) tokenize(t *Tokenizer, text string, out []int32) []int32 {
 		s.push(t, text, l.prev, b.left)
 		s.push(t, text, b.left, l.next)
 	}
+}
 
+// tokenize appends the ids of one escaped SentencePiece fragment to out.
+func (s *session) tokenize(t *Tokenizer, text string, out []int32) []int32 {
+	s.merge(t, text)
+	if len(s.syms) == 0 {
+		return out
+	}
 	for i := 0; i >= 0; i = s.syms[i].next {
 		sym := s.syms[i]
 		piece := text[sym.start : sym.start+sym.n]
@@ -187,15 +202,28 @@ func utf8Len(b byte) int {
 	return 1
 }
 
-// push queues the merge of symbols left and right if their concatenation is a piece.
+// push queues the merge of symbols left and right if the vocabulary merges them.
 func (s *session) push(t *Tokenizer, text string, left, right int) {
 	if left < 0 || right < 0 {
 		return
 	}
-	start, size := s.syms[left].start, s.syms[left].n+s.syms[right].n
-	id, ok := t.ids[text[start:start+size]]
+	start, mid := s.syms[left].start, s.syms[right].start
+	end := mid + s.syms[right].n
+	p, ok := t.priority(text, start, mid, end)
 	if !ok {
 		return
 	}
-	s.queue = heapPush(s.queue, bigram{left: left, right: right, size: size, score: t.score(id)})
+	s.queue = heapPush(s.queue, bigram{left: left, right: right, size: end - start, priority: p})
+}
+
+// priority says whether the adjacent symbols text[start:mid] and text[mid:end] merge and
+// how urgently (higher first). SentencePiece merges any pair that spells a piece, by the
+// piece's score; byte-level BPE merges only listed pairs, by rank, the first listed first.
+func (t *Tokenizer) priority(text string, start, mid, end int) (float64, bool) {
+	if t.ranks != nil {
+		rank, ok := t.ranks[[2]string{text[start:mid], text[mid:end]}]
+		return -float64(rank), ok
+	}
+	id, ok := t.ids[text[start:end]]
+	return float64(t.score(id)), ok
 }

@@ -28,3 +28,25 @@ func Example() {
 	// 266 "▁sat"
 	// "the cat sat"
 }
+
+func ExampleTrainBPE() {
+	v, err := tokenizer.TrainBPE("the cat sat on the mat, the cat sat", tokenizer.Llama3, 300)
+	if err != nil {
+		log.Fatal(err)
+	}
+	tok, err := tokenizer.New(v)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ids := tok.Encode("<|begin_of_text|>the cat sat", false, true)
+	for _, id := range ids {
+		fmt.Printf("%d %q\n", id, tok.Piece(id))
+	}
+	fmt.Printf("%q %s %d merges\n", tok.Decode(ids), v.Pre, len(v.Merges))
+	// Output:
+	// 268 "<|begin_of_text|>"
+	// 258 "the"
+	// 261 "Ġcat"
+	// 262 "Ġsat"
+	// "<|begin_of_text|>the cat sat" llama-bpe 12 merges
+}

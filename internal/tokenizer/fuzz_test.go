@@ -112,3 +112,68 @@ func FuzzTrain(f *testing.F) {
 		}
 	})
 }
+
+// bpeFuzzTokenizers returns the byte-level tokenizers FuzzEncodeBPE runs: the Llama 3 and
+// Qwen2 layouts trained on the bundled corpus, plus GPT-2's and the real Llama 3 and Qwen3
+// vocabularies where their files are present.
+var bpeFuzzTokenizers = sync.OnceValues(func() ([]*Tokenizer, error) {
+	var toks []*Tokenizer
+	for _, f := range []Family{Llama3, Qwen2} {
+		v, err := TrainBPE(corpus.Text, f, 2048)
+		if err != nil {
+			return nil, err
+		}
+		tok, err := New(v)
+		if err != nil {
+			return nil, err
+		}
+		toks = append(toks, tok)
+	}
+	if tok, err := openTokenizer(filepath.Join(vocabDir, "ggml-vocab-gpt-2.gguf")); err == nil {
+		toks = append(toks, tok)
+	}
+	return toks, nil
+})
+
+// FuzzEncodeBPE checks byte-level Encode and Decode: ids inside the vocabulary, BOS first
+// exactly when the vocabulary adds it, and Decode(Encode(s)) == s, with or without
+// special-token parsing (special tokens decode to their text). Invalid UTF-8 comes back as
+// llama.cpp decodes it: U+FFFD for each invalid byte.
+func FuzzEncodeBPE(f *testing.F) {
+	addVocabCases(f)
+	toks, err := bpeFuzzTokenizers()
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, name := range []string{"llama3", "qwen3"} {
+		if _, err := hfFiles(f, name); err == nil {
+			toks = append(toks, hfTokenizer(f, name))
+		}
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := llamaDecoded(s)
+		for _, tok := range toks {
+			plain := tok.Encode(s, false, false)
+			for _, special := range []bool{false, true} {
+				ids := tok.Encode(s, true, special)
+				if tok.Vocab().AddBOS {
+					if len(ids) == 0 || ids[0] != tok.BOS() {
+						t.Fatalf("Encode(%q, true, %v) = %v: no BOS first", s, special, ids)
+					}
+					ids = ids[1:]
+				}
+				for _, id := range ids {
+					if id < 0 || int(id) >= tok.Size() {
+						t.Fatalf("Encode(%q, true, %v) = %v: id %d out of range", s, special, ids, id)
+					}
+				}
+				if !special && !slices.Equal(ids, plain) {
+					t.Fatalf("Encode(%q) with BOS = %v, without = %v", s, ids, plain)
+				}
+				if got := tok.Decode(ids); got != want {
+					t.Fatalf("%s: Decode(Encode(%q, %v)) = %q (ids %v)", tok.Vocab().Pre, s, special, got, ids)
+				}
+			}
+		}
+	})
+}

@@ -14,6 +14,7 @@ const (
 	KeyTokens         = "tokenizer.ggml.tokens"
 	KeyScores         = "tokenizer.ggml.scores"
 	KeyTypes          = "tokenizer.ggml.token_type"
+	KeyMerges         = "tokenizer.ggml.merges"
 	KeyBOS            = "tokenizer.ggml.bos_token_id"
 	KeyEOS            = "tokenizer.ggml.eos_token_id"
 	KeyUNK            = "tokenizer.ggml.unknown_token_id"
@@ -22,32 +23,65 @@ const (
 	KeyAddSpacePrefix = "tokenizer.ggml.add_space_prefix"
 )
 
-// ModelLlama is the only tokenizer.ggml.model this package runs.
-const ModelLlama = "llama"
-
-// Defaults llama.cpp applies to a "llama" vocabulary whose metadata leaves them out.
+// The tokenizer models this package runs (tokenizer.ggml.model).
 const (
-	defaultBOS = 1
-	defaultEOS = 2
-	defaultUNK = 0
+	ModelLlama = "llama" // SentencePiece BPE
+	ModelGPT2  = "gpt2"  // byte-level BPE
+)
+
+// Defaults llama.cpp applies when the metadata leaves the ids out.
+const (
+	defaultBOS     = 1 // "llama"
+	defaultEOS     = 2
+	defaultUNK     = 0
+	defaultBOSGPT2 = 11 // "gpt2": BOS and EOS both; no UNK
 )
 
 // FromGGUF reads the vocabulary of a GGUF file and builds its tokenizer. The file must say
-// tokenizer.ggml.model = "llama" (SentencePiece BPE); other tokenizer models are refused by
-// name. Missing optional keys take llama.cpp's defaults: scores 0, types normal, BOS 1,
-// EOS 2, UNK 0, add_bos_token true, add_eos_token false, add_space_prefix true. A BOS, EOS
-// or UNK id outside the vocabulary is refused (llama.cpp warns and keeps the default).
+// tokenizer.ggml.model = "llama" (SentencePiece BPE) or "gpt2" (byte-level BPE, which also
+// needs tokenizer.ggml.merges and a supported tokenizer.ggml.pre, see New); other tokenizer
+// models are refused by name.
+//
+// Missing optional keys take llama.cpp's defaults. "llama": scores 0, types normal, BOS 1,
+// EOS 2, UNK 0, add_bos_token true, add_eos_token false, add_space_prefix true. "gpt2":
+// types normal, BOS and EOS 11 (none in a vocabulary of 11 tokens or fewer), no UNK,
+// add_bos_token true under the Llama 3 pre-tokenizer and false otherwise, add_eos_token
+// false, add_space_prefix false. A BOS, EOS or UNK id outside the vocabulary is refused
+// (llama.cpp warns and keeps the default).
+//
+// Like llama.cpp, it makes control tokens of the texts that end generation
+// ("<|endoftext|>", "<|im_end|>", "<|eot_id|>" and others) and of the fill-in-the-middle
+// texts of roles the metadata gives no id ("<|fim_prefix|>", "<PRE>" and others), whatever
+// type the file stores for them. Where llama.cpp, walking a hash map, stops at the first
+// text it meets for a fill-in-the-middle role, every text of the role becomes a control
+// token here: the same unless a vocabulary holds two of them.
 func FromGGUF(f *gguf.File) (*Tokenizer, error) {
 	model, err := f.String(KeyModel)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
-	if model != ModelLlama {
-		return nil, fmt.Errorf("tokenizer: key %q: tokenizer model %q is not supported (only %q, SentencePiece BPE)", KeyModel, model, ModelLlama)
+	var v Vocab
+	switch model {
+	case ModelLlama:
+		v = Vocab{BOS: defaultBOS, EOS: defaultEOS, UNK: defaultUNK, AddBOS: true, AddSpacePrefix: true}
+	case ModelGPT2:
+		v = Vocab{BOS: -1, EOS: -1, UNK: -1}
+		if v.Pre, err = f.String(KeyPre); err != nil && !errors.Is(err, gguf.ErrNotFound) {
+			return nil, fmt.Errorf("tokenizer: %w", err)
+		}
+		v.AddBOS = preRules[v.Pre].addBOS
+		if v.Merges, err = f.Strings(KeyMerges); err != nil {
+			return nil, fmt.Errorf("tokenizer: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("tokenizer: key %q: %w", KeyModel, unsupportedModel(model))
 	}
-	v := Vocab{BOS: defaultBOS, EOS: defaultEOS, UNK: defaultUNK, AddBOS: true, AddSpacePrefix: true}
+	v.Model = model
 	if v.Tokens, err = f.Strings(KeyTokens); err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	if model == ModelGPT2 && len(v.Tokens) > defaultBOSGPT2 {
+		v.BOS, v.EOS = defaultBOSGPT2, defaultBOSGPT2
 	}
 	if v.Scores, err = f.Float32s(KeyScores); err != nil && !errors.Is(err, gguf.ErrNotFound) {
 		return nil, fmt.Errorf("tokenizer: %w", err)
@@ -84,16 +118,84 @@ func FromGGUF(f *gguf.File) (*Tokenizer, error) {
 		}
 		*k.flag = b
 	}
+	v.Types = controlByText(f, v.Tokens, v.Types)
 	return New(v)
+}
+
+// controlRoles lists the token texts llama.cpp's vocabulary loader makes control tokens
+// (llama_vocab::impl::load, "auto-detect special tokens by text"). A role with keys applies
+// only when none of them holds an id inside the vocabulary. The end-of-turn and
+// end-of-message texts also end generation, so only the end-of-turn text that does not is
+// listed under its keys.
+var controlRoles = []struct {
+	keys  []string
+	texts []string
+}{
+	{nil, []string{"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>"}},
+	{[]string{"tokenizer.ggml.eot_token_id"}, []string{"<｜end▁of▁sentence｜>"}},
+	{[]string{"tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id"},
+		[]string{"<|fim_prefix|>", "<fim-prefix>", "<｜fim▁begin｜>", "<PRE>"}},
+	{[]string{"tokenizer.ggml.fim_suf_token_id", "tokenizer.ggml.suffix_token_id"},
+		[]string{"<|fim_suffix|>", "<fim-suffix>", "<｜fim▁hole｜>", "<SUF>"}},
+	{[]string{"tokenizer.ggml.fim_mid_token_id", "tokenizer.ggml.middle_token_id"},
+		[]string{"<|fim_middle|>", "<fim-middle>", "<｜fim▁end｜>", "<MID>"}},
+	{[]string{"tokenizer.ggml.fim_pad_token_id"}, []string{"<|fim_pad|>", "<fim-pad>", "<PAD>"}},
+	{[]string{"tokenizer.ggml.fim_rep_token_id"}, []string{"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>"}},
+	{[]string{"tokenizer.ggml.fim_sep_token_id"}, []string{"<|file_sep|>"}},
+}
+
+// controlByText returns types (nil: all TypeNormal) with the token texts of controlRoles
+// made TypeControl, copying types before the first change.
+func controlByText(f *gguf.File, tokens []string, types []int32) []int32 {
+	if types != nil && len(types) != len(tokens) {
+		return types // New refuses it
+	}
+	want := map[string]bool{}
+	for _, role := range controlRoles {
+		set := false
+		for _, k := range role.keys {
+			if id, err := f.Uint(k); err == nil && id < uint64(len(tokens)) {
+				set = true
+			}
+		}
+		for _, text := range role.texts {
+			want[text] = !set
+		}
+	}
+	copied := false
+	for i, text := range tokens {
+		if !want[text] || types != nil && types[i] == TypeControl {
+			continue
+		}
+		if !copied {
+			if types == nil {
+				types = make([]int32, len(tokens))
+				for j := range types {
+					types[j] = TypeNormal
+				}
+			} else {
+				types = append([]int32(nil), types...)
+			}
+			copied = true
+		}
+		types[i] = TypeControl
+	}
+	return types
 }
 
 // Metadata returns the GGUF key/value pairs that store v, in the order a converter writes
 // them; FromGGUF reads them back. Absent ids (-1) are left out, so a reader falls back to
-// llama's defaults for them.
+// llama.cpp's defaults for them. A byte-level vocabulary gets no scores key and no
+// add_space_prefix key unless set, as llama.cpp's converter writes none.
 func (v Vocab) Metadata() []gguf.KV {
+	bpe := v.Model == ModelGPT2
+	model, pre := ModelLlama, "default"
+	if bpe {
+		model, pre = ModelGPT2, v.Pre
+	}
 	kvs := []gguf.KV{
-		{Key: KeyModel, Value: gguf.ValueOf(ModelLlama)},
-		{Key: KeyPre, Value: gguf.ValueOf("default")},
+		{Key: KeyModel, Value: gguf.ValueOf(model)},
+		{Key: KeyPre, Value: gguf.ValueOf(pre)},
 		{Key: KeyTokens, Value: gguf.ArrayOf(v.Tokens)},
 	}
 	if v.Scores != nil {
@@ -101,6 +203,9 @@ func (v Vocab) Metadata() []gguf.KV {
 	}
 	if v.Types != nil {
 		kvs = append(kvs, gguf.KV{Key: KeyTypes, Value: gguf.ArrayOf(v.Types)})
+	}
+	if bpe {
+		kvs = append(kvs, gguf.KV{Key: KeyMerges, Value: gguf.ArrayOf(v.Merges)})
 	}
 	for _, k := range []struct {
 		key string
@@ -110,9 +215,25 @@ func (v Vocab) Metadata() []gguf.KV {
 			kvs = append(kvs, gguf.KV{Key: k.key, Value: gguf.ValueOf(uint32(k.id))})
 		}
 	}
-	return append(kvs,
+	kvs = append(kvs,
 		gguf.KV{Key: KeyAddBOS, Value: gguf.ValueOf(v.AddBOS)},
 		gguf.KV{Key: KeyAddEOS, Value: gguf.ValueOf(v.AddEOS)},
-		gguf.KV{Key: KeyAddSpacePrefix, Value: gguf.ValueOf(v.AddSpacePrefix)},
 	)
+	if !bpe || v.AddSpacePrefix {
+		kvs = append(kvs, gguf.KV{Key: KeyAddSpacePrefix, Value: gguf.ValueOf(v.AddSpacePrefix)})
+	}
+	return kvs
+}
+
+// WriteMetadata adds v's Metadata to the GGUF writer w.
+func (v Vocab) WriteMetadata(w *gguf.Writer) error { return writeKVs(w, v.Metadata()) }
+
+// writeKVs adds kvs to w.
+func writeKVs(w *gguf.Writer, kvs []gguf.KV) error {
+	for _, kv := range kvs {
+		if err := w.AddKV(kv.Key, kv.Value); err != nil {
+			return fmt.Errorf("tokenizer: %w", err)
+		}
+	}
+	return nil
 }

@@ -1,7 +1,6 @@
 package tokenizer
 
 import (
-	"bytes"
 	"strings"
 	"testing"
 
@@ -14,16 +13,10 @@ import (
 func parseKVs(t *testing.T, kvs []gguf.KV) *gguf.File {
 	t.Helper()
 	w := gguf.NewWriter()
-	for _, kv := range kvs {
-		if err := w.AddKV(kv.Key, kv.Value); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var buf bytes.Buffer
-	if err := w.Write(&buf); err != nil {
+	if err := writeKVs(w, kvs); err != nil {
 		t.Fatal(err)
 	}
-	f, err := gguf.Parse(buf.Bytes())
+	f, err := parseImage(w)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +53,7 @@ func TestFromGGUFDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Vocab{Tokens: tokens, BOS: 1, EOS: 2, UNK: 0, AddBOS: true, AddSpacePrefix: true}
+	want := Vocab{Model: ModelLlama, Tokens: tokens, BOS: 1, EOS: 2, UNK: 0, AddBOS: true, AddSpacePrefix: true}
 	if diff := cmp.Diff(want, tok.Vocab()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
@@ -88,7 +81,8 @@ func TestFromGGUFRefuses(t *testing.T) {
 		want   string
 	}{
 		{"no tokenizer model", base()[1:], `tokenizer: gguf: key "tokenizer.ggml.model": not found`},
-		{"gpt2", set(base(), KeyModel, gguf.ValueOf("gpt2")), `tokenizer: key "tokenizer.ggml.model": tokenizer model "gpt2" is not supported (only "llama", SentencePiece BPE)`},
+		{"bert", set(base(), KeyModel, gguf.ValueOf("bert")), `tokenizer: key "tokenizer.ggml.model": tokenizer model "bert" is not supported (only "llama", SentencePiece BPE, and "gpt2", byte-level BPE)`},
+		{"gpt2 without merges", set(base(), KeyModel, gguf.ValueOf("gpt2")), `tokenizer: gguf: key "tokenizer.ggml.merges": not found`},
 		{"no tokens", base()[:1], `key "tokenizer.ggml.tokens": not found`},
 		{"tokens of the wrong type", set(base(), KeyTokens, gguf.ArrayOf([]int32{1, 2})), `key "tokenizer.ggml.tokens"`},
 		{"scores of the wrong type", set(base(), KeyScores, gguf.ArrayOf([]int32{1, 2, 3})), `key "tokenizer.ggml.scores"`},

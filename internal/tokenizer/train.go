@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"unicode/utf8"
 )
 
 // FixedTokens is the number of tokens every trained vocabulary starts with: <unk> (0),
@@ -62,16 +61,8 @@ func train(corpus string, vocabSize int) (Vocab, map[string][]string, error) {
 	if vocabSize > maxTrainedVocab {
 		return Vocab{}, nil, fmt.Errorf("tokenizer: vocabulary size %d is above %d, past which float32 scores cannot tell ranks apart", vocabSize, maxTrainedVocab)
 	}
-	if !utf8.ValidString(corpus) {
-		i := 0
-		for i < len(corpus) {
-			r, n := utf8.DecodeRuneInString(corpus[i:])
-			if r == utf8.RuneError && n == 1 {
-				break
-			}
-			i += n
-		}
-		return Vocab{}, nil, fmt.Errorf("tokenizer: training corpus is not valid UTF-8 at byte %d", i)
+	if err := checkUTF8(corpus); err != nil {
+		return Vocab{}, nil, err
 	}
 
 	v := fixedVocab()
@@ -87,31 +78,7 @@ func train(corpus string, vocabSize int) (Vocab, map[string][]string, error) {
 	}
 
 	wordText, chars := tr.split(corpus, vocabSize-FixedTokens)
-	for i, w := range tr.words {
-		tr.count(int32(i), w, +1)
-	}
-	for p := range tr.pairs {
-		tr.push(p)
-	}
-
-	pieceOf := map[string]int32{} // merged text -> symbol id, so that a text is learned once
-	var merged []int32
-	for step := 1; len(merged)+len(chars) < vocabSize-FixedTokens && len(tr.queue) > 0; step++ {
-		var c candidate
-		c, tr.queue = heapPop(tr.queue)
-		if tr.pairs[c.pair] != c.count || c.count == 0 {
-			continue // stale entry
-		}
-		id, ok := pieceOf[c.merged]
-		if !ok {
-			id = int32(len(tr.texts))
-			tr.texts = append(tr.texts, c.merged)
-			tr.blocked = append(tr.blocked, false)
-			pieceOf[c.merged] = id
-			merged = append(merged, id)
-		}
-		tr.merge(c.pair, id, step)
-	}
+	merged, _ := tr.learn(vocabSize-FixedTokens-len(chars), false)
 
 	for rank, id := range merged {
 		v.add(tr.texts[id], -float32(rank), TypeNormal)
@@ -135,6 +102,45 @@ func train(corpus string, vocabSize int) (Vocab, map[string][]string, error) {
 		seg[wordText[i]] = pieces
 	}
 	return v, seg, nil
+}
+
+// learn merges the most frequent pair, again and again, until it has learned budget
+// pieces or no pair is left. It returns the symbol ids of the learned pieces in order and
+// the pair each was first learned from. A text is learned once: a later pair that spells
+// it merges into the same symbol, unless distinct is set, in which case such a pair is
+// never merged (byte-level BPE lists one merge per piece, see TrainBPE).
+func (tr *trainer) learn(budget int, distinct bool) (merged []int32, from [][2]int32) {
+	for i, w := range tr.words {
+		tr.count(int32(i), w, +1)
+	}
+	for p := range tr.pairs {
+		tr.push(p)
+	}
+	pieceOf := map[string]int32{} // merged text -> symbol id
+	for step := 1; len(merged) < budget && len(tr.queue) > 0; step++ {
+		var c candidate
+		c, tr.queue = heapPop(tr.queue)
+		if tr.pairs[c.pair] != c.count || c.count == 0 {
+			continue // stale entry
+		}
+		id, ok := pieceOf[c.merged]
+		switch {
+		case ok && distinct:
+			continue
+		case !ok:
+			id = int32(len(tr.texts))
+			tr.texts = append(tr.texts, c.merged)
+			tr.blocked = append(tr.blocked, false)
+			pieceOf[c.merged] = id
+			merged = append(merged, id)
+			from = append(from, c.pair)
+			if distinct {
+				tr.reserved[c.merged] = true // no other pair will spell it
+			}
+		}
+		tr.merge(c.pair, id, step)
+	}
+	return merged, from
 }
 
 // split cuts the escaped corpus into words, keeps the maxChars most frequent characters as
@@ -316,7 +322,7 @@ func hasPair(w []int32, p [2]int32) bool {
 // fixedVocab returns the FixedTokens every generated vocabulary starts with: <unk>, <s>, </s>
 // and the 256 byte tokens.
 func fixedVocab() Vocab {
-	v := Vocab{BOS: 1, EOS: 2, UNK: 0, AddBOS: true, AddSpacePrefix: true}
+	v := Vocab{Model: ModelLlama, BOS: 1, EOS: 2, UNK: 0, AddBOS: true, AddSpacePrefix: true}
 	v.add("<unk>", 0, TypeUnknown)
 	v.add("<s>", 0, TypeControl)
 	v.add("</s>", 0, TypeControl)

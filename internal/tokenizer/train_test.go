@@ -43,7 +43,7 @@ func TestTrainFixedTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Vocab{BOS: 1, EOS: 2, UNK: 0, AddBOS: true, AddSpacePrefix: true}
+	want := Vocab{Model: ModelLlama, BOS: 1, EOS: 2, UNK: 0, AddBOS: true, AddSpacePrefix: true}
 	for i, s := range []string{"<unk>", "<s>", "</s>"} {
 		want.Tokens = append(want.Tokens, s)
 		want.Types = append(want.Types, []int32{TypeUnknown, TypeControl, TypeControl}[i])
