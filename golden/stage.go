@@ -54,24 +54,27 @@ type StageInfo struct {
 	Category  Category // root cause when this stage is the first to diverge
 	Extension bool     // not among the seed's 13
 	PerLayer  bool     // traced in every layer (false: embed_out before layer 0, logits after the last)
+	// Role names, in words, the computation whose output the stage is: a crash "before
+	// attn_in" is a crash in the attention RMSNorm.
+	Role string
 }
 
 var stageTable = [NumStages]StageInfo{
-	{EmbedOut, "embed_out", RoutingSelection, false, false},
-	{ResidualPreAttn, "residual_pre_attn", RoutingSelection, false, true},
-	{AttnIn, "attn_in", AttnKernelInputs, false, true},
-	{QPreRope, "q_pre_rope", AttnKernelInputs, false, true},
-	{KPreRope, "k_pre_rope", AttnKernelInputs, false, true},
-	{V, "v", AttnKernelInputs, true, true},
-	{QPostRope, "q_post_rope", AttentionMechanism, false, true},
-	{KPostRope, "k_post_rope", AttentionMechanism, false, true},
-	{AttnCtx, "attn_ctx", AttentionMechanism, true, true},
-	{AttnOut, "attn_out", AttentionMechanism, false, true},
-	{ResidualPostAttn, "residual_post_attn", ResidualAdd, false, true},
-	{FFNNormIn, "ffn_norm_in", FFNNormPath, false, true},
-	{MLPOut, "mlp_out", MLPOutput, false, true},
-	{ResidualPostMLP, "residual_post_mlp", ResidualAdd, false, true},
-	{Logits, "logits", Unknown, false, false},
+	{EmbedOut, "embed_out", RoutingSelection, false, false, "the token embedding"},
+	{ResidualPreAttn, "residual_pre_attn", RoutingSelection, false, true, "the residual stream entering the layer"},
+	{AttnIn, "attn_in", AttnKernelInputs, false, true, "the attention RMSNorm"},
+	{QPreRope, "q_pre_rope", AttnKernelInputs, false, true, "the query projection"},
+	{KPreRope, "k_pre_rope", AttnKernelInputs, false, true, "the key projection"},
+	{V, "v", AttnKernelInputs, true, true, "the value projection"},
+	{QPostRope, "q_post_rope", AttentionMechanism, false, true, "RoPE on the queries"},
+	{KPostRope, "k_post_rope", AttentionMechanism, false, true, "RoPE on the keys"},
+	{AttnCtx, "attn_ctx", AttentionMechanism, true, true, "the attention softmax(QK^T)V"},
+	{AttnOut, "attn_out", AttentionMechanism, false, true, "the attention output projection"},
+	{ResidualPostAttn, "residual_post_attn", ResidualAdd, false, true, "the attention residual add"},
+	{FFNNormIn, "ffn_norm_in", FFNNormPath, false, true, "the FFN RMSNorm"},
+	{MLPOut, "mlp_out", MLPOutput, false, true, "the SwiGLU MLP"},
+	{ResidualPostMLP, "residual_post_mlp", ResidualAdd, false, true, "the MLP residual add"},
+	{Logits, "logits", Unknown, false, false, "the final RMSNorm and output projection"},
 }
 
 var stageByName = func() map[string]Stage {
