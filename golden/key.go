@@ -37,6 +37,17 @@ func CausalOrder(decodeStart int) func(a, b Key) int {
 	return func(a, b Key) int { return causalCompare(a, b, decodeStart) }
 }
 
+// RouteOrder is the order in which an engine computes the records of a prompt of nPrompt
+// tokens on route (RoutePrefill, RouteDecode; "" is RoutePrefill): CausalOrder of the
+// generated tokens on the prefill route, and on the decode route, where every position is a
+// step of its own, CausalOrder(0).
+func RouteOrder(route string, nPrompt int) func(a, b Key) int {
+	if route == RouteDecode {
+		return CausalOrder(0)
+	}
+	return CausalOrder(nPrompt)
+}
+
 // DecodeStart returns the first position of recs whose phase is decode, or -1.
 func DecodeStart(recs []Record) int {
 	start := -1

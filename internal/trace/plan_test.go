@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -113,5 +114,31 @@ func TestSetLayersPositionsStages(t *testing.T) {
 	var p Plan
 	if err := p.SetStages("v,bogus"); err == nil || !strings.Contains(err.Error(), `unknown stage "bogus"`) {
 		t.Errorf("SetStages(bogus) = %v", err)
+	}
+}
+
+// TestSelectionKeys checks the planned keys of a selection and their order on each route:
+// the prefill route's batched pass goes stage by stage, the decode route position by
+// position, and generated tokens come after the prompt either way.
+func TestSelectionKeys(t *testing.T) {
+	plan := Plan{Layers: []int{1}, AllPositions: true, Prefill: true, Decode: true, MaxNewTokens: 1,
+		Stages: []golden.Stage{golden.EmbedOut, golden.AttnIn, golden.Logits}}
+	sel := plan.Resolve(2, 2)
+	name := func(keys []golden.Key) []string {
+		var out []string
+		for _, k := range keys {
+			out = append(out, fmt.Sprintf("%s/%d@%d", k.TensorName, k.Layer, k.PosID))
+		}
+		return out
+	}
+	prefill := []string{"embed_out/-1@0", "embed_out/-1@1", "attn_in/1@0", "attn_in/1@1", "logits/2@0", "logits/2@1",
+		"embed_out/-1@2", "attn_in/1@2", "logits/2@2"}
+	if diff := cmp.Diff(prefill, name(sel.Keys("p", golden.RouteOrder(golden.RoutePrefill, 2)))); diff != "" {
+		t.Errorf("prefill route (-want +got):\n%s", diff)
+	}
+	decode := []string{"embed_out/-1@0", "attn_in/1@0", "logits/2@0", "embed_out/-1@1", "attn_in/1@1", "logits/2@1",
+		"embed_out/-1@2", "attn_in/1@2", "logits/2@2"}
+	if diff := cmp.Diff(decode, name(sel.Keys("p", golden.RouteOrder(golden.RouteDecode, 2)))); diff != "" {
+		t.Errorf("decode route (-want +got):\n%s", diff)
 	}
 }

@@ -1,6 +1,10 @@
 package trace
 
-import "github.com/gretabisect/gretabisect/golden"
+import (
+	"slices"
+
+	"github.com/gretabisect/gretabisect/golden"
+)
 
 // Selection is a resolved plan: exactly which (stage, layer, position) rows to record for one
 // prompt on one model. Layer indices are model layers; embed_out and logits ignore the layer.
@@ -71,4 +75,30 @@ func indices(b []bool) []int {
 		}
 	}
 	return out
+}
+
+// Keys lists the keys of the selected rows of prompt promptID in order (the order an engine
+// computes them: golden.RouteOrder). What a run wrote is measured against it
+// (golden.Crash.Locate).
+func (s *Selection) Keys(promptID string, order func(a, b golden.Key) int) []golden.Key {
+	nLayer := len(s.layers)
+	var keys []golden.Key
+	for _, st := range s.Stages() {
+		for _, l := range s.layersOf(st) {
+			for _, p := range s.Positions() {
+				keys = append(keys, golden.Key{PromptID: promptID, PosID: p, Layer: golden.LayerOf(st, l, nLayer), TensorName: st.String()})
+			}
+		}
+	}
+	slices.SortFunc(keys, order)
+	return keys
+}
+
+// layersOf lists the layers whose rows of stage st are selected: the selected layers for a
+// per-layer stage, one placeholder for embed_out and logits.
+func (s *Selection) layersOf(st golden.Stage) []int {
+	if st.Info().PerLayer {
+		return s.Layers()
+	}
+	return []int{0}
 }
