@@ -18,6 +18,10 @@ const (
 	// StatusMissing: nothing compared failed, but records (or the whole trace) of one side
 	// have no counterpart on the other.
 	StatusMissing Status = "missing"
+	// StatusCrash and StatusHang: the candidate's run ended early (it exited with an error or
+	// was killed; it hung until a timeout killed it) and nothing it wrote before diverged.
+	StatusCrash Status = "crash"
+	StatusHang  Status = "hang"
 )
 
 // Failure reasons.
@@ -61,7 +65,8 @@ type PromptResult struct {
 	FirstTraced *Failure
 	// Extra lists the extra runs merged in, in the order they ran.
 	Extra    []ExtraRun
-	HashOnly int // differing records a tolerance policy compared by hash: no size known
+	HashOnly int    // differing records a tolerance policy compared by hash: no size known
+	Crash    *Crash // how the candidate's run ended early; nil when it did not
 
 	grid     map[cellKey]*cell  // heatmap cells
 	nLayer   int                // the layer logits records carry (n_layer), 0 when none

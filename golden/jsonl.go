@@ -110,9 +110,21 @@ func readTrace(path, promptID string) (*Trace, error) {
 		return nil, err
 	}
 	defer f.Close()
+	t, err := readRecords(f, path, promptID)
+	if err != nil {
+		return nil, err
+	}
+	if len(t.Records) == 0 {
+		return nil, fmt.Errorf("%s: no records", path)
+	}
+	return t, nil
+}
+
+// readRecords reads the records of the trace file at path from r, which may hold none.
+func readRecords(in io.Reader, path, promptID string) (*Trace, error) {
 	t := &Trace{Path: path}
 	seen := make(map[Key]int)
-	r := NewReader(f, path)
+	r := NewReader(in, path)
 	for {
 		rec, err := r.Next()
 		if err == io.EOF {
@@ -133,9 +145,6 @@ func readTrace(path, promptID string) (*Trace, error) {
 			t.PromptID = rec.PromptID
 		}
 		t.Records = append(t.Records, rec)
-	}
-	if len(t.Records) == 0 {
-		return nil, fmt.Errorf("%s: no records", path)
 	}
 	return t, nil
 }
