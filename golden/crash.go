@@ -159,7 +159,7 @@ func (p *PromptResult) SetCrash(c *Crash) {
 // CrashResult is the result of a prompt whose run ended before it wrote a record that could
 // be compared.
 func CrashResult(promptID string, c *Crash) *PromptResult {
-	p := &PromptResult{PromptID: promptID, grid: map[cellKey]*cell{}}
+	p := &PromptResult{PromptID: promptID, grid: map[cellKey]*cell{}, compared: map[Key]bool{}, order: CausalOrder(-1)}
 	p.SetCrash(c)
 	return p
 }
@@ -184,4 +184,45 @@ func ReadCrashedTrace(path string) (t *Trace, cut bool, err error) {
 	}
 	t, err = readRecords(bytes.NewReader(data), path, "")
 	return t, cut, err
+}
+
+// causeRow is a row of the Root Cause Summary.
+type causeRow struct {
+	Category Category
+	Count    int
+	Percent  string // of the prompts that diverged or ended early
+}
+
+// rootCauses is the Root Cause Summary: the FIRST_FAILs per category, then the runs that
+// ended early without a divergence before (CRASH, HANG), each row only when one did.
+func (r *Report) rootCauses() []causeRow {
+	counts := r.CategoryCounts()
+	cats := Categories
+	var crashed, hung int
+	for _, p := range r.Prompts {
+		switch p.Status {
+		case StatusCrash:
+			crashed++
+		case StatusHang:
+			hung++
+		}
+	}
+	for _, extra := range []struct {
+		cat Category
+		n   int
+	}{{Crashed, crashed}, {Hung, hung}} {
+		if extra.n > 0 {
+			cats = append(cats[:len(cats):len(cats)], extra.cat)
+			counts = append(counts, extra.n)
+		}
+	}
+	total := 0
+	for _, c := range counts {
+		total += c
+	}
+	rows := make([]causeRow, len(cats))
+	for i, c := range cats {
+		rows[i] = causeRow{c, counts[i], percent(counts[i], total)}
+	}
+	return rows
 }

@@ -2,6 +2,7 @@ package golden
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,5 +134,111 @@ func TestReadCrashedTrace(t *testing.T) {
 	os.WriteFile(path, []byte(lines[:last+20]), 0o644)
 	if _, err := ReadTrace(path); err == nil {
 		t.Error("ReadTrace accepted a trace whose last line is cut short")
+	}
+}
+
+// TestCrashReports checks how the reports show a run that crashed before anything diverged
+// and one that diverged, then crashed.
+func TestCrashReports(t *testing.T) {
+	plan := crashPlan()
+	row := []float32{1, 2}
+	recs := func(keys []Key, scale float32) []Record {
+		out := recordsOf(keys...)
+		for i := range out {
+			r := []float32{row[0] * scale, row[1]}
+			out[i].Hash, out[i].NZCount, out[i].Sketch = HashRow(r), 2, NewSketch(r)
+		}
+		return out
+	}
+	base := recs(plan, 1)
+	// result compares the first written records of a run, scaled, and marks them crashed.
+	result := func(written int, scale float32, c *Crash) *PromptResult {
+		c.Locate(plan, base[:written])
+		r, err := CompareRecords(recs(plan[:written], scale), base[:written], Tolerance)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Prompts[0].SetCrash(c)
+		return r.Prompts[0]
+	}
+	a := result(4, 1, &Crash{Reason: "exit status 1: boom", Log: "run/p.log"})
+	if a.Status != StatusCrash {
+		t.Fatalf("status %q", a.Status)
+	}
+	hung := &Crash{Hang: true, Reason: "no exit within the 1s timeout"}
+	hung.Locate(plan, nil)
+	b := CrashResult("q", hung)
+	c := result(6, 2, &Crash{Reason: "exit status 1: late"})
+	if c.Status != StatusDiverged {
+		t.Fatalf("status %q, want diverged", c.Status)
+	}
+	rep := &Report{Policy: Tolerance, Prompts: []*PromptResult{a, b, c}}
+
+	var md bytes.Buffer
+	if err := rep.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"(0 match, 1 diverged, 0 missing, 2 crashed)",
+		"| ROUTING/SELECTION | 1 | 33.3% |", "| CRASH | 1 | 33.3% |", "| HANG | 1 | 33.3% |",
+		"## Runs that ended early\n\n- p: CRASH after layer 0 residual_pre_attn pos 1, before attn_in pos 0, the attention RMSNorm (exit status 1: boom; 4 of 12 planned records written; log run/p.log)\n" +
+			"- q: HANG before the first planned record, embed_out pos 0, the token embedding (no exit within the 1s timeout; 0 of 12 planned records written)\n" +
+			"- p: CRASH after layer 0 attn_in pos 1, before logits pos 0, the final RMSNorm and output projection (exit status 1: late; 6 of 12 planned records written)\n",
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md.String())
+		}
+	}
+
+	var lines bytes.Buffer
+	rep.WriteLines(&lines)
+	if got := strings.Split(lines.String(), "\n"); len(got) != 6 || !strings.HasPrefix(got[0], "p: CRASH") ||
+		!strings.HasPrefix(got[1], "q: HANG") || !strings.HasPrefix(got[2], "p: FIRST_FAIL pos=0 layer=-1 tensor=embed_out") ||
+		!strings.HasPrefix(got[3], "p: CRASH after layer 0 attn_in") {
+		t.Errorf("lines:\n%s", lines.String())
+	}
+
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var out struct {
+		Prompts []struct {
+			Status string
+			Crash  *struct {
+				Verdict          string
+				Planned, Written int
+				Last, Next       *struct {
+					PosID      int    `json:"pos_id"`
+					Layer      int    `json:"layer"`
+					TensorName string `json:"tensor_name"`
+				}
+			}
+		}
+		Categories map[string]int
+	}
+	if err := json.Unmarshal(js.Bytes(), &out); err != nil {
+		t.Fatal(err)
+	}
+	p := out.Prompts[0]
+	if p.Status != "crash" || p.Crash == nil || p.Crash.Verdict != "CRASH" || p.Crash.Written != 4 || p.Crash.Planned != 12 ||
+		p.Crash.Last.TensorName != "residual_pre_attn" || p.Crash.Next.TensorName != "attn_in" || p.Crash.Next.Layer != 0 {
+		t.Errorf("JSON prompt %+v", p)
+	}
+	if q := out.Prompts[1]; q.Status != "hang" || q.Crash.Last != nil || q.Crash.Next.TensorName != "embed_out" {
+		t.Errorf("JSON hang %+v", q)
+	}
+	if out.Categories["CRASH"] != 1 || out.Categories["HANG"] != 1 || out.Categories["ROUTING/SELECTION"] != 1 {
+		t.Errorf("JSON categories %v", out.Categories)
+	}
+
+	var html bytes.Buffer
+	if err := rep.WriteHTML(&html); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"q: HANG before the first planned record", "<td>CRASH</td>"} {
+		if !strings.Contains(html.String(), want) {
+			t.Errorf("HTML lacks %q", want)
+		}
 	}
 }

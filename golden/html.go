@@ -31,12 +31,6 @@ type htmlFailure struct {
 	HashMatch, MAE, RelL2, First string
 }
 
-type htmlCategory struct {
-	Category Category
-	Count    int
-	Percent  string
-}
-
 // WriteHTML writes a self-contained page: summary, legend, one heatmap per prompt (rows
 // embed_out, layers, logits; columns the stages; colour the decade of the worst rel_l2; the
 // FIRST_FAIL cell outlined) and its failing records. No script, no font or image from the
@@ -48,17 +42,10 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		Policy      string
 		Notes       []string
 		Legend      legendBar
-		Categories  []htmlCategory
+		Categories  []causeRow
 		Prompts     []htmlPrompt
 	}{Summary: r.Summary(), Policy: r.Policy.Name, Notes: r.Notes, Legend: legend(), FirstColour: colourFirstFail}
-	counts := r.CategoryCounts()
-	total := 0
-	for _, c := range counts {
-		total += c
-	}
-	for i, c := range Categories {
-		data.Categories = append(data.Categories, htmlCategory{c, counts[i], percent(counts[i], total)})
-	}
+	data.Categories = r.rootCauses()
 	for _, p := range r.Prompts {
 		hp := htmlPrompt{PromptResult: p, Line: p.Line(), Heatmap: p.heatmap()}
 		if len(p.Extra) > 0 {

@@ -41,11 +41,14 @@ func (f *Failure) Line() string {
 		f.PromptID, tag, f.PosID, f.Layer, f.TensorName, f.Category, detail)
 }
 
-// Line returns one line for a prompt: its FIRST_FAIL line when diverged, else its status.
+// Line returns one line for a prompt: its FIRST_FAIL line when diverged, its crash's line
+// when its run ended early, else its status.
 func (p *PromptResult) Line() string {
 	switch p.Status {
 	case StatusDiverged:
 		return p.FirstFail.Line()
+	case StatusCrash, StatusHang:
+		return p.Crash.Line(p.PromptID)
 	case StatusMissing:
 		var parts []string
 		for _, m := range []struct {
@@ -64,12 +67,16 @@ func (p *PromptResult) Line() string {
 }
 
 // WriteLines writes what a command prints after a comparison: the line of every prompt that
-// does not match, the notes, then the summary.
+// does not match (and the crash that ended a run after it diverged), the notes, then the
+// summary.
 func (r *Report) WriteLines(w io.Writer) error {
 	var b strings.Builder
 	for _, p := range r.Prompts {
 		if p.Status != StatusMatch {
 			b.WriteString(p.Line() + "\n")
+		}
+		if p.Status == StatusDiverged && p.Crash != nil {
+			b.WriteString(p.Crash.Line(p.PromptID) + "\n")
 		}
 	}
 	for _, n := range r.Notes {
@@ -82,7 +89,7 @@ func (r *Report) WriteLines(w io.Writer) error {
 
 // Summary returns one line for the whole report.
 func (r *Report) Summary() string {
-	var n [3]int
+	var n [4]int
 	compared, mismatched, missing := 0, 0, 0
 	for _, p := range r.Prompts {
 		switch p.Status {
@@ -92,13 +99,19 @@ func (r *Report) Summary() string {
 			n[1]++
 		case StatusMissing:
 			n[2]++
+		case StatusCrash, StatusHang:
+			n[3]++
 		}
 		compared += p.Compared
 		mismatched += p.Mismatched
 		missing += p.Missing()
 	}
-	return fmt.Sprintf("policy %s: %s (%d match, %d diverged, %d missing); %s compared, %d mismatched, %d missing",
-		r.Policy.Name, plural(len(r.Prompts), "prompt"), n[0], n[1], n[2], plural(compared, "record"), mismatched, missing)
+	crashed := ""
+	if n[3] > 0 {
+		crashed = fmt.Sprintf(", %d crashed", n[3])
+	}
+	return fmt.Sprintf("policy %s: %s (%d match, %d diverged, %d missing%s); %s compared, %d mismatched, %d missing",
+		r.Policy.Name, plural(len(r.Prompts), "prompt"), n[0], n[1], n[2], crashed, plural(compared, "record"), mismatched, missing)
 }
 
 // shortHash returns the first 8 digits after the algorithm prefix.
@@ -189,13 +202,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		}
 	}
 	b.WriteString("\n## Root Cause Summary\n\n| Category | Occurrences | Percentage |\n|---|---|---|\n")
-	counts := r.CategoryCounts()
-	total := 0
-	for _, c := range counts {
-		total += c
-	}
-	for i, c := range Categories {
-		fmt.Fprintf(&b, "| %s | %d | %s |\n", c, counts[i], percent(counts[i], total))
+	for _, c := range r.rootCauses() {
+		fmt.Fprintf(&b, "| %s | %d | %s |\n", c.Category, c.Count, c.Percent)
 	}
 	b.WriteString("\n## Prompts\n\n| Prompt | Status | Compared | Mismatched | Missing | FIRST_FAIL |\n|---|---|---|---|---|---|\n")
 	for _, p := range r.Prompts {
@@ -207,6 +215,18 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 	for _, p := range r.Prompts {
 		writeBisection(&b, p)
+	}
+	var crashes []string
+	for _, p := range r.Prompts {
+		if p.Crash != nil {
+			crashes = append(crashes, p.Crash.Line(p.PromptID))
+		}
+	}
+	if len(crashes) > 0 {
+		b.WriteString("\n## Runs that ended early\n\n")
+		for _, c := range crashes {
+			fmt.Fprintf(&b, "- %s\n", c)
+		}
 	}
 	if len(tokens) > 0 {
 		b.WriteString("\n## Input divergences\n\n")
@@ -316,6 +336,7 @@ type (
 		FirstFail          *jsonFailure  `json:"first_fail"`
 		FirstTraced        *jsonFailure  `json:"first_traced"`
 		Origin             *jsonOrigin   `json:"origin"`
+		Crash              *jsonCrash    `json:"crash,omitempty"`
 		Failures           []jsonFailure `json:"failures"`
 		MissingInCandidate []jsonKey     `json:"missing_in_candidate"`
 		MissingInBaseline  []jsonKey     `json:"missing_in_baseline"`
@@ -361,9 +382,20 @@ type (
 		Layer      int    `json:"layer"`
 		TensorName string `json:"tensor_name"`
 	}
+	// jsonCrash is how a run ended early: last is the last planned record written before
+	// the end, next the first one missing (null when none).
+	jsonCrash struct {
+		Verdict Category `json:"verdict"`
+		Reason  string   `json:"reason"`
+		Log     string   `json:"log,omitempty"`
+		Planned int      `json:"planned"`
+		Written int      `json:"written"`
+		Last    *jsonKey `json:"last"`
+		Next    *jsonKey `json:"next"`
+	}
 	// jsonFloat is a size, null when unknown or not finite (JSON has no infinity).
 	jsonFloat      struct{ v *float64 }
-	categoryCounts []int
+	categoryCounts []causeRow
 )
 
 func (f jsonFloat) MarshalJSON() ([]byte, error) {
@@ -373,15 +405,15 @@ func (f jsonFloat) MarshalJSON() ([]byte, error) {
 	return strconv.AppendFloat(nil, *f.v, 'g', -1, 64), nil
 }
 
-// MarshalJSON writes every category, in report order.
+// MarshalJSON writes every row of the Root Cause Summary, in report order.
 func (c categoryCounts) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteByte('{')
-	for i, cat := range Categories {
+	for i, row := range c {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		fmt.Fprintf(&b, "%q:%d", cat, c[i])
+		fmt.Fprintf(&b, "%q:%d", row.Category, row.Count)
 	}
 	b.WriteByte('}')
 	return b.Bytes(), nil
@@ -400,6 +432,22 @@ func toJSONFailure(f *Failure) jsonFailure {
 	return j
 }
 
+func toJSONCrash(c *Crash) *jsonCrash {
+	if c == nil {
+		return nil
+	}
+	j := &jsonCrash{Verdict: c.Category(), Reason: c.Reason, Log: c.Log, Planned: c.Planned, Written: c.Written}
+	for _, k := range []struct {
+		dst **jsonKey
+		k   *Key
+	}{{&j.Last, c.Last}, {&j.Next, c.Next}} {
+		if k.k != nil {
+			*k.dst = &jsonKey{k.k.PosID, k.k.Layer, k.k.TensorName}
+		}
+	}
+	return j
+}
+
 func toJSONKeys(keys []Key) []jsonKey {
 	out := make([]jsonKey, len(keys))
 	for i, k := range keys {
@@ -409,19 +457,20 @@ func toJSONKeys(keys []Key) []jsonKey {
 }
 
 // WriteJSON writes the JSON report: policy, notes, prompts (status, counts, first_fail or
-// null, first_traced, origin, every failure, missing keys) and the count of FIRST_FAILs per
-// category. first_fail is the isolated origin when extra runs were merged in (Merge);
-// first_traced is the planned trace's first failure, and origin says how the extra runs got
-// from one to the other (null without extra runs).
+// null, first_traced, origin, crash when the run ended early, every failure, missing keys)
+// and the count of FIRST_FAILs per category (then of CRASH and HANG when a run ended so).
+// first_fail is the isolated origin when extra runs were merged in (Merge); first_traced is
+// the planned trace's first failure, and origin says how the extra runs got from one to the
+// other (null without extra runs).
 func (r *Report) WriteJSON(w io.Writer) error {
-	out := jsonReport{Policy: r.Policy.Name, Notes: r.Notes, Categories: r.CategoryCounts(), Prompts: []jsonPrompt{}}
+	out := jsonReport{Policy: r.Policy.Name, Notes: r.Notes, Categories: r.rootCauses(), Prompts: []jsonPrompt{}}
 	if out.Notes == nil {
 		out.Notes = []string{}
 	}
 	for _, p := range r.Prompts {
 		jp := jsonPrompt{
 			PromptID: p.PromptID, Status: p.Status, Compared: p.Compared, Mismatched: p.Mismatched,
-			Missing: p.Missing(), Failures: []jsonFailure{},
+			Missing: p.Missing(), Failures: []jsonFailure{}, Crash: toJSONCrash(p.Crash),
 			MissingInCandidate: toJSONKeys(p.MissingInCandidate), MissingInBaseline: toJSONKeys(p.MissingInBaseline),
 		}
 		for i := range p.Failures {
