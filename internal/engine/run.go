@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/gretabisect/gretabisect/golden"
 	"github.com/gretabisect/gretabisect/internal/model"
@@ -35,6 +36,11 @@ type Result struct {
 // Run resets e, runs the prompt of req on its route, then greedily generates
 // req.Plan.MaxNewTokens tokens, running each through the model on the decode route so that
 // the decode phase has rows to trace, and returns the planned records.
+//
+// When the engine fails (a forward pass returns an error, as a GPU kernel fault does), Run
+// returns what it recorded before the failure with a *golden.Crash whose reason is the
+// engine's error: the caller can tell where the run stopped. A request it refuses comes back
+// with a nil Result.
 func Run(e Engine, m *model.Model, req Request) (*Result, error) {
 	cfg := m.Config
 	n, gen := len(req.Tokens), req.Plan.MaxNewTokens
@@ -98,10 +104,18 @@ func Run(e Engine, m *model.Model, req Request) (*Result, error) {
 		progress(pos + 1)
 	}
 	records, rerr := rec.Close()
-	if err = errors.Join(err, rerr); err != nil {
-		return nil, fmt.Errorf("engine: prompt %q on %s: %w", req.PromptID, e.Device(), err)
+	res := &Result{Records: records, Generated: generated}
+	if err != nil {
+		// In the order they were computed, as an engine writing them as it goes would have
+		// left them: the last one is as far as the run got.
+		order := golden.RouteOrder(route, n)
+		slices.SortStableFunc(records, func(a, b golden.Record) int { return order(golden.KeyOf(a), golden.KeyOf(b)) })
+		return res, &golden.Crash{Reason: fmt.Sprintf("engine: prompt %q on %s: %v", req.PromptID, e.Device(), errors.Join(err, rerr))}
 	}
-	return &Result{Records: records, Generated: generated}, nil
+	if rerr != nil {
+		return nil, fmt.Errorf("engine: prompt %q on %s: %w", req.PromptID, e.Device(), rerr)
+	}
+	return res, nil
 }
 
 func runPrompt(e Engine, tokens []int32, route string, tap *trace.Tap, progress func(int)) ([]float32, error) {

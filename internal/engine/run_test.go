@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -116,6 +117,45 @@ func TestRunFaultSteersGeneration(t *testing.T) {
 	}
 }
 
+// failingEngine is fakeEngine until a forward pass at position failAt, which fails the way
+// a GPU kernel fault does.
+type failingEngine struct {
+	fakeEngine
+	failAt int
+}
+
+func (f *failingEngine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, error) {
+	if pos0 == f.failAt {
+		return nil, errors.New("attention_decode layer 1: launch failed: an illegal memory access was encountered")
+	}
+	return f.fakeEngine.Forward(tokens, pos0, tap)
+}
+
+// TestRunKeepsRecordsOfAFailedRun checks that a run whose engine fails returns what it
+// recorded before, in the order it was computed (each generated token after the prompt),
+// with a *golden.Crash that carries the engine's error.
+func TestRunKeepsRecordsOfAFailedRun(t *testing.T) {
+	e := &failingEngine{fakeEngine: fakeEngine{cfg: fakeModel.Config}, failAt: 4}
+	plan := trace.Plan{AllPositions: true, Prefill: true, Decode: true, MaxNewTokens: 3}
+	res, err := engine.Run(e, fakeModel, engine.Request{PromptID: "p", Tokens: []int32{1, 5, 2}, Plan: plan})
+	var crash *golden.Crash
+	if !errors.As(err, &crash) || res == nil {
+		t.Fatalf("error %v, result %v: want a crash with a result", err, res)
+	}
+	want := `engine: prompt "p" on fake: decode at position 4: attention_decode layer 1: launch failed: an illegal memory access was encountered`
+	if crash.Reason != want {
+		t.Errorf("reason %q, want %q", crash.Reason, want)
+	}
+	var got []string
+	for _, r := range res.Records {
+		got = append(got, fmt.Sprintf("%s@%d", r.TensorName, r.PosID))
+	}
+	order := []string{"embed_out@0", "embed_out@1", "embed_out@2", "logits@0", "logits@1", "logits@2", "embed_out@3", "logits@3"}
+	if diff := cmp.Diff(order, got); diff != "" {
+		t.Errorf("records (-want +got):\n%s", diff)
+	}
+}
+
 func TestRunRejectsBadRequests(t *testing.T) {
 	tests := []struct {
 		name string
@@ -138,9 +178,9 @@ func TestRunRejectsBadRequests(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := &fakeEngine{cfg: fakeModel.Config}
-			_, err := engine.Run(e, fakeModel, tc.req)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			res, err := engine.Run(e, fakeModel, tc.req)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || res != nil {
+				t.Fatalf("error %v, result %v: want no result and an error containing %q", err, res, tc.want)
 			}
 			if len(e.calls) != 0 {
 				t.Errorf("engine called %v for a bad request", e.calls)
