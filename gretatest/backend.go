@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gretabisect/gretabisect/golden"
 	"github.com/gretabisect/gretabisect/internal/engine"
@@ -21,9 +22,22 @@ type run struct {
 	tokens []int32
 	plan   trace.Plan
 	faults []trace.Fault
+
+	// What an external engine leaves: log is the file its output is appended to, rows the
+	// folder keeping its raw rows ("" keeps neither), note receives what the reader must
+	// know of its trace (nil drops it). In-process engines have nothing to leave.
+	log, rows string
+	note      func(string)
 }
 
-// tracer runs prompts through one backend and returns their records in causal order.
+func (r run) notef(format string, args ...any) {
+	if r.note != nil {
+		r.note(fmt.Sprintf(format, args...))
+	}
+}
+
+// tracer runs prompts through one backend and returns their records in causal order. A run
+// that ended early returns the records written before the end with a *golden.Crash.
 type tracer interface {
 	Device() string
 	Variant() string // the build of the backend's arithmetic, for golden manifests ("" when one)
@@ -31,10 +45,11 @@ type tracer interface {
 	Close() error
 }
 
-// openTracer starts backend name ("cpu", "hip", "exec:COMMAND", any registered engine).
-func openTracer(name, modelSpec string, m *model.Model) (tracer, error) {
+// openTracer starts backend name ("cpu", "hip", "exec:COMMAND", any registered engine);
+// timeout bounds each run of an external engine.
+func openTracer(name, modelSpec string, m *model.Model, timeout time.Duration) (tracer, error) {
 	if cmd, ok := strings.CutPrefix(name, execPrefix); ok {
-		return newExecTracer(cmd, modelSpec, m)
+		return newExecTracer(cmd, modelSpec, m, timeout)
 	}
 	e, err := engine.Open(name, m)
 	if err != nil {
@@ -66,10 +81,10 @@ func (t *engineTracer) Trace(r run, progress func(done, total int)) ([]golden.Re
 	res, err := engine.Run(t.e, t.m, engine.Request{
 		PromptID: r.prompt.ID, Tokens: r.tokens, Plan: r.plan, Faults: r.faults, Progress: progress,
 	})
-	if err != nil {
+	if res == nil {
 		return nil, err
 	}
-	return res.Records, nil
+	return res.Records, err
 }
 
 // Cache keeps loaded models and reference runs so that Bisect calls sharing it (Share) load

@@ -42,6 +42,12 @@ type PromptReport struct {
 	// Result is the comparison of the planned trace (golden's record-level outcome).
 	Result *golden.PromptResult
 	Err    error // why the prompt could not be compared
+	// Crash is how the run of the planned trace ended early (a crash or a hang), located
+	// in the plan; nil when it did not. Line is its verdict unless a record diverged first.
+	Crash *golden.Crash
+	// Notes are what the reader must know about the traces (records whose differences
+	// cannot be sized, rows left out); they are logged and end the reports.
+	Notes []string
 
 	policy     golden.Policy
 	mismatched int // failing records of the planned trace
@@ -119,7 +125,7 @@ func newSession(t TB, cfg *config) (*session, error) {
 		return nil, fmt.Errorf("model %q: %w", cfg.model, err)
 	}
 	s := &session{cfg: cfg, m: m, modelName: modelName(cfg.model), plan: cfg.plan()}
-	if s.cut, err = openTracer(cfg.backend, cfg.model, m); err != nil {
+	if s.cut, err = openTracer(cfg.backend, cfg.model, m, *cfg.timeout); err != nil {
 		if cfg.ownCache {
 			cfg.cache.Close()
 		}
@@ -145,7 +151,7 @@ func (s *session) close() {
 // reference opens the reference backend on first use.
 func (s *session) reference() (tracer, error) {
 	s.refOnce.Do(func() {
-		s.ref, s.refErr = openTracer(s.cfg.reference, s.cfg.model, s.m)
+		s.ref, s.refErr = openTracer(s.cfg.reference, s.cfg.model, s.m, *s.cfg.timeout)
 		if s.refErr != nil {
 			s.refErr = fmt.Errorf("reference backend %q: %w", s.cfg.reference, s.refErr)
 		}
@@ -159,7 +165,7 @@ func (s *session) referenceRun(r run) ([]golden.Record, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	r.faults = nil
+	r.faults, r.rows, r.note = nil, "", nil
 	recs, err := s.cfg.cache.reference(s.cfg.reference, s.cfg.model, r, func() ([]golden.Record, error) {
 		return ref.Trace(r, s.progress(r))
 	})
@@ -203,10 +209,19 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 	if err != nil {
 		return err
 	}
-	r := run{prompt: p, tokens: tokens, plan: s.plan, faults: s.cfg.faults}
+	r := run{prompt: p, tokens: tokens, plan: s.plan, faults: s.cfg.faults,
+		log: s.logPath(p.ID), rows: s.artSub("traces"), note: func(n string) { pr.Notes = append(pr.Notes, n) }}
 	cand, err := s.cut.Trace(r, s.progress(r))
+	crash, err := s.crashOf(r, cand, err)
 	if err != nil {
 		return err
+	}
+	pr.Crash = crash
+	if n := unsizedNote(p.ID, pr.Device, cand); n != "" {
+		pr.Notes = append(pr.Notes, n)
+	}
+	for _, n := range pr.Notes {
+		t.Logf("note: %s", n)
 	}
 
 	// The baseline: the golden file, or the reference run live.
@@ -222,6 +237,9 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 		if s.cfg.updating() {
 			if len(s.cfg.faults) > 0 {
 				return fmt.Errorf("refusing to record %s with faults injected (%s)", path, trace.FormatFaults(s.cfg.faults))
+			}
+			if crash != nil {
+				return fmt.Errorf("refusing to record %s from a run that ended early: %s", path, strings.TrimPrefix(crash.Line(p.ID), p.ID+": "))
 			}
 			entry, err := s.manifestEntry(r)
 			if err != nil {
@@ -259,7 +277,7 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 
 	pol := s.policy(pr.Device, baseDevice)
 	pr.Policy, pr.policy = pol.Name, pol
-	res, err := compareOne(cand, base, pol)
+	res, err := compareRun(p.ID, cand, s.planned(r, base, crash), pol, crash)
 	if err != nil {
 		return fmt.Errorf("comparing with %s: %w", pr.Baseline, err)
 	}
@@ -279,12 +297,17 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 		}
 		return nil
 	case golden.StatusMissing:
-		pr.Err = errors.New(res.Line())
-		t.Errorf("%s against %s\n%s", res.Line(), pr.Baseline, s.paths(p.ID))
+		line := res.Line() + missingHint(res, len(tokens), s.plan.MaxNewTokens)
+		pr.Err = errors.New(line)
+		t.Errorf("%s against %s\n%s", line, pr.Baseline, s.paths(p.ID))
+		return s.writeReports(pr)
+	case golden.StatusCrash, golden.StatusHang:
+		pr.Line = crash.Line(p.ID)
+		t.Errorf("%s", s.crashMessage(pr))
 		return s.writeReports(pr)
 	}
 	pr.FirstTraced = res.FirstTraced
-	if !s.cfg.noBisect {
+	if !s.cfg.noBisect && crash == nil {
 		pb := &promptProber{s: s, r: r, golden: base, goldenPol: pol}
 		isolated, o, err := isolate(pb, s.plan, res.FirstFail, s.m.Config.NLayer, len(tokens))
 		if err != nil {
@@ -364,7 +387,7 @@ func (s *session) mergeRuns(pr *PromptReport, runs []probeRun) error {
 
 func (pb *promptProber) probe(run *golden.ExtraRun, plan trace.Plan, keep func(golden.Record) bool) (*golden.Failure, error) {
 	r := pb.r
-	r.plan = plan
+	r.plan, r.rows, r.note = plan, "", nil // the planned run's rows and notes are the ones kept
 	cand, err := pb.s.cut.Trace(r, pb.s.progress(r))
 	if err != nil {
 		return nil, err

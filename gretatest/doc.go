@@ -48,6 +48,7 @@
 //	                 or "exec:COMMAND" for an external engine (see below)
 //	GRETA_INJECT     faults to inject
 //	GRETA_ARTIFACTS  artifacts folder (default: a temporary folder kept only on failure)
+//	GRETA_EXEC_TIMEOUT  how long one run of an external engine may take (default 30m)
 //
 // Options override the environment.
 //
@@ -57,10 +58,18 @@
 // per traced run with the seed's environment for the plan: GRETA_B3_61=1,
 // GRETA_TRACE_STAGE=1, GRETA_TRACE_STAGE_LAYERS, GRETA_TRACE_B3_61_<STAGE>=1 per stage,
 // GRETA_TRACE_B3_61_POS_<N>=1 per position, GRETA_TRACE_OUT_DIR, GRETA_PROMPT_ID,
-// GRETA_MAX_NEW_TOKENS and, with faults, GRETA_INJECT; it reads the
-// <prompt_id>_trace.jsonl the command writes there. Placeholders: {model}, {prompt} (a file
-// with the prompt's text, or its token ids comma-separated), {tokens} (a file with the token
-// ids), {prompt_id}, {out}.
+// GRETA_MAX_NEW_TOKENS, GRETA_TRACE_ROUTE, GRETA_TRACE_PLAN (the same plan as one JSON file)
+// and, with faults, GRETA_INJECT; it reads the <prompt_id>_trace.jsonl the command writes
+// there. Placeholders: {model}, {prompt} (a file with the prompt's text, or its token ids
+// comma-separated), {tokens} (a file with the token ids), {prompt_id}, {out}. Raw rows the
+// engine writes (raw_file) are sketched, so a tolerance policy can size differences, and
+// kept with the artifacts' traces.
+//
+// Each run's output goes to <artifacts>/<date>/<suite>/run/<prompt_id>.log. A run that
+// exits non-zero or is killed is a CRASH, one that outlives ExecTimeout (its process group
+// is killed) a HANG; the failure names the last planned record written and the first one
+// missing, after comparing what was written (a divergence there comes first). In-process
+// engines whose forward pass fails (a GPU kernel fault) get the same verdict.
 //
 // # Artifacts
 //

@@ -3,8 +3,10 @@ package gretatest
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/internal/execengine"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/testutil"
 	"github.com/gretabisect/gretabisect/internal/trace"
@@ -16,6 +18,9 @@ const (
 	EnvBackend   = "GRETA_BACKEND"   // backend: "cpu", "hip", or "exec:COMMAND"
 	EnvInject    = "GRETA_INJECT"    // faults, in trace.ParseFaults syntax
 	EnvArtifacts = "GRETA_ARTIFACTS" // artifacts folder, kept whatever the outcome
+	// EnvExecTimeout bounds each run of an external engine: a Go duration ("90s", "30m")
+	// or seconds; 0 waits forever.
+	EnvExecTimeout = execengine.EnvTimeout
 )
 
 // Defaults of the options.
@@ -23,6 +28,9 @@ const (
 	DefaultModel     = model.TinySpec // the embedded 10-layer test model
 	DefaultReference = "cpu"          // the live reference backend
 	DefaultSuite     = "b3_61"
+	// DefaultExecTimeout is generous: a hang is told from a slow engine by waiting longer
+	// than any run of the suite takes.
+	DefaultExecTimeout = execengine.DefaultTimeout
 )
 
 // An Option changes one setting of Bisect. Each option's doc comment gives its default.
@@ -44,6 +52,7 @@ type config struct {
 	faults    []trace.Fault
 	faultsSet bool
 	policy    *golden.Policy
+	timeout   *time.Duration // of each exec run; nil: GRETA_EXEC_TIMEOUT, else the default
 
 	goldenDir   string
 	artifacts   string
@@ -97,6 +106,16 @@ func newConfig(opts []Option) (*config, error) {
 	}
 	if len(c.faults) > 0 && !c.refSet {
 		c.reference = c.backend
+	}
+	if c.timeout == nil {
+		d := DefaultExecTimeout
+		if v := c.env(EnvExecTimeout); v != "" {
+			var err error
+			if d, err = execengine.ParseTimeout(v); err != nil {
+				return nil, fmt.Errorf("%s: %w", EnvExecTimeout, err)
+			}
+		}
+		c.timeout = &d
 	}
 	if c.artifacts == "" {
 		if dir := c.env(EnvArtifacts); dir != "" {
@@ -205,6 +224,19 @@ func Backend(name string) Option {
 // as on the CPU (against the CPU, a fault near the tolerance could be placed late).
 func Reference(name string) Option {
 	return func(c *config) error { c.reference, c.refSet = name, true; return nil }
+}
+
+// ExecTimeout bounds each run of an external engine (exec: backends): one that has not exited
+// by then is killed with its whole process group and reported as a HANG, localised like a
+// crash. 0 waits forever. Default: GRETA_EXEC_TIMEOUT, else 30 minutes.
+func ExecTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("gretatest.ExecTimeout: %v is negative", d)
+		}
+		c.timeout = &d
+		return nil
+	}
 }
 
 // Baseline compares against a live run of the reference backend instead of the golden

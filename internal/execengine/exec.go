@@ -80,6 +80,9 @@ func New(command, modelSpec string, timeout time.Duration) (*Command, error) {
 	return &Command{args: args, model: modelSpec, timeout: timeout}, nil
 }
 
+// String is the command line as given, placeholders unreplaced.
+func (c *Command) String() string { return strings.Join(c.args, " ") }
+
 // Run is one traced run of a prompt.
 type Run struct {
 	PromptID     string
