@@ -166,6 +166,7 @@ func (s *session) writeReportFiles(name string, prs []*PromptReport) error {
 	rep := &golden.Report{Policy: prs[0].policy}
 	for _, pr := range prs {
 		rep.Prompts = append(rep.Prompts, pr.Result)
+		rep.Notes = append(rep.Notes, pr.Notes...)
 	}
 	for _, f := range reportFormats {
 		var b bytes.Buffer
@@ -198,6 +199,9 @@ func (s *session) paths(promptID string) string {
 	if extra := filepath.Join(s.artDir, extraDir, promptID); golden.HasExtraRuns(extra) {
 		fmt.Fprintf(&b, "\n  %s (self-bisection's runs)", extra)
 	}
+	if log := s.logPath(promptID); log != "" && strings.HasPrefix(s.cfg.backend, execPrefix) {
+		fmt.Fprintf(&b, "\nengine log:\n  %s", log)
+	}
 	return b.String()
 }
 
@@ -223,6 +227,7 @@ func (s *session) failureMessage(pr *PromptReport, origin *golden.Failure, cand,
 	} else {
 		row(first, "Y")
 	}
+	b.WriteString(crashSection(pr))
 	if o := pr.Origin; o != nil {
 		fmt.Fprintf(&b, "self-bisection: %s", o.RunsText())
 		for _, st := range o.Steps {
