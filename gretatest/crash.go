@@ -124,3 +124,13 @@ func missingHint(res *golden.PromptResult, nPrompt, maxNew int) string {
 	return fmt.Sprintf(": the generated tokens at positions %d..%d are missing (the plan generates %d after the %d-token prompt); an engine that only prefills runs with --max-tokens 0 (gretatest.MaxNewTokens(0))",
 		first, last, maxNew, nPrompt)
 }
+
+// crashRow is the First Failure Table's row of a run that ended early with nothing diverged
+// before: the first planned record missing, and the verdict.
+func crashRow(p *PromptReport) string {
+	pos, layer, tensor := "-", "-", "(no planned record missing)"
+	if k := p.Crash.Next; k != nil {
+		pos, layer, tensor = fmt.Sprint(k.PosID), fmt.Sprint(k.Layer), k.TensorName+" (not reached)"
+	}
+	return fmt.Sprintf("| %s | %s | %s | %s | - | - | %s |\n", p.PromptID, pos, layer, tensor, p.Crash.Category())
+}

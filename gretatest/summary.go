@@ -10,8 +10,10 @@ import (
 
 // WriteSummary writes the seed's two tables for the whole run: the First Failure Table (per
 // prompt, the first traced failure and, when self-bisection moved it, the isolated origin
-// marked FIRST_FAIL) and the Root Cause Summary (the categories of the origins), then one
-// line per origin saying how it was isolated.
+// marked FIRST_FAIL; for a run that crashed or hung with nothing diverged before, the first
+// record it did not reach) and the Root Cause Summary (the categories of the origins, then
+// CRASH and HANG rows when runs ended so), then one line per origin saying how it was
+// isolated.
 func (r *Report) WriteSummary(w io.Writer) error {
 	var b strings.Builder
 	b.WriteString("## First Failure Table\n\n| Prompt | Position | Layer | Tensor | Hash Match | MAE | FIRST_FAIL (Y/N) |\n|---|---|---|---|---|---|---|\n")
@@ -24,6 +26,11 @@ func (r *Report) WriteSummary(w io.Writer) error {
 			continue
 		case p.Recorded:
 			fmt.Fprintf(&b, "| %s | - | - | (golden recorded: %s) | - | - | - |\n", p.PromptID, p.Baseline)
+			continue
+		case p.Crash != nil && p.FirstTraced == nil:
+			b.WriteString(crashRow(p))
+			counts[p.Crash.Category()]++
+			failing++
 			continue
 		case p.FirstTraced == nil:
 			fmt.Fprintf(&b, "| %s | - | - | (%d records match) | YES | - | N |\n", p.PromptID, p.Compared)
@@ -40,7 +47,13 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		counts[p.FirstTraced.Category]++
 	}
 	b.WriteString("\n## Root Cause Summary\n\n| Category | Occurrences | Percentage |\n|---|---|---|\n")
-	for _, c := range golden.Categories {
+	cats := golden.Categories
+	for _, c := range []golden.Category{golden.Crashed, golden.Hung} {
+		if counts[c] > 0 {
+			cats = append(cats[:len(cats):len(cats)], c)
+		}
+	}
+	for _, c := range cats {
 		pct := "0%"
 		if failing > 0 {
 			pct = fmt.Sprintf("%.0f%%", 100*float64(counts[c])/float64(failing))
