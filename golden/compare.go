@@ -64,9 +64,10 @@ type PromptResult struct {
 	// FirstFail until an extra run finds an earlier divergence.
 	FirstTraced *Failure
 	// Extra lists the extra runs merged in, in the order they ran.
-	Extra    []ExtraRun
-	HashOnly int    // differing records a tolerance policy compared by hash: no size known
-	Crash    *Crash // how the candidate's run ended early; nil when it did not
+	Extra           []ExtraRun
+	HashOnly        int    // differing records a tolerance policy compared by hash: no size known
+	WithinTolerance int    // records whose hashes differ but a tolerance policy accepted
+	Crash           *Crash // how the candidate's run ended early; nil when it did not
 
 	grid     map[cellKey]*cell  // heatmap cells
 	nLayer   int                // the layer logits records carry (n_layer), 0 when none
@@ -311,6 +312,9 @@ func (pr *PromptResult) compareSide(cand, base *indexed, p Policy, missing bool)
 		pr.Compared++
 		if p.Tolerance && f.Reason == ReasonHash {
 			pr.HashOnly++ // a tolerance policy only compares hashes when no size is known
+		}
+		if f.Reason == "" && !f.HashMatch {
+			pr.WithinTolerance++
 		}
 		pr.cellAt(k).add(f)
 		switch {

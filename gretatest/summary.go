@@ -33,7 +33,11 @@ func (r *Report) WriteSummary(w io.Writer) error {
 			failing++
 			continue
 		case p.FirstTraced == nil:
-			fmt.Fprintf(&b, "| %s | - | - | (%d records match) | YES | - | N |\n", p.PromptID, p.Compared)
+			match := "YES"
+			if p.Result != nil && p.Result.WithinTolerance > 0 {
+				match = "within tolerance"
+			}
+			fmt.Fprintf(&b, "| %s | - | - | (%d records match) | %s | - | N |\n", p.PromptID, p.Compared, match)
 			continue
 		}
 		failing++

@@ -3,6 +3,7 @@ package gretatest
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -191,6 +192,14 @@ func TestTheTest(t *testing.T) {
 		pr := rep.Prompts[0]
 		if len(tb.errors) != 0 || pr.Policy != golden.Tolerance.Name || pr.Baseline != path {
 			t.Errorf("toygpu against %s under %q: %q", pr.Baseline, pr.Policy, tb.errors)
+		}
+		// Its hashes differ: the table says the match is within tolerance.
+		var sum strings.Builder
+		if err := rep.WriteSummary(&sum); err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("| toy50 | - | - | (%d records match) | within tolerance | - | N |", pr.Compared); !strings.Contains(sum.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, sum.String())
 		}
 		// A fault on the other device is isolated under tolerance, re-runs against the live
 		// reference included.
