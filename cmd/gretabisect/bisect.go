@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gretabisect/gretabisect/gretatest"
+	"github.com/gretabisect/gretabisect/internal/execengine"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
@@ -20,15 +22,21 @@ func init() {
 }
 
 const bisectUsage = `usage: gretabisect bisect [--model tiny|PATH] [--backend cpu|hip|exec:CMD] [--inject SPEC]
-                         [--golden DIR] [--out DIR] [--prompts IDS] [--live] [--update] [--quiet]
+                         [--golden DIR] [--out DIR] [--prompts IDS] [--max-tokens N] [--timeout D]
+                         [--live] [--update] [--quiet]
 
 Runs the standard prompts (p0_short, p6_len_16, p6_len_32) through the backend with the
 default plan (layers 0,1,2,4,8; positions 826, 1652, last and three windows of 16; every
-stage; 5 generated tokens), compares each trace with its golden trace
+stage; --max-tokens generated tokens, 5 by default), compares each trace with its golden
+trace
 (<golden>/<device>/<model>/<prompt_id>_trace.jsonl; a device without goldens of its own is
 compared with the cpu goldens under the tolerance policy), re-runs to isolate where a
 divergence started, and prints the First Failure Table and the Root Cause Summary. Reports
 (Markdown, JSON, HTML heatmap) and both traces go to <out>/<date>/b3_61/. Progress on stderr.
+
+An exec: engine that exits with an error, or outlives --timeout and is killed with its
+process group, gets a CRASH or HANG line naming the last planned record it wrote and the
+first it did not; its output is in <out>/<date>/b3_61/run/<prompt_id>.log.
 
 --inject perturbs the backend's forward pass (GRETA_INJECT syntax, e.g.
 "stage=k_post_rope,layer=3,pos>=826,scale=1.001") to rehearse the localisation end to end.
@@ -52,12 +60,19 @@ func runBisect(args []string, stdout, stderr io.Writer) int {
 	ids := fs.String("prompts", "all", "standard prompt `ids`, comma-separated, or all")
 	live := fs.Bool("live", false, "compare with a live run of the cpu reference (with --inject: of the backend without faults) instead of the golden traces")
 	update := fs.Bool("update", false, "record the golden traces instead of comparing (refused with --inject)")
-	quiet := fs.Bool("quiet", false, "no progress on stderr")
+	maxTokens := fs.Int("max-tokens", trace.DefaultMaxNewTokens, "tokens generated after each prompt (0 for an engine that only prefills)")
+	var timeout string
+	timeoutFlag(fs, &timeout)
+	quiet := fs.Bool("quiet", false, "no progress on stderr (notes are still printed)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
 		return fail(stderr, "bisect", fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	wait, err := execengine.ParseTimeout(timeout)
+	if err != nil {
+		return fail(stderr, "bisect", fmt.Errorf("--timeout: %w", err))
 	}
 	faults, err := trace.ParseFaults(*inject)
 	if err != nil {
@@ -76,6 +91,7 @@ func runBisect(args []string, stdout, stderr io.Writer) int {
 		gretatest.LoadedModel(*modelSpec, m), gretatest.Backend(*backend), gretatest.Inject(faults...),
 		gretatest.Artifacts(*out), gretatest.Env(func(string) string { return "" }),
 		gretatest.Update(*update), gretatest.RecordWith(recordCommand(fs)),
+		gretatest.MaxNewTokens(*maxTokens), gretatest.ExecTimeout(wait),
 	}
 	if *goldenDir != "" {
 		opts = append(opts, gretatest.GoldenDir(*goldenDir))
@@ -121,7 +137,7 @@ func recordCommand(fs *flag.FlagSet) string {
 	cmd := "gretabisect bisect --update"
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "model", "backend", "golden", "prompts":
+		case "model", "backend", "golden", "prompts", "max-tokens", "timeout":
 			cmd += " --" + f.Name + " " + shellWord(f.Value.String())
 		}
 	})
@@ -165,6 +181,10 @@ func selectPrompts(ids string) ([]gretatest.Prompt, error) {
 	return out, nil
 }
 
+// verdict matches the first line of a failure the command prints: a FIRST_FAIL, or a run
+// that crashed or hung.
+var verdict = regexp.MustCompile(`^\S+: (CRASH|HANG) |FIRST_FAIL`)
+
 // cliTB prints what Bisect reports: failures on stdout, notes on stderr. It is named after
 // the B3.61 suite test, so a missing golden's message gives the command that records it.
 type cliTB struct {
@@ -186,14 +206,17 @@ func (t *cliTB) Errorf(format string, args ...any) {
 		}
 		return
 	}
-	if strings.Contains(msg, "FIRST_FAIL") {
+	if verdict.MatchString(oneLineOf(msg)) {
 		fmt.Fprintln(t.stdout, msg)
 	}
 }
 
+// Logf prints progress and notes; notes (what the reader must know of the traces) even
+// when quiet.
 func (t *cliTB) Logf(format string, args ...any) {
-	if !t.quiet {
-		fmt.Fprintf(t.stderr, format+"\n", args...)
+	msg := fmt.Sprintf(format, args...)
+	if !t.quiet || strings.HasPrefix(msg, "note: ") {
+		fmt.Fprintln(t.stderr, msg)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"os"
 	"sort"
 
+	"github.com/gretabisect/gretabisect/internal/execengine"
 	"github.com/gretabisect/gretabisect/internal/model"
 )
 
@@ -91,6 +92,13 @@ func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 // modelFlag defines --model, defaulting to $GRETA_MODEL and then the embedded tiny model.
 func modelFlag(fs *flag.FlagSet) *string {
 	return fs.String("model", envOr("GRETA_MODEL", model.TinySpec), "GGUF model `path`, or tiny for the embedded test model ($GRETA_MODEL)")
+}
+
+// timeoutFlag defines --timeout, how long a run of an external engine may take,
+// defaulting to $GRETA_EXEC_TIMEOUT and then execengine.DefaultTimeout.
+func timeoutFlag(fs *flag.FlagSet, dst *string) {
+	fs.StringVar(dst, "timeout", envOr(execengine.EnvTimeout, execengine.DefaultTimeout.String()),
+		"how long a run of an exec: engine may take before it is killed as hung: a `duration` (90s, 30m) or seconds, 0 for no limit ($"+execengine.EnvTimeout+")")
 }
 
 // fail prints one line naming the problem and returns exitUsage.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gretabisect/gretabisect/golden"
 	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/internal/execengine"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/prompts"
 	_ "github.com/gretabisect/gretabisect/internal/ref" // the cpu backend
@@ -30,6 +31,12 @@ GRETA_TRACE_B3_61_POS_<N>); flags override it. --route-check also runs the other
 (prefill vs one token at a time), writes its traces to DIR/<route>/, and compares the two
 exactly: exit 1 when they diverge.
 
+--backend exec:COMMAND runs an external engine once per prompt and route (the command and
+its environment as for bisect; GRETA_TRACE_ROUTE names the route); its output goes to
+DIR/run/<prompt_id>.log and the raw rows it writes are kept in DIR/<prompt_id>_rows/. An
+engine that crashes or hangs (--timeout) leaves its partial trace and a CRASH or HANG line
+naming where it stopped: exit 1.
+
 flags:
 `
 
@@ -37,7 +44,7 @@ type traceFlags struct {
 	model, backend, out               string
 	prompt, text, tokens, promptID    string
 	layers, positions, stages, inject string
-	route                             string
+	route, timeout                    string
 	maxTokens                         int
 	raw, routeCheck, quiet            bool
 }
@@ -50,7 +57,8 @@ func runTrace(args []string, stdout, stderr io.Writer) int {
 	}
 	var f traceFlags
 	modelSpec := modelFlag(fs)
-	fs.StringVar(&f.backend, "backend", envOr("GRETA_BACKEND", "cpu"), "backend `name` ($GRETA_BACKEND; registered: "+strings.Join(engine.Names(), ", ")+")")
+	fs.StringVar(&f.backend, "backend", envOr("GRETA_BACKEND", "cpu"), "backend `name` ($GRETA_BACKEND; registered: "+strings.Join(engine.Names(), ", ")+"; or exec:COMMAND)")
+	timeoutFlag(fs, &f.timeout)
 	fs.StringVar(&f.out, "out", "", "output `dir` (required)")
 	fs.StringVar(&f.prompt, "prompt", "", "standard prompt `ids`, comma-separated, or all: "+strings.Join(prompts.IDs(), ", "))
 	fs.StringVar(&f.text, "text", "", "custom prompt `text` (BOS added by the model's rule)")
@@ -149,11 +157,11 @@ func traceMain(f traceFlags, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	e, err := engine.Open(f.backend, m)
+	b, err := f.openBackend(m)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
+	defer b.close()
 
 	routes := []string{f.route}
 	if f.routeCheck {
@@ -167,7 +175,13 @@ func traceMain(f traceFlags, stdout, stderr io.Writer) error {
 			if i > 0 {
 				dir = filepath.Join(f.out, route)
 			}
-			recs, err := f.runOne(e, m, p, route, plan, faults, dir, stderr)
+			recs, err := f.runOne(b, m, p, route, plan, faults, dir, stderr)
+			var crash *golden.Crash
+			if errors.As(err, &crash) {
+				// What was written is kept; a route check has nothing left to compare.
+				fmt.Fprintln(stdout, crash.Line(p.ID))
+				return errDiverged
+			}
 			if err != nil {
 				return err
 			}
@@ -225,36 +239,109 @@ func (f traceFlags) prompts(m *model.Model) ([]prompts.Prompt, error) {
 	return out, nil
 }
 
-// runOne traces one prompt on one route and writes dir/<prompt_id>_trace.jsonl.
-func (f traceFlags) runOne(e engine.Engine, m *model.Model, p prompts.Prompt, route string, plan trace.Plan,
+// backend is an in-process engine or an external one.
+type backend struct {
+	e   engine.Engine
+	ext *execengine.Command
+}
+
+func (f traceFlags) openBackend(m *model.Model) (*backend, error) {
+	command, ok := strings.CutPrefix(f.backend, execengine.Prefix)
+	if !ok {
+		e, err := engine.Open(f.backend, m)
+		return &backend{e: e}, err
+	}
+	if f.raw {
+		return nil, errors.New("--raw: an external engine writes raw rows itself when it does (they are kept beside the trace)")
+	}
+	timeout, err := execengine.ParseTimeout(f.timeout)
+	if err != nil {
+		return nil, fmt.Errorf("--timeout: %w", err)
+	}
+	ext, err := execengine.New(command, f.model, timeout)
+	return &backend{ext: ext}, err
+}
+
+func (b *backend) close() {
+	if b.e != nil {
+		b.e.Close()
+	}
+}
+
+// runOne traces one prompt on one route and writes dir/<prompt_id>_trace.jsonl. A run that
+// ended early writes what it recorded and returns a *golden.Crash located in the plan.
+func (f traceFlags) runOne(b *backend, m *model.Model, p prompts.Prompt, route string, plan trace.Plan,
 	faults []trace.Fault, dir string, stderr io.Writer) ([]golden.Record, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	req := engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan, Faults: faults, Route: route}
-	if f.raw {
-		req.RawDir = dir
-	}
 	label := fmt.Sprintf("%s (%s)", p.ID, route)
-	prog := newProgress(stderr, label, f.quiet)
-	req.Progress = prog.update
+	sel := plan.Resolve(m.Config.NLayer, len(p.Tokens))
 	start := time.Now()
-	res, err := engine.Run(e, m, req)
-	prog.done()
-	if err != nil {
+	var recs []golden.Record
+	generated := plan.MaxNewTokens
+	var err error
+	if b.ext != nil {
+		recs, err = f.runExternal(b.ext, p, route, sel, plan, faults, dir, stderr)
+	} else {
+		req := engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan, Faults: faults, Route: route}
+		if f.raw {
+			req.RawDir = dir
+		}
+		prog := newProgress(stderr, label, f.quiet)
+		req.Progress = prog.update
+		var res *engine.Result
+		res, err = engine.Run(b.e, m, req)
+		prog.done()
+		if res != nil {
+			recs, generated = res.Records, len(res.Generated)
+		}
+	}
+	var crash *golden.Crash
+	if errors.As(err, &crash) {
+		crash.Locate(sel.Keys(p.ID, golden.RouteOrder(route, len(p.Tokens))), recs)
+	} else if err != nil {
 		return nil, err
 	}
 	path := golden.TracePath(dir, p.ID)
-	if err := golden.WriteTrace(path, res.Records); err != nil {
-		return nil, err
+	if len(recs) > 0 || crash == nil {
+		if err := golden.WriteTrace(path, recs); err != nil {
+			return nil, err
+		}
+	}
+	if crash != nil {
+		return recs, crash
 	}
 	if !f.quiet {
 		secs := time.Since(start).Seconds()
-		n := len(p.Tokens) + len(res.Generated)
+		n := len(p.Tokens) + generated
 		fmt.Fprintf(stderr, "%s: %d tokens (%d prompt + %d generated) in %.2fs, %.1f tokens/s; %d records -> %s\n",
-			label, n, len(p.Tokens), len(res.Generated), secs, float64(n)/secs, len(res.Records), path)
+			label, n, len(p.Tokens), generated, secs, float64(n)/secs, len(recs), path)
 	}
-	return res.Records, nil
+	return recs, nil
+}
+
+// runExternal runs an external engine on one route. Its records must say they were computed
+// on that route: an engine that ignores GRETA_TRACE_ROUTE would make a route check compare a
+// route with itself.
+func (f traceFlags) runExternal(ext *execengine.Command, p prompts.Prompt, route string, sel *trace.Selection,
+	plan trace.Plan, faults []trace.Fault, dir string, stderr io.Writer) ([]golden.Record, error) {
+	out, err := ext.Trace(execengine.Run{
+		PromptID: p.ID, Text: f.text, Tokens: p.Tokens, Sel: sel, MaxNewTokens: plan.MaxNewTokens,
+		Route: route, Faults: faults, Log: filepath.Join(dir, "run", p.ID+".log"), RowsDir: dir,
+	})
+	if out == nil {
+		return nil, err
+	}
+	for _, n := range out.Notes {
+		fmt.Fprintf(stderr, "note: %s\n", n)
+	}
+	for _, r := range out.Records {
+		if r.Phase != golden.PhaseDecode && r.Route != "" && r.Route != route {
+			return nil, fmt.Errorf("%s: the engine ignored %s=%s: record %s says route %s", p.ID, execengine.EnvTraceRoute, route, golden.KeyOf(r), r.Route)
+		}
+	}
+	return out.Records, err
 }
 
 // progress draws "label: done/total tokens" on stderr once a run has lasted a second:
