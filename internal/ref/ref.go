@@ -4,7 +4,7 @@
 // or portable). Every other backend is judged against it.
 //
 // How: each output element is computed by one goroutine in a fixed order (kernels.go), with
-// no fused multiply-add, and the elementary functions are this package's own (detmath.go).
+// no fused multiply-add, and the elementary functions are internal/detmath's.
 // The inner loops come in four implementations with the same bits: portable Go, SSE
 // assembly (amd64 by default; the purego tag turns it off), and AVX2 or AVX-512 through
 // simd/archsimd (GOEXPERIMENT=simd). Importing the package registers it with
@@ -17,6 +17,7 @@ import (
 	"runtime"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/internal/detmath"
 	"github.com/gretabisect/gretabisect/internal/engine"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/trace"
@@ -129,10 +130,10 @@ func (e *Engine) reserve(n int) {
 
 // ropeFreq returns base^(-2i/ropeDim) for each pair i.
 func ropeFreq(ropeDim int, base float64) []float64 {
-	lnBase := log64(base)
+	lnBase := detmath.Log(base)
 	freq := make([]float64, ropeDim/2)
 	for i := range freq {
-		freq[i] = exp64(-float64(float64(2*i)/float64(ropeDim)) * lnBase)
+		freq[i] = detmath.Exp(-float64(float64(2*i)/float64(ropeDim)) * lnBase)
 	}
 	return freq
 }
@@ -144,7 +145,7 @@ func ropeTable(freq []float64, from, to int) (cos, sin []float32) {
 	cos, sin = make([]float32, (to-from)*half), make([]float32, (to-from)*half)
 	for pos := from; pos < to; pos++ {
 		for i, f := range freq {
-			s, c := sincos64(float64(pos) * f)
+			s, c := detmath.Sincos(float64(pos) * f)
 			cos[(pos-from)*half+i], sin[(pos-from)*half+i] = float32(c), float32(s)
 		}
 	}
@@ -328,7 +329,7 @@ func (t *swigluTask) do(_, b int) {
 	up := t.up[lo:hi]
 	for i, g := range t.gate[lo:hi] {
 		d := float64(g)
-		t.gate[lo+i] = float32(d/(1+expf(-d))) * up[i]
+		t.gate[lo+i] = float32(d/(1+detmath.ExpF32(-d))) * up[i]
 	}
 }
 
@@ -389,7 +390,7 @@ func (a *attnTask) do(worker, b int) {
 	}
 	var sum float32
 	for p, x := range s {
-		s[p] = float32(expf(float64(x - mx)))
+		s[p] = float32(detmath.ExpF32(float64(x - mx)))
 		sum += s[p]
 	}
 	out := a.out[t*e.qDim+h*hd : t*e.qDim+(h+1)*hd]
