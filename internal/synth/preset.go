@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/gretabisect/gretabisect/internal/gguf"
+	"github.com/gretabisect/gretabisect/internal/model/layout"
 )
 
 // Preset is the shape of a generated model.
@@ -62,6 +63,28 @@ var (
 
 // Presets lists the presets by name order.
 var Presets = []Preset{Llama32_1B, Qwen25_05B, Tiny, TinyLlama3, TinyQwen2, TinyLlama}
+
+// Summary describes p in one line: "qwen2: 24 layers, width 896, 14/2 heads of 64, FFN 4864,
+// 151936 tokens, NEOX RoPE base 1e+06, q/k/v biases, tied".
+func (p Preset) Summary() string {
+	s := fmt.Sprintf("%s: %d layers, width %d, %d/%d heads of %d, FFN %d, %d tokens, ", p.Arch, p.NLayer, p.Dim,
+		p.NHead, p.NHeadKV, p.Dim/p.NHead, p.FFNDim, p.Vocab)
+	a, _ := layout.ArchNamed(p.Arch)
+	if a.Rope == layout.RopeNeox {
+		s += "NEOX "
+	}
+	s += fmt.Sprintf("RoPE base %g", p.RopeBase)
+	if p.Llama3 != nil {
+		s += fmt.Sprintf(" with llama3 scaling x%g", p.Llama3.Factor)
+	}
+	if a.QKVBias {
+		s += ", q/k/v biases"
+	}
+	if p.Tied {
+		s += ", tied"
+	}
+	return s
+}
 
 // PresetNames lists the presets' names, in Presets order.
 func PresetNames() []string {
