@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/model/layout"
 )
 
 func init() {
@@ -16,9 +17,11 @@ func init() {
 const inspectUsage = `usage: gretabisect inspect [--model PATH|tiny] [--json]
 
 Checks the model as the engines' loader does, without reading tensor data, and refuses it
-(exit 2, one line) when its metadata and tensors disagree. Prints the architecture, the
-configuration, the GGUF version and tensor types, the tokenizer, the metadata and the
-tensor table (name, type, shape, byte offset in the file, size).
+(exit 2, one line) when its metadata and tensors disagree or its architecture is not
+supported. Prints the architecture, the configuration (with the family's settings: RoPE
+style, scaling and frequency factors, attention biases, tied output), the GGUF version and
+tensor types, the tokenizer, the metadata and the tensor table (name, type, shape, byte
+offset in the file, size).
 
 flags:
 `
@@ -78,6 +81,10 @@ type inspectConfig struct {
 	HeadDim    int     `json:"head_dim"`
 	RopeDim    int     `json:"rope_dimension_count"`
 	RopeBase   float64 `json:"rope_freq_base"`
+	RopeStyle  string  `json:"rope_style"`          // norm (adjacent pairs) or neox (halves)
+	RopeScale  float64 `json:"rope_scaling_factor"` // linear; 0 for none
+	RopeFreqs  bool    `json:"rope_freqs"`          // rope_freqs.weight divides the frequencies (llama3)
+	QKVBias    bool    `json:"qkv_bias"`
 	Eps        float32 `json:"layer_norm_rms_epsilon"`
 	CtxLen     int     `json:"context_length"`
 	Vocab      int     `json:"vocab_size"`
@@ -117,8 +124,10 @@ func inspectReport(m *model.Model) inspection {
 	r := inspection{
 		Name: m.Name, GGUFVersion: f.Version, FileSize: f.Size(), Alignment: f.Alignment,
 		DataOffset: f.DataOffset, FileType: m.FileType,
-		Config: inspectConfig{c.Arch, c.NLayer, c.Dim, c.FFNDim, c.NHead, c.NHeadKV, c.HeadDim,
-			c.RopeDim, c.RopeBase, c.Eps, c.CtxLen, c.Vocab, c.TiedOutput},
+		Config: inspectConfig{Arch: c.Arch, NLayer: c.NLayer, Dim: c.Dim, FFNDim: c.FFNDim, NHead: c.NHead,
+			NHeadKV: c.NHeadKV, HeadDim: c.HeadDim, RopeDim: c.RopeDim, RopeBase: c.RopeBase,
+			RopeStyle: c.RopeStyle.String(), RopeScale: c.RopeScale, RopeFreqs: c.RopeFreqs, QKVBias: c.QKVBias,
+			Eps: c.Eps, CtxLen: c.CtxLen, Vocab: c.Vocab, TiedOutput: c.TiedOutput},
 		Tokenizer: inspectTokenizer{Tokens: m.Tokenizer.Size(), BOS: v.BOS, EOS: v.EOS, UNK: v.UNK,
 			AddBOS: v.AddBOS, AddEOS: v.AddEOS,
 			BOSPiece: m.Tokenizer.Piece(v.BOS), EOSPiece: m.Tokenizer.Piece(v.EOS), UNKPiece: m.Tokenizer.Piece(v.UNK)},
@@ -130,6 +139,22 @@ func inspectReport(m *model.Model) inspection {
 		r.Tensors = append(r.Tensors, inspectTensor{t.Name, t.Type.String(), t.Dims, f.DataOffset + t.Offset, t.Size})
 	}
 	return r
+}
+
+// ropeText describes the RoPE style and scaling: "neox (halves)", "norm (adjacent pairs),
+// frequency factors from rope_freqs.weight, linear scaling 1/8".
+func (c inspectConfig) ropeText() string {
+	s := "norm (adjacent pairs)"
+	if c.RopeStyle == layout.RopeNeox.String() {
+		s = "neox (halves)"
+	}
+	if c.RopeFreqs {
+		s += ", frequency factors from rope_freqs.weight"
+	}
+	if c.RopeScale != 0 {
+		s += fmt.Sprintf(", linear scaling 1/%g", c.RopeScale)
+	}
+	return s
 }
 
 func typeName(typ, elem string, n int) string {
@@ -153,7 +178,12 @@ func (r inspection) writeText(w io.Writer) error {
 	fmt.Fprintf(tw, "layers\t%d\n", c.NLayer)
 	fmt.Fprintf(tw, "hidden\t%d (FFN %d)\n", c.Dim, c.FFNDim)
 	fmt.Fprintf(tw, "heads\t%d query, %d key/value, head dim %d\n", c.NHead, c.NHeadKV, c.HeadDim)
-	fmt.Fprintf(tw, "rope\tdim %d, base %g\n", c.RopeDim, c.RopeBase)
+	fmt.Fprintf(tw, "rope\tdim %d, base %g, %s\n", c.RopeDim, c.RopeBase, c.ropeText())
+	bias := "none"
+	if c.QKVBias {
+		bias = "q, k, v"
+	}
+	fmt.Fprintf(tw, "attention bias\t%s\n", bias)
 	fmt.Fprintf(tw, "rms eps\t%g\n", c.Eps)
 	fmt.Fprintf(tw, "context\t%d\n", c.CtxLen)
 	fmt.Fprintf(tw, "vocabulary\t%d, output %s\n", c.Vocab, tied)

@@ -5,29 +5,42 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/gretabisect/gretabisect/internal/synth"
 )
 
 func init() {
-	register("synth", "generate a random Llama model with a preset's dimensions (GGUF)", runSynth)
+	register("synth", "generate a random model with a preset's dimensions (GGUF)", runSynth)
 }
 
-const synthUsage = `usage: gretabisect synth [--preset tiny|tinyllama] [--dtype f32|f16|q8_0|q4_k] [--seed N] --out PATH [--quiet]
+const synthUsage = `usage: gretabisect synth [--preset NAME] [--dtype f32|f16|q8_0|q4_k] [--seed N] --out PATH [--quiet]
 
-Writes a Llama-architecture GGUF model with random weights, the same bytes for the same
-preset, dtype and seed on every machine. tiny is the embedded default test model;
-tinyllama has TinyLlama 1.1B's dimensions (4.4 GB in f32), streamed to disk. Progress goes
-to stderr unless --quiet.
+Writes a GGUF model with random weights, the same bytes for the same preset, dtype and seed
+on every machine, streamed to disk. tiny is the embedded default test model; tiny-llama3
+and tiny-qwen2 are small models of the two families; tinyllama, llama3.2-1b and
+qwen2.5-0.5b have the real models' dimensions (4.4, 4.9 and 2.0 GB in f32). Norm weights,
+biases and RoPE factors stay f32; q4_k stores a matrix whose rows do not split into blocks
+of 256 as q8_0. Progress goes to stderr unless --quiet.
 
-flags:
+presets:
 `
 
 func runSynth(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("synth", stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, synthUsage); fs.PrintDefaults() }
-	presetName := fs.String("preset", synth.Tiny.Name, "model `preset`: tiny or tinyllama")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, synthUsage)
+		tw := tabwriter.NewWriter(stderr, 0, 4, 2, ' ', 0)
+		for _, p := range synth.Presets {
+			fmt.Fprintf(tw, "  %s\t%s\n", p.Name, p.Summary())
+		}
+		tw.Flush()
+		fmt.Fprint(stderr, "\nflags:\n")
+		fs.PrintDefaults()
+	}
+	presetName := fs.String("preset", synth.Tiny.Name, "model `preset`: "+strings.Join(synth.PresetNames(), ", "))
 	dtypeName := fs.String("dtype", string(synth.F32), "matrix `type`: f32, f16, q8_0 or q4_k (norms stay f32)")
 	seed := fs.Uint64("seed", 0, "random `seed`")
 	out := fs.String("out", "", "output `path` (written atomically)")

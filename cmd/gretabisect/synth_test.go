@@ -37,6 +37,26 @@ func TestSynthWritesTheGeneratorsBytes(t *testing.T) {
 	}
 }
 
+// The usage lists every preset with its family's settings.
+func TestSynthListsThePresets(t *testing.T) {
+	code, _, errs := runCLI(t, "synth", "-h")
+	if code != exitOK {
+		t.Fatalf("synth -h: exit %d", code)
+	}
+	for _, want := range []string{
+		"  tiny          llama: 10 layers, width 256, 8/2 heads of 32, FFN 768, 2048 tokens, RoPE base 10000\n",
+		"  tiny-llama3   llama: 10 layers, width 256, 8/2 heads of 32, FFN 1024, 2048 tokens, RoPE base 500000 with llama3 scaling x32, tied\n",
+		"  tiny-qwen2    qwen2: 10 layers, width 448, 14/2 heads of 32, FFN 1216, 2048 tokens, NEOX RoPE base 1e+06, q/k/v biases, tied\n",
+		"  llama3.2-1b   llama: 16 layers, width 2048, 32/8 heads of 64, FFN 8192, 128256 tokens, RoPE base 500000 with llama3 scaling x32, tied\n",
+		"  qwen2.5-0.5b  qwen2: 24 layers, width 896, 14/2 heads of 64, FFN 4864, 151936 tokens, NEOX RoPE base 1e+06, q/k/v biases, tied\n",
+		"  tinyllama     llama: 22 layers, width 2048, 32/4 heads of 64, FFN 5632, 32000 tokens, RoPE base 10000\n",
+	} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("usage lacks %q:\n%s", want, errs)
+		}
+	}
+}
+
 func TestSynthQuiet(t *testing.T) {
 	code, _, errs := runCLI(t, "synth", "--quiet", "--out", filepath.Join(t.TempDir(), "m.gguf"))
 	if code != exitOK || errs != "" {
@@ -50,7 +70,7 @@ func TestSynthRefusesBadFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--preset", "huge", "--out", out}, `gretabisect synth: --preset: synth: unknown preset "huge" (want tiny or tinyllama)`},
+		{[]string{"--preset", "huge", "--out", out}, `gretabisect synth: --preset: synth: unknown preset "huge" (want one of llama3.2-1b, qwen2.5-0.5b, tiny, tiny-llama3, tiny-qwen2, tinyllama)`},
 		{[]string{"--dtype", "q2_k", "--out", out}, `gretabisect synth: --dtype: synth: unknown dtype "q2_k" (want f32, f16, q8_0 or q4_k)`},
 		{[]string{"--preset", "tiny"}, "gretabisect synth: --out PATH is required"},
 		{[]string{"--out", filepath.Join(out, "no", "such", "dir.gguf")}, "gretabisect synth: synth: "},

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/model/layout"
 )
 
 // handModel builds a consistent two-layer model by hand, with distinct values.
@@ -55,6 +56,16 @@ func TestCheckModel(t *testing.T) {
 			k.Name, k.Rows, k.Data = "blk.1.attn_k.weight", 2, k.Data[:16]
 		}, `hip: model: tensor "blk.1.attn_k.weight": 2x8 with 16 values, the config wants 4x8`},
 		{"no weights", func(m *model.Model) { m.Weights = nil }, "hip: model: no weights"},
+		{"rope frequency factors", func(m *model.Model) { m.Config.RopeFreqs, m.Weights.RopeFreqs = true, []float32{1, 2} },
+			"hip: llama model with rope style norm, rope_freqs true, rope scaling 0, q/k/v biases false: not implemented by the kernels yet"},
+		{"qwen2", func(m *model.Model) {
+			m.Config.Arch, m.Config.RopeStyle, m.Config.QKVBias = "qwen2", layout.RopeNeox, true
+			for l := range m.Weights.Layers {
+				L := &m.Weights.Layers[l]
+				L.Bq, L.Bk, L.Bv = make([]float32, 8), make([]float32, 4), make([]float32, 4)
+			}
+		}, "hip: qwen2 model with rope style neox, rope_freqs false, rope scaling 0, q/k/v biases true: not implemented"},
+		{"linear rope scaling", func(m *model.Model) { m.Config.RopeScale = 4 }, "rope scaling 4, q/k/v biases false: not implemented"},
 		{"context beyond 32-bit indexing", func(m *model.Model) { m.Config.CtxLen = 1 << 28 },
 			"elements is beyond 32-bit indexing"},
 	}

@@ -3,18 +3,31 @@ package model
 import (
 	"fmt"
 	"math"
+	"strings"
+
+	"github.com/gretabisect/gretabisect/internal/model/layout"
 )
 
 // Check refuses a configuration no engine can run and any weight whose shape is not the one
-// the configuration implies, naming the tensor. Load and Open bind only such models; Check
-// guards the models built by hand (tests, generators) before an engine sizes buffers from
-// the configuration.
+// the configuration implies, naming the tensor: the architecture's RoPE style and biases,
+// rope_freqs.weight (rope_dim/2 positive finite factors) and the biases when the
+// configuration has them, and no such tensors when it has not. Load and Open bind only such
+// models; Check guards the models built by hand (tests, generators) before an engine sizes
+// buffers from the configuration.
 func (m *Model) Check() error {
 	if m == nil || m.Weights == nil {
 		return fmt.Errorf("model: no weights")
 	}
 	c, w := m.Config, m.Weights
+	arch, ok := layout.ArchNamed(c.Arch)
 	switch {
+	case !ok:
+		return fmt.Errorf("model: architecture %q is not supported (supported: %s)", c.Arch, strings.Join(layout.ArchNames(), ", "))
+	case c.RopeStyle != arch.Rope || c.QKVBias != arch.QKVBias || c.RopeFreqs && !arch.RopeFreqs:
+		return fmt.Errorf("model: config of %s with rope style %s, q/k/v biases %v, rope_freqs %v; %s wants rope style %s, biases %v",
+			c.Arch, c.RopeStyle, c.QKVBias, c.RopeFreqs, arch.Name, arch.Rope, arch.QKVBias)
+	case c.RopeScale < 0 || math.IsNaN(c.RopeScale) || math.IsInf(c.RopeScale, 0):
+		return fmt.Errorf("model: rope scaling factor %v must be positive and finite (0 for none)", c.RopeScale)
 	case c.NLayer <= 0 || c.Dim <= 0 || c.FFNDim <= 0 || c.NHead <= 0 || c.NHeadKV <= 0 || c.HeadDim <= 0 ||
 		c.Vocab <= 0 || c.CtxLen <= 0:
 		return fmt.Errorf("model: config %+v: every dimension must be positive", c)
@@ -49,7 +62,23 @@ func (m *Model) Check() error {
 		}
 	}
 	if c.TiedOutput { // not in the file's tensors, but the logits read it all the same
-		return shape(&w.Output, "output.weight", c.Vocab, c.Dim)
+		if err := shape(&w.Output, "output.weight", c.Vocab, c.Dim); err != nil {
+			return err
+		}
+	}
+	// An engine reads these by the configuration's flags: data it would ignore is an error.
+	if !c.RopeFreqs && w.RopeFreqs != nil {
+		return fmt.Errorf("model: tensor %q present but the config has no RoPE frequency factors", layout.RopeFreqs.String())
+	}
+	for l, L := range w.Layers {
+		if !c.QKVBias && (L.Bq != nil || L.Bk != nil || L.Bv != nil) {
+			return fmt.Errorf("model: layer %d has q/k/v biases but the config has none", l)
+		}
+	}
+	for i, f := range w.RopeFreqs {
+		if !(f > 0) || math.IsInf(float64(f), 0) {
+			return fmt.Errorf("model: tensor %q: factor %d is %v, want a positive finite value", layout.RopeFreqs.String(), i, f)
+		}
 	}
 	return nil
 }

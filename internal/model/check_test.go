@@ -3,6 +3,8 @@ package model
 import (
 	"strings"
 	"testing"
+
+	"github.com/gretabisect/gretabisect/internal/model/layout"
 )
 
 // handModel builds a consistent two-layer model by hand, as tests and generators do.
@@ -26,17 +28,60 @@ func handModel() *Model {
 	return &Model{Config: c, Weights: w}
 }
 
+// handQwen is handModel as a qwen2 model: NEOX RoPE and q/k/v biases.
+func handQwen() *Model {
+	m := handModel()
+	m.Config.Arch, m.Config.RopeStyle, m.Config.QKVBias = "qwen2", layout.RopeNeox, true
+	for l := range m.Weights.Layers {
+		L := &m.Weights.Layers[l]
+		L.Bq, L.Bk, L.Bv = make([]float32, 8), make([]float32, 4), make([]float32, 4)
+	}
+	return m
+}
+
+// handLlama3 is handModel with RoPE frequency factors.
+func handLlama3() *Model {
+	m := handModel()
+	m.Config.RopeFreqs = true
+	m.Weights.RopeFreqs = []float32{1, 8}
+	return m
+}
+
 // TestCheck: every way a hand-built model can disagree with its configuration is refused
 // with the tensor or the setting named.
 func TestCheck(t *testing.T) {
-	if err := handModel().Check(); err != nil {
-		t.Fatalf("Check(consistent model) = %v, want nil", err)
+	for _, m := range []*Model{handModel(), handQwen(), handLlama3()} {
+		if err := m.Check(); err != nil {
+			t.Fatalf("Check(consistent %s model) = %v, want nil", m.Config.Arch, err)
+		}
 	}
 	tests := []struct {
 		name   string
 		break_ func(m *Model)
 		want   string
 	}{
+		{"unsupported architecture", func(m *Model) { m.Config.Arch = "phi3" },
+			`model: architecture "phi3" is not supported (supported: llama, qwen2)`},
+		{"qwen2 with llama's rope", func(m *Model) { *m = *handQwen(); m.Config.RopeStyle = layout.RopeNorm },
+			"model: config of qwen2 with rope style norm, q/k/v biases true, rope_freqs false; qwen2 wants rope style neox, biases true"},
+		{"qwen2 without biases", func(m *Model) { *m = *handQwen(); m.Config.QKVBias = false },
+			"qwen2 wants rope style neox, biases true"},
+		{"llama with neox", func(m *Model) { m.Config.RopeStyle = layout.RopeNeox }, "llama wants rope style norm, biases false"},
+		{"qwen2 with rope_freqs", func(m *Model) { *m = *handQwen(); m.Config.RopeFreqs = true }, "rope_freqs true; qwen2 wants"},
+		{"qwen2 k bias missing", func(m *Model) { *m = *handQwen(); m.Weights.Layers[1].Bk = nil },
+			`model: tensor "blk.1.attn_k.bias": 0 values, the config wants 4`},
+		{"qwen2 q bias short", func(m *Model) { *m = *handQwen(); m.Weights.Layers[0].Bq = make([]float32, 4) },
+			`model: tensor "blk.0.attn_q.bias": 4 values, the config wants 8`},
+		{"llama with a v bias", func(m *Model) { m.Weights.Layers[1].Bv = make([]float32, 4) },
+			"model: layer 1 has q/k/v biases but the config has none"},
+		{"rope_freqs short", func(m *Model) { *m = *handLlama3(); m.Weights.RopeFreqs = m.Weights.RopeFreqs[:1] },
+			`model: tensor "rope_freqs.weight": 1 values, the config wants 2`},
+		{"rope_freqs not in the config", func(m *Model) { *m = *handLlama3(); m.Config.RopeFreqs = false },
+			`model: tensor "rope_freqs.weight" present but the config has no RoPE frequency factors`},
+		{"rope_freqs zero", func(m *Model) { *m = *handLlama3(); m.Weights.RopeFreqs[0] = 0 },
+			`model: tensor "rope_freqs.weight": factor 0 is 0, want a positive finite value`},
+		{"negative rope scale", func(m *Model) { m.Config.RopeScale = -1 },
+			"model: rope scaling factor -1 must be positive and finite (0 for none)"},
 		{"key projection one head short", func(m *Model) {
 			k := &m.Weights.Layers[1].Wk
 			k.Rows, k.Data = 2, k.Data[:16]

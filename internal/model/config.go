@@ -4,39 +4,42 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
+	"strings"
 
 	"github.com/gretabisect/gretabisect/internal/gguf"
 	"github.com/gretabisect/gretabisect/internal/model/layout"
 )
 
-// Architectures this package can bind. Any other general.architecture is refused by name.
-var supportedArchs = []string{"llama"}
-
 // Defaults of the optional keys, as llama.cpp applies them.
 const defaultRopeBase = 10000
 
-// ReadConfig reads a Llama configuration from f's metadata and checks it. Every key is
-// prefixed by general.architecture ("llama.block_count"). Required: block_count,
-// embedding_length, feed_forward_length, attention.head_count,
-// attention.layer_norm_rms_epsilon, context_length. Optional: attention.head_count_kv
-// (default head_count), rope.dimension_count (default the head dimension), rope.freq_base
-// (default 10000). Vocab and TiedOutput come from the tensors and are left zero here.
+// ReadConfig reads the configuration of a supported architecture (layout.Archs: llama,
+// qwen2) from f's metadata and checks it. Every key is prefixed by general.architecture
+// ("qwen2.block_count"). Required: block_count, embedding_length, feed_forward_length,
+// attention.head_count, attention.layer_norm_rms_epsilon, context_length. Optional:
+// attention.head_count_kv (default head_count), rope.dimension_count (default the head
+// dimension), rope.freq_base (default 10000), attention.key_length and value_length (equal to
+// the head dimension when present), and RoPE scaling: rope.scaling.type none or linear with
+// rope.scaling.factor (or the older rope.scale_linear), and rope.scaling.attn_factor 1. The
+// RoPE style and the q/k/v biases follow from the architecture. Vocab, TiedOutput and
+// RopeFreqs come from the tensors and are left zero here.
 //
 // It refuses a missing or mistyped key, a zero or negative value, head_count not dividing
 // embedding_length, head_count_kv not dividing head_count, an odd or oversized rope
-// dimension, and an architecture other than llama.
+// dimension, a key or value length other than the head dimension, RoPE scaling other than
+// none or linear, and an architecture other than those supported, naming it and the list.
 func ReadConfig(f *gguf.File) (Config, error) {
 	var c Config
-	arch, err := f.String("general.architecture")
+	name, err := f.String("general.architecture")
 	if err != nil {
 		return c, fmt.Errorf("model: %w", err)
 	}
-	if !slices.Contains(supportedArchs, arch) {
-		return c, fmt.Errorf("model: general.architecture %q is not supported (want one of %q)", arch, supportedArchs)
+	arch, ok := layout.ArchNamed(name)
+	if !ok {
+		return c, fmt.Errorf("model: general.architecture %q is not supported (supported: %s)", name, strings.Join(layout.ArchNames(), ", "))
 	}
-	c.Arch = arch
-	r := keyReader{f: f, prefix: arch + "."}
+	c.Arch, c.RopeStyle, c.QKVBias = arch.Name, arch.Rope, arch.QKVBias
+	r := keyReader{f: f, prefix: arch.Name + "."}
 	c.NLayer = r.count(layout.KeyBlockCount, 0)
 	c.Dim = r.count(layout.KeyEmbeddingLen, 0)
 	c.FFNDim = r.count(layout.KeyFeedForwardLen, 0)
@@ -63,13 +66,48 @@ func ReadConfig(f *gguf.File) (Config, error) {
 	}
 	c.HeadDim = c.Dim / c.NHead
 	c.RopeDim = r.count(layout.KeyRopeDimCount, c.HeadDim)
+	for _, key := range []string{layout.KeyKeyLength, layout.KeyValueLength} {
+		if n := r.count(key, c.HeadDim); r.err == nil && n != c.HeadDim {
+			return c, fmt.Errorf("model: %s = %d, want the head dimension %s / %s = %d (other head widths are not supported)",
+				r.prefix+key, n, r.prefix+layout.KeyEmbeddingLen, r.prefix+layout.KeyHeadCount, c.HeadDim)
+		}
+	}
 	if r.err != nil {
 		return c, r.err
 	}
 	if c.RopeDim%2 != 0 || c.RopeDim > c.HeadDim {
 		return c, fmt.Errorf("model: %s = %d, want an even number no larger than the head dimension %d", r.prefix+layout.KeyRopeDimCount, c.RopeDim, c.HeadDim)
 	}
+	if c.RopeScale, err = r.ropeScaling(); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// ropeScaling returns the linear RoPE scaling factor (0: none), refusing the scaling types
+// and settings the engines do not implement. llama.cpp reads an absent type as linear, and
+// an absent or zero factor as no scaling.
+func (r *keyReader) ropeScaling() (float64, error) {
+	typ := r.string(layout.KeyRopeScalingType, "linear")
+	factorKey := layout.KeyRopeScalingFactor
+	if _, ok := r.f.Get(r.prefix + factorKey); !ok {
+		factorKey = layout.KeyRopeScaleLinear
+	}
+	factor := r.float(factorKey, 0)
+	attn := r.float(layout.KeyRopeScalingAttnFactor, 1)
+	switch {
+	case r.err != nil:
+		return 0, r.err
+	case typ != "none" && typ != "linear":
+		return 0, fmt.Errorf("model: %s = %q is not supported (want none or linear)", r.prefix+layout.KeyRopeScalingType, typ)
+	case attn != 1:
+		return 0, fmt.Errorf("model: %s = %g is not supported (want 1)", r.prefix+layout.KeyRopeScalingAttnFactor, attn)
+	case typ == "none" || factor == 0 || factor == 1:
+		return 0, nil
+	case !(factor > 0) || math.IsInf(factor, 0):
+		return 0, fmt.Errorf("model: %s = %g, want a positive finite value", r.prefix+factorKey, factor)
+	}
+	return factor, nil
 }
 
 // keyReader reads architecture-prefixed keys and keeps the first error, so that ReadConfig
@@ -103,6 +141,21 @@ func (r *keyReader) count(key string, def int) int {
 		r.err = fmt.Errorf("model: %s = %d, want 1..%d", key, v, maxCount)
 	}
 	return int(v)
+}
+
+// string reads a string that defaults to def.
+func (r *keyReader) string(key, def string) string {
+	if r.err != nil {
+		return ""
+	}
+	v, err := r.f.String(r.prefix + key)
+	switch {
+	case errors.Is(err, gguf.ErrNotFound):
+		return def
+	case err != nil:
+		r.err = fmt.Errorf("model: %w", err)
+	}
+	return v
 }
 
 // float reads a number; a NaN def makes the key required.

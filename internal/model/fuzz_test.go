@@ -15,6 +15,12 @@ func FuzzFromFile(f *testing.F) {
 	tied.dropTensor("output.weight")
 	tied.setKV("llama.rope.dimension_count", gguf.ValueOf(uint32(2)))
 	addLoadable(f, tied)
+	qwen := newArchFixture("qwen2")
+	qwen.setKV("qwen2.rope.scaling.factor", gguf.ValueOf(float32(2)))
+	addLoadable(f, qwen)
+	llama3 := newFixture()
+	llama3.addRopeFreqs()
+	addLoadable(f, llama3)
 	// A one-layer model whose eight tokens leave bytes to <unk>: a few kilobytes to mutate.
 	small := newFixture()
 	small.setLayers(1)

@@ -80,16 +80,18 @@ func load(path string, bind func(*gguf.File, string) (*Model, error)) (*Model, e
 	return m, nil
 }
 
-// FromFile binds a parsed GGUF file to a Llama model: the configuration from its metadata
+// FromFile binds a parsed GGUF file to a model: the configuration from its metadata
 // (ReadConfig), the vocabulary size from token_embd.weight, the tokenizer from the same
 // file, and every tensor the configuration implies (layout.Tensors), each with exactly the
 // implied shape. output.weight may be absent: the output projection is then token_embd
-// (TiedOutput). Tensors the layout does not name (rope_freqs.weight, ...) are ignored.
+// (TiedOutput). A llama file may hold rope_freqs.weight (RopeFreqs); a qwen2 file must hold
+// the q, k and v biases of every block.
 //
 // It refuses, naming the tensor: a missing tensor (with block_count and the number of
 // layers present when whole layers are missing), a tensor of a block beyond block_count, a
 // shape other than the implied one (with both shapes and the metadata behind the wanted
-// one), and a tokenizer whose size is not token_embd's row count.
+// one), a tensor the architecture does not use (running without it would compute another
+// model), and a tokenizer whose size is not token_embd's row count.
 //
 // F32 tensors alias the file image (zero copy: a memory-mapped file stays on disk until
 // read); F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K and Q6_K tensors are dequantized to
@@ -113,6 +115,9 @@ func FromFile(f *gguf.File, name string) (*Model, error) {
 		w.Output = w.TokEmbd
 	}
 	m.Weights = w
+	if err := m.Check(); err != nil { // the shapes again, and the values of rope_freqs
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -132,16 +137,22 @@ func header(f *gguf.File, name string) (*Model, error) {
 	c.Vocab = int(emb.Dims[1])
 	_, hasOutput := f.Tensor(layout.Output.String())
 	c.TiedOutput = !hasOutput
+	arch, _ := layout.ArchNamed(c.Arch) // ReadConfig accepted it
+	_, hasFreqs := f.Tensor(layout.RopeFreqs.String())
+	c.RopeFreqs = hasFreqs && arch.RopeFreqs
 	if err := checkBlocks(f, c.NLayer, c.Arch); err != nil {
 		return nil, err
 	}
 
 	present := layersPresent(f)
-	for _, s := range tensorsOf(c) {
+	want := tensorsOf(c)
+	for _, s := range want {
 		t, ok := f.Tensor(s.Name)
 		switch {
 		case !ok && s.Layer >= present:
 			return nil, fmt.Errorf("model: tensor %q missing: %s.%s = %d but the file holds %d layers", s.Name, c.Arch, layout.KeyBlockCount, c.NLayer, present)
+		case !ok && s.Role.Bias():
+			return nil, fmt.Errorf("model: tensor %q missing: %s has q, k and v biases in every block", s.Name, c.Arch)
 		case !ok:
 			return nil, fmt.Errorf("model: tensor %q missing", s.Name)
 		}
@@ -150,6 +161,13 @@ func header(f *gguf.File, name string) (*Model, error) {
 		}
 		if !t.Type.Supported() {
 			return nil, fmt.Errorf("model: %s: tensor type %s cannot be converted to float32", s.Name, t.Type)
+		}
+	}
+	if len(f.Tensors) != len(want) { // every wanted tensor is present: the others are extra
+		for i := range f.Tensors {
+			if name := f.Tensors[i].Name; !slices.ContainsFunc(want, func(s layout.Tensor) bool { return s.Name == name }) {
+				return nil, fmt.Errorf("model: tensor %q is not part of a %s model: running without it would compute another model", name, c.Arch)
+			}
 		}
 	}
 
@@ -166,7 +184,8 @@ func header(f *gguf.File, name string) (*Model, error) {
 // tensorsOf lists the tensors c requires.
 func tensorsOf(c Config) []layout.Tensor {
 	return layout.Tensors(layout.Dims{NLayer: c.NLayer, Dim: c.Dim, FFNDim: c.FFNDim,
-		NHead: c.NHead, NHeadKV: c.NHeadKV, Vocab: c.Vocab, Tied: c.TiedOutput})
+		NHead: c.NHead, NHeadKV: c.NHeadKV, Vocab: c.Vocab, RopeDim: c.RopeDim,
+		Tied: c.TiedOutput, QKVBias: c.QKVBias, RopeFreqs: c.RopeFreqs})
 }
 
 // maxVocab bounds the vocabulary (token_embd's row count); real vocabularies stay far below.
@@ -181,9 +200,17 @@ func (w *Weights) bind(s layout.Tensor, data []float32) {
 	*w.matrix(s) = Matrix{Name: s.Name, Rows: int(s.Shape[1]), Cols: int(s.Shape[0]), Data: data}
 }
 
-// vector returns the field of a norm tensor's role, nil for a matrix.
+// vector returns the field of a one-dimensional tensor's role, nil for a matrix.
 func (w *Weights) vector(s layout.Tensor) *[]float32 {
 	switch s.Role {
+	case layout.RopeFreqs:
+		return &w.RopeFreqs
+	case layout.AttnQBias:
+		return &w.Layers[s.Layer].Bq
+	case layout.AttnKBias:
+		return &w.Layers[s.Layer].Bk
+	case layout.AttnVBias:
+		return &w.Layers[s.Layer].Bv
 	case layout.AttnNorm:
 		return &w.Layers[s.Layer].AttnNorm
 	case layout.FFNNorm:

@@ -1,28 +1,35 @@
-// Package model binds a GGUF file to a Llama configuration and weight set: every dimension
-// comes from the file's metadata, and every tensor must have exactly the shape the
-// configuration implies before any engine sees it.
+// Package model binds a GGUF file to a configuration and weight set of a supported
+// architecture (llama, qwen2: see layout.Archs): every dimension comes from the file's
+// metadata, and every tensor must have exactly the shape the configuration implies before
+// any engine sees it.
 package model
 
 import (
 	"github.com/gretabisect/gretabisect/internal/gguf"
+	"github.com/gretabisect/gretabisect/internal/model/layout"
 	"github.com/gretabisect/gretabisect/internal/tokenizer"
 )
 
-// Config holds the hyperparameters of a Llama-architecture model, all read from metadata.
+// Config holds the hyperparameters of a model, all read from metadata or implied by its
+// architecture and tensors.
 type Config struct {
-	Arch       string  // general.architecture
-	NLayer     int     // block_count
-	Dim        int     // embedding_length
-	FFNDim     int     // feed_forward_length
-	NHead      int     // head_count
-	NHeadKV    int     // head_count_kv
-	HeadDim    int     // Dim / NHead
-	RopeDim    int     // rope.dimension_count (default HeadDim)
-	RopeBase   float64 // rope.freq_base (default 10000)
-	Eps        float32 // layer_norm_rms_epsilon
-	CtxLen     int     // context_length
-	Vocab      int     // rows of token_embd
-	TiedOutput bool    // no output.weight: logits use token_embd
+	Arch       string           // general.architecture: llama or qwen2
+	NLayer     int              // block_count
+	Dim        int              // embedding_length
+	FFNDim     int              // feed_forward_length
+	NHead      int              // head_count
+	NHeadKV    int              // head_count_kv
+	HeadDim    int              // Dim / NHead
+	RopeDim    int              // rope.dimension_count (default HeadDim)
+	RopeBase   float64          // rope.freq_base (default 10000)
+	RopeStyle  layout.RopeStyle // from Arch: adjacent pairs (llama) or halves (qwen2, NEOX)
+	RopeScale  float64          // linear rope.scaling.factor: positions divided by it; 0 for none
+	RopeFreqs  bool             // rope_freqs.weight present: pair i's frequency divided by it (llama3)
+	QKVBias    bool             // from Arch: q, k and v projections add a bias (qwen2)
+	Eps        float32          // layer_norm_rms_epsilon
+	CtxLen     int              // context_length
+	Vocab      int              // rows of token_embd
+	TiedOutput bool             // no output.weight: logits use token_embd
 }
 
 // Model is a validated Llama model.
@@ -47,18 +54,22 @@ func (m *Model) Close() error {
 // Weights are the model's tensors. Matrices are row-major with one row per output feature
 // (GGUF dims [in, out]): y = W x is a dot product of each row with x.
 type Weights struct {
-	TokEmbd Matrix    // (vocab, dim)
-	Layers  []Layer   // NLayer
-	OutNorm []float32 // (dim)
-	Output  Matrix    // (vocab, dim); the same as TokEmbd when tied
+	RopeFreqs []float32 // (rope_dim/2) frequency divisors; nil unless Config.RopeFreqs
+	TokEmbd   Matrix    // (vocab, dim)
+	Layers    []Layer   // NLayer
+	OutNorm   []float32 // (dim)
+	Output    Matrix    // (vocab, dim); the same as TokEmbd when tied
 }
 
-// Layer holds one transformer block.
+// Layer holds one transformer block. The biases are nil unless Config.QKVBias.
 type Layer struct {
 	AttnNorm []float32 // (dim)
 	Wq       Matrix    // (n_head*head_dim, dim)
+	Bq       []float32 // (n_head*head_dim)
 	Wk       Matrix    // (n_head_kv*head_dim, dim)
+	Bk       []float32 // (n_head_kv*head_dim)
 	Wv       Matrix    // (n_head_kv*head_dim, dim)
+	Bv       []float32 // (n_head_kv*head_dim)
 	Wo       Matrix    // (dim, n_head*head_dim)
 	FFNNorm  []float32 // (dim)
 	WGate    Matrix    // (ffn, dim)  ffn_gate

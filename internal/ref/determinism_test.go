@@ -18,8 +18,9 @@ import (
 )
 
 // TestDeterminism traces every stage of every layer at every position, on both routes, for
-// the tiny model (p0_short and a 64-token prompt) and a random model with odd dimensions,
-// under GOMAXPROCS 1, 2 and 8. Every run must give the same records, and their
+// the tiny model (p0_short and a 64-token prompt), a random model with odd dimensions, and
+// random models of the other families (qwen2 with Qwen2.5-0.5B's heads; llama with RoPE
+// frequency factors, linear scaling and tied output), under GOMAXPROCS 1, 2 and 8. Every run must give the same records, and their
 // digest must equal testdata/determinism.golden (recorded with -update). The same test run
 // under qemu for arm64, or with GOEXPERIMENT=simd, proves the hashes do not depend on the
 // architecture or the kernel:
@@ -28,7 +29,7 @@ import (
 //	GOEXPERIMENT=simd go test -run TestDeterminism ./internal/ref
 //
 // With -short each case runs once (GOMAXPROCS 2) and only the digest is checked; under the
-// race detector only the random model runs, under every GOMAXPROCS, without the digest.
+// race detector only the random llama runs, under every GOMAXPROCS, without the digest.
 func TestDeterminism(t *testing.T) {
 	tiny, err := model.Open(model.TinySpec)
 	if err != nil {
@@ -46,9 +47,11 @@ func TestDeterminism(t *testing.T) {
 		{"tiny", tiny, short},
 		{"tiny", tiny, prompts.Prompt{ID: "random64", Tokens: randomTokens(64, tiny.Config.Vocab, 5)}},
 		{"random", randomModel(testConfig, 7), prompts.Prompt{ID: "random70", Tokens: randomTokens(70, testConfig.Vocab, 8)}},
+		{"qwen2", randomModel(qwenConfig, 9), prompts.Prompt{ID: "random70", Tokens: randomTokens(70, qwenConfig.Vocab, 10)}},
+		{"llama3", randomModel(llama3Config, 11), prompts.Prompt{ID: "random70", Tokens: randomTokens(70, llama3Config.Vocab, 12)}},
 	}
 	if raceEnabled {
-		cases = cases[2:] // the race detector checks the worker pool and recorder, not the digest
+		cases = cases[2:3] // the race detector checks the worker pool and recorder, not the digest
 	}
 	plan := trace.Plan{AllLayers: true, AllPositions: true, Prefill: true, Decode: true, MaxNewTokens: 5}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))

@@ -1,10 +1,11 @@
-// Package ref is the CPU reference engine: a float32 Llama forward pass whose every output
+// Package ref is the CPU reference engine: a float32 forward pass of the llama and qwen2
+// architectures (internal/model/layout.Archs) whose every output
 // bit is fixed by the model and the tokens, whatever the machine (amd64 or arm64), the
 // number of threads, the route (batched prefill or one token at a time) or the kernel (SIMD
 // or portable). Every other backend is judged against it.
 //
 // How: each output element is computed by one goroutine in a fixed order (kernels.go), with
-// no fused multiply-add, and the elementary functions are this package's own (detmath.go).
+// no fused multiply-add, and the elementary functions are internal/detmath's.
 // The inner loops come in four implementations with the same bits: portable Go, SSE
 // assembly (amd64 by default; the purego tag turns it off), and AVX2 or AVX-512 through
 // simd/archsimd (GOEXPERIMENT=simd). Importing the package registers it with
@@ -17,8 +18,10 @@ import (
 	"runtime"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/internal/detmath"
 	"github.com/gretabisect/gretabisect/internal/engine"
 	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/model/layout"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
@@ -48,8 +51,8 @@ type Engine struct {
 	// for the positions it runs.
 	cached           int
 	keys, vals       [][]float32 // (layer)(cached, kv_dim): after RoPE for keys
-	ropeCos, ropeSin []float32   // (cached, rope_dim/2): angle pos * base^(-2i/rope_dim)
-	ropeFreq         []float64   // (rope_dim/2): base^(-2i/rope_dim)
+	ropeCos, ropeSin []float32   // (cached, rope_dim/2): angle pos * ropeFreq[i]
+	ropeFreq         []float64   // (rope_dim/2): see ropeFreq
 
 	// Activations of one chunk of up to `chunk` tokens, row-major by token.
 	x      []float32 // (chunk, dim) residual stream
@@ -92,7 +95,7 @@ func New(m *model.Model) (*Engine, error) {
 	}
 	e.keys = make([][]float32, c.NLayer)
 	e.vals = make([][]float32, c.NLayer)
-	e.ropeFreq = ropeFreq(c.RopeDim, c.RopeBase)
+	e.ropeFreq = ropeFreq(c, m.Weights.RopeFreqs)
 	e.reserve(min(c.CtxLen, initialCache))
 	e.x = make([]float32, chunk*c.Dim)
 	e.xb = make([]float32, chunk*c.Dim)
@@ -127,12 +130,20 @@ func (e *Engine) reserve(n int) {
 	e.cached = size
 }
 
-// ropeFreq returns base^(-2i/ropeDim) for each pair i.
-func ropeFreq(ropeDim int, base float64) []float64 {
-	lnBase := log64(base)
-	freq := make([]float64, ropeDim/2)
+// ropeFreq returns the angular frequency of each pair i: base^(-2i/rope_dim), divided by
+// factors[i] when the model has rope_freqs.weight (llama3: ggml's rope divides theta by
+// it) and by the linear scaling factor when it has one (ggml multiplies by its inverse).
+func ropeFreq(c model.Config, factors []float32) []float64 {
+	lnBase := detmath.Log(c.RopeBase)
+	freq := make([]float64, c.RopeDim/2)
 	for i := range freq {
-		freq[i] = exp64(-float64(float64(2*i)/float64(ropeDim)) * lnBase)
+		freq[i] = detmath.Exp(-float64(float64(2*i)/float64(c.RopeDim)) * lnBase)
+		if factors != nil {
+			freq[i] /= float64(factors[i])
+		}
+		if c.RopeScale != 0 {
+			freq[i] /= c.RopeScale
+		}
 	}
 	return freq
 }
@@ -144,7 +155,7 @@ func ropeTable(freq []float64, from, to int) (cos, sin []float32) {
 	cos, sin = make([]float32, (to-from)*half), make([]float32, (to-from)*half)
 	for pos := from; pos < to; pos++ {
 		for i, f := range freq {
-			s, c := sincos64(float64(pos) * f)
+			s, c := detmath.Sincos(float64(pos) * f)
 			cos[(pos-from)*half+i], sin[(pos-from)*half+i] = float32(c), float32(s)
 		}
 	}
@@ -220,6 +231,11 @@ func (e *Engine) forward(tokens []int32, pos0 int, tap *trace.Tap, wantLast bool
 		e.matmul(q, &L.Wq, xb, nt)
 		e.matmul(k, &L.Wk, xb, nt)
 		e.matmul(v, &L.Wv, xb, nt)
+		if c.QKVBias { // part of the projections' stages, as llama.cpp adds them
+			addRows(q, L.Bq)
+			addRows(k, L.Bk)
+			addRows(v, L.Bv)
+		}
 		tap.Rows(golden.QPreRope, l, pos0, e.qDim, q)
 		tap.Rows(golden.KPreRope, l, pos0, e.kvDim, k)
 		tap.Rows(golden.V, l, pos0, e.kvDim, v)
@@ -285,10 +301,16 @@ func (e *Engine) rmsnorm(out, x, g []float32) {
 	}
 }
 
-// rope rotates the adjacent pairs (2i, 2i+1), i < rope_dim/2, of every head of every row of
-// v (n, heads*head_dim), row t at position pos0+t, by the angle pos * base^(-2i/rope_dim).
+// rope rotates pair i < rope_dim/2 of every head of every row of v (n, heads*head_dim), row
+// t at position pos0+t, by the angle pos * ropeFreq[i]. The pair is (2i, 2i+1) in the
+// normal style (llama) and (i, i+rope_dim/2) in the NEOX style (qwen2); elements from
+// rope_dim on are left alone.
 func (e *Engine) rope(v []float32, pos0, heads int) {
 	hd, half := e.c.HeadDim, e.c.RopeDim/2
+	step, other := 2, 1 // pair i is (step*i, step*i+other)
+	if e.c.RopeStyle == layout.RopeNeox {
+		step, other = 1, half
+	}
 	width := heads * hd
 	for t := 0; t < len(v)/width; t++ {
 		cos := e.ropeCos[(pos0+t)*half : (pos0+t+1)*half]
@@ -296,11 +318,18 @@ func (e *Engine) rope(v []float32, pos0, heads int) {
 		for h := range heads {
 			x := v[t*width+h*hd : t*width+h*hd+2*half]
 			for i := range half {
-				a, b := x[2*i], x[2*i+1]
-				x[2*i] = float32(a*cos[i]) - float32(b*sin[i])
-				x[2*i+1] = float32(a*sin[i]) + float32(b*cos[i])
+				a, b := x[step*i], x[step*i+other]
+				x[step*i] = float32(a*cos[i]) - float32(b*sin[i])
+				x[step*i+other] = float32(a*sin[i]) + float32(b*cos[i])
 			}
 		}
+	}
+}
+
+// addRows adds b to every row of x (n, len(b)).
+func addRows(x, b []float32) {
+	for r := 0; r < len(x); r += len(b) {
+		add(x[r:r+len(b)], b)
 	}
 }
 
@@ -328,7 +357,7 @@ func (t *swigluTask) do(_, b int) {
 	up := t.up[lo:hi]
 	for i, g := range t.gate[lo:hi] {
 		d := float64(g)
-		t.gate[lo+i] = float32(d/(1+expf(-d))) * up[i]
+		t.gate[lo+i] = float32(d/(1+detmath.ExpF32(-d))) * up[i]
 	}
 }
 
@@ -389,7 +418,7 @@ func (a *attnTask) do(worker, b int) {
 	}
 	var sum float32
 	for p, x := range s {
-		s[p] = float32(expf(float64(x - mx)))
+		s[p] = float32(detmath.ExpF32(float64(x - mx)))
 		sum += s[p]
 	}
 	out := a.out[t*e.qDim+h*hd : t*e.qDim+(h+1)*hd]

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gretabisect/gretabisect/golden"
 	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/model/layout"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
@@ -52,8 +53,9 @@ func capture(t *testing.T, m *model.Model, tokens []int32, route string) map[row
 	return rows
 }
 
-// forward64 is an independent float64 Llama forward pass, one token at a time, written
-// from the math and sharing no code with the engine: it returns every stage's row.
+// forward64 is an independent float64 forward pass of both architectures, one token at a
+// time, written from the math and sharing no code with the engine: it returns every stage's
+// row.
 func forward64(m *model.Model, tokens []int32) map[rowKey][]float64 {
 	c, w := m.Config, m.Weights
 	hd := c.HeadDim
@@ -82,14 +84,33 @@ func forward64(m *model.Model, tokens []int32) map[rowKey][]float64 {
 		}
 		return y
 	}
+	// RoPE: pair i turns by pos * base^(-2i/rope_dim), divided by the llama3 frequency
+	// factor and the linear scaling factor. Normal style: pair (2i, 2i+1); NEOX: the halves
+	// of the rotary part, (i, i+rope_dim/2).
 	rope := func(v []float64, pos int) {
+		half := c.RopeDim / 2
 		for h := 0; h < len(v)/hd; h++ {
-			for i := 0; i < c.RopeDim/2; i++ {
+			for i := 0; i < half; i++ {
 				th := float64(pos) * math.Pow(c.RopeBase, -float64(2*i)/float64(c.RopeDim))
-				a, b := v[h*hd+2*i], v[h*hd+2*i+1]
-				v[h*hd+2*i] = a*math.Cos(th) - b*math.Sin(th)
-				v[h*hd+2*i+1] = a*math.Sin(th) + b*math.Cos(th)
+				if w.RopeFreqs != nil {
+					th /= float64(w.RopeFreqs[i])
+				}
+				if c.RopeScale != 0 {
+					th /= c.RopeScale
+				}
+				j, k := h*hd+2*i, h*hd+2*i+1
+				if c.RopeStyle == layout.RopeNeox {
+					j, k = h*hd+i, h*hd+i+half
+				}
+				a, b := v[j], v[k]
+				v[j] = a*math.Cos(th) - b*math.Sin(th)
+				v[k] = a*math.Sin(th) + b*math.Cos(th)
 			}
+		}
+	}
+	bias := func(v []float64, b []float32) {
+		for i := range b {
+			v[i] += float64(b[i])
 		}
 	}
 	keys := make([][][]float64, c.NLayer)
@@ -105,6 +126,9 @@ func forward64(m *model.Model, tokens []int32) map[rowKey][]float64 {
 			xn := norm(x, L.AttnNorm)
 			keep(golden.AttnIn, l, pos, xn)
 			q, k, v := mul(L.Wq, xn), mul(L.Wk, xn), mul(L.Wv, xn)
+			bias(q, L.Bq) // nil without biases
+			bias(k, L.Bk)
+			bias(v, L.Bv)
 			keep(golden.QPreRope, l, pos, q)
 			keep(golden.KPreRope, l, pos, k)
 			keep(golden.V, l, pos, v)
@@ -176,8 +200,10 @@ func relL2(got []float32, want []float64) float64 {
 }
 
 // TestForwardMatchesFloat64 checks every stage of every layer at every position, on both
-// routes, against the float64 pass: on the tiny model and on a random model whose odd
-// dimensions exercise the kernels' tails.
+// routes, against the float64 pass: on the tiny model, on a random llama whose odd
+// dimensions exercise the kernels' tails, and on random models of each family: qwen2 with
+// Qwen2.5-0.5B's heads (14/2 of 64), qwen2 with a partial rotary dimension, and a llama
+// with RoPE frequency factors, linear scaling and tied output.
 func TestForwardMatchesFloat64(t *testing.T) {
 	tiny, err := model.Open(model.TinySpec)
 	if err != nil {
@@ -190,9 +216,12 @@ func TestForwardMatchesFloat64(t *testing.T) {
 	}{
 		{"tiny", tiny, randomTokens(68, tiny.Config.Vocab, 2)}, // more than one prefill chunk
 		{"random", randomModel(testConfig, 1), randomTokens(70, testConfig.Vocab, 2)},
+		{"qwen2", randomModel(qwenConfig, 1), randomTokens(70, qwenConfig.Vocab, 2)},
+		{"qwen2-odd", randomModel(qwenOddConfig, 1), randomTokens(70, qwenOddConfig.Vocab, 2)},
+		{"llama3", randomModel(llama3Config, 1), randomTokens(70, llama3Config.Vocab, 2)},
 	}
 	if testing.Short() {
-		cases = cases[1:] // the random model: a second, not six
+		cases = cases[1:] // the random models: seconds, not six more
 	}
 	for _, c := range cases {
 		want := forward64(c.m, c.tokens)

@@ -10,20 +10,31 @@ import (
 	"github.com/gretabisect/gretabisect/internal/corpus"
 	"github.com/gretabisect/gretabisect/internal/gguf"
 	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/model/layout"
 	"github.com/gretabisect/gretabisect/internal/ref"
 	"github.com/gretabisect/gretabisect/internal/synth"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
-// loaded caches the tiny model of each dtype (seed 0) across the tests.
-var loaded = map[synth.DType]*model.Model{}
+// tinyPresets are the presets small enough to generate and run in every test run.
+var tinyPresets = []synth.Preset{synth.Tiny, synth.TinyLlama3, synth.TinyQwen2}
 
-func load(t *testing.T, dt synth.DType) *model.Model {
+type presetDType struct {
+	preset string
+	dt     synth.DType
+}
+
+// loaded caches the models of each tiny preset and dtype (seed 0) across the tests.
+var loaded = map[presetDType]*model.Model{}
+
+func load(t *testing.T, dt synth.DType) *model.Model { return loadPreset(t, synth.Tiny, dt) }
+
+func loadPreset(t *testing.T, p synth.Preset, dt synth.DType) *model.Model {
 	t.Helper()
-	if m, ok := loaded[dt]; ok {
+	if m, ok := loaded[presetDType{p.Name, dt}]; ok {
 		return m
 	}
-	img, err := synth.Generate(synth.Tiny, dt, 0)
+	img, err := synth.Generate(p, dt, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,11 +42,11 @@ func load(t *testing.T, dt synth.DType) *model.Model {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := model.FromFile(f, "tiny")
+	m, err := model.FromFile(f, p.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	loaded[dt] = m
+	loaded[presetDType{p.Name, dt}] = m
 	return m
 }
 
@@ -105,6 +116,65 @@ func TestTinyWeightStatistics(t *testing.T) {
 	}
 }
 
+// The family presets load with their family's settings: llama3 RoPE factors and tied
+// embeddings for tiny-llama3; NEOX RoPE, q/k/v biases and tied embeddings for tiny-qwen2;
+// each with the scaling rules of the package doc for biases and the tied output norm.
+func TestFamilyPresets(t *testing.T) {
+	llama3 := loadPreset(t, synth.TinyLlama3, synth.F32)
+	c := llama3.Config
+	want := model.Config{Arch: "llama", NLayer: 10, Dim: 256, FFNDim: 1024, NHead: 8, NHeadKV: 2, HeadDim: 32,
+		RopeDim: 32, RopeBase: 500000, RopeStyle: layout.RopeNorm, RopeFreqs: true, Eps: 1e-5, CtxLen: 2048,
+		Vocab: synth.TinyVocab, TiedOutput: true}
+	if c != want {
+		t.Errorf("tiny-llama3 config %+v, want %+v", c, want)
+	}
+	// Heads of 32: pair i has the wavelength 2 pi 500000^(i/16) (see TestLlama3RopeFactors).
+	if f := llama3.Weights.RopeFreqs; len(f) != 16 || f[7] != 1 || math.Abs(float64(f[8])-3.2922621) > 1e-6 || f[9] != 32 || f[15] != 32 {
+		t.Errorf("tiny-llama3 rope_freqs %v", f)
+	}
+
+	qwen := loadPreset(t, synth.TinyQwen2, synth.F32)
+	c = qwen.Config
+	want = model.Config{Arch: "qwen2", NLayer: 10, Dim: 448, FFNDim: 1216, NHead: 14, NHeadKV: 2, HeadDim: 32,
+		RopeDim: 32, RopeBase: 1e6, RopeStyle: layout.RopeNeox, QKVBias: true, Eps: 1e-6, CtxLen: 2048,
+		Vocab: synth.TinyVocab, TiedOutput: true}
+	if c != want {
+		t.Errorf("tiny-qwen2 config %+v, want %+v", c, want)
+	}
+	var bias []float32
+	for _, L := range qwen.Weights.Layers {
+		bias = append(append(append(bias, L.Bq...), L.Bk...), L.Bv...)
+	}
+	if mean, std := moments(bias); math.Abs(mean) > 0.01 || math.Abs(std/0.1-1) > 0.05 {
+		t.Errorf("tiny-qwen2 biases: mean %.4f std %.4f, want 0 and 0.1", mean, std)
+	}
+
+	for _, m := range []*model.Model{llama3, qwen} {
+		w := m.Weights
+		if &w.Output.Data[0] != &w.TokEmbd.Data[0] {
+			t.Errorf("%s: output is not token_embd", m.Name)
+		}
+		s := 3 / math.Sqrt(float64(m.Config.Dim))
+		if mean, std := moments(w.OutNorm); math.Abs(mean/s-1) > 0.05 || math.Abs(std/(0.1*s)-1) > 0.2 {
+			t.Errorf("%s: output_norm mean %.4f std %.4f, want %.4f and %.4f", m.Name, mean, std, s, 0.1*s)
+		}
+	}
+
+	// Quantized files keep vectors F32; tiny-qwen2's rows (448 and 1216 values) do not split
+	// into Q4_K's blocks of 256 and fall back to Q8_0.
+	for _, tc := range []struct {
+		p        synth.Preset
+		fileType string
+	}{
+		{synth.TinyLlama3, "Q4_K x71, F32 x22"},
+		{synth.TinyQwen2, "Q8_0 x71, F32 x51"},
+	} {
+		if m := loadPreset(t, tc.p, synth.Q4_K); m.FileType != tc.fileType {
+			t.Errorf("%s q4_k: FileType %q, want %q", tc.p.Name, m.FileType, tc.fileType)
+		}
+	}
+}
+
 func slicesMin(x []float32) float32 {
 	lo := x[0]
 	for _, v := range x {
@@ -114,10 +184,15 @@ func slicesMin(x []float32) float32 {
 }
 
 // The first layer's attention scores of one query over the first 64 distinct tokens of the
-// corpus: q.k/sqrt(head_dim) spreads over several units in every head, so softmax is far
-// from uniform.
+// corpus, biases included: q.k/sqrt(head_dim) spreads over several units in every head of
+// every tiny preset, so softmax is far from uniform.
 func TestTinyAttentionIsNotUniform(t *testing.T) {
-	m := load(t, synth.F32)
+	for _, p := range tinyPresets {
+		t.Run(p.Name, func(t *testing.T) { attentionIsNotUniform(t, loadPreset(t, p, synth.F32)) })
+	}
+}
+
+func attentionIsNotUniform(t *testing.T, m *model.Model) {
 	c := m.Config
 	var ids []int32
 	seen := map[int32]bool{}
@@ -140,11 +215,14 @@ func TestTinyAttentionIsNotUniform(t *testing.T) {
 		}
 		return out
 	}
-	matvec := func(w model.Matrix, x []float32) []float64 {
+	matvec := func(w model.Matrix, b []float32, x []float32) []float64 {
 		out := make([]float64, w.Rows)
 		for i := range out {
 			for j, v := range w.Row(i) {
 				out[i] += float64(v) * float64(x[j])
+			}
+			if b != nil {
+				out[i] += float64(b[i])
 			}
 		}
 		return out
@@ -152,7 +230,7 @@ func TestTinyAttentionIsNotUniform(t *testing.T) {
 	qs, ks := make([][]float64, len(ids)), make([][]float64, len(ids))
 	for p, id := range ids {
 		x := norm(m.Weights.TokEmbd.Row(int(id)))
-		qs[p], ks[p] = matvec(ly.Wq, x), matvec(ly.Wk, x)
+		qs[p], ks[p] = matvec(ly.Wq, ly.Bq, x), matvec(ly.Wk, ly.Bk, x)
 	}
 	group := c.NHead / c.NHeadKV
 	hd := c.HeadDim
@@ -231,14 +309,19 @@ func TestTinyDTypes(t *testing.T) {
 	}
 }
 
-// The tiny model run by the CPU reference over the start of the corpus: the residual
+// Each tiny preset run by the CPU reference over the start of the corpus: the residual
 // stream keeps an RMS near 1 through all ten layers, each block adds a modest update, and
 // the logits spread over a few units.
 func TestTinyActivationsStaySane(t *testing.T) {
 	if synth.RaceEnabled {
 		t.Skip("a minute of reference forward pass under -race; it checks numbers, not concurrency")
 	}
-	m := load(t, synth.F32)
+	for _, p := range tinyPresets {
+		t.Run(p.Name, func(t *testing.T) { activationsStaySane(t, loadPreset(t, p, synth.F32)) })
+	}
+}
+
+func activationsStaySane(t *testing.T, m *model.Model) {
 	c := m.Config
 	ids := m.Tokenizer.Encode(corpus.Text, true, false)[:128]
 	e, err := ref.New(m)

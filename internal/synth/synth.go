@@ -1,6 +1,8 @@
-// Package synth generates Llama-architecture GGUF models with random weights, deterministic
-// from a seed: the embedded default model ("tiny") that the tests and the CPU reference run,
-// and models with TinyLlama 1.1B's exact dimensions ("tinyllama") for scale and speed work.
+// Package synth generates GGUF models of the supported architectures with random weights,
+// deterministic from a seed: the embedded default model ("tiny") that the tests and the CPU
+// reference run, small models of the Llama 3 and Qwen2 families ("tiny-llama3",
+// "tiny-qwen2"), and models with the exact dimensions of TinyLlama 1.1B, Llama 3.2 1B and
+// Qwen2.5 0.5B ("tinyllama", "llama3.2-1b", "qwen2.5-0.5b") for scale and speed work.
 //
 // # Determinism
 //
@@ -9,8 +11,9 @@
 // stream, keyed by the seed and the tensor name; each weight is an Irwin-Hall sum of four
 // 16-bit uniforms (integer arithmetic), turned into a float by one multiply in float64 and
 // one add, written so that no architecture fuses them, then rounded to float32. No math
-// function ever sees a random value. The vocabulary comes from tokenizer.Train on
-// corpus.Text, itself deterministic. TestTinyHash pins the SHA-256 of the tiny f32 file.
+// function ever sees a random value. The llama3 RoPE frequency factors are computed with
+// internal/detmath. The vocabulary comes from tokenizer.Train on corpus.Text, itself
+// deterministic. TestTinyHash pins the SHA-256 of the tiny f32 file.
 //
 // # Scaling
 //
@@ -21,6 +24,8 @@
 //   - token_embd: std 1, so the residual stream starts at RMS 1 and every token differs.
 //   - attn_norm, ffn_norm, output_norm: mean 1, std 0.1: near identity, but a wrong norm
 //     weight still changes the result.
+//   - attn_q.bias, attn_k.bias, attn_v.bias (qwen2): mean 0, std 0.1, a small shift that a
+//     forgotten bias still makes visible.
 //   - attn_q, attn_k: std sqrt(2.5/dim). A query or key element then has variance
 //     2.5, and q.k/sqrt(head_dim) has standard deviation about 2.5: attention
 //     scores spread over several units, so softmax picks favourites without being one-hot.
@@ -30,6 +35,8 @@
 //     the last layer has RMS at most about sqrt(2), whatever the depth.
 //   - output: std 3/sqrt(dim), logits of standard deviation about 3: a peaked but not
 //     degenerate next-token distribution, so top-5 lists and greedy choices are stable.
+//   - Tied embeddings (no output.weight): the logits use token_embd, of std 1, so
+//     output_norm has mean 3/sqrt(dim) and std 0.3/sqrt(dim) instead, for the same logits.
 //
 // Quantized dtypes quantize these same float32 values, so a q8_0 model approximates the f32
 // model of the same seed. Norm weights stay F32 in every dtype, as in real files.
@@ -50,6 +57,7 @@ import (
 	"sync"
 
 	"github.com/gretabisect/gretabisect/internal/corpus"
+	"github.com/gretabisect/gretabisect/internal/detmath"
 	"github.com/gretabisect/gretabisect/internal/gguf"
 	"github.com/gretabisect/gretabisect/internal/model/layout"
 	"github.com/gretabisect/gretabisect/internal/tokenizer"
@@ -82,14 +90,18 @@ func newWriter(p Preset, dt DType, seed uint64, progress Progress) (*gguf.Writer
 	if !ok {
 		return nil, nil, fmt.Errorf("synth: unknown dtype %q", dt)
 	}
-	v, err := vocabFor(p)
+	a, ok := layout.ArchNamed(p.Arch)
+	if !ok {
+		return nil, nil, fmt.Errorf("synth: preset %s: architecture %q is not supported", p.Name, p.Arch)
+	}
+	vocab, err := vocabMetadata(p)
 	if err != nil {
 		return nil, nil, err
 	}
 	w := gguf.NewWriter()
-	arch := "llama."
+	arch := a.Name + "."
 	kvs := []gguf.KV{
-		{Key: "general.architecture", Value: gguf.ValueOf("llama")},
+		{Key: "general.architecture", Value: gguf.ValueOf(a.Name)},
 		{Key: "general.name", Value: gguf.ValueOf("gretabisect synthetic " + p.Name)},
 		{Key: "general.file_type", Value: gguf.ValueOf(di.fileType)},
 		{Key: KeyPreset, Value: gguf.ValueOf(p.Name)},
@@ -104,33 +116,67 @@ func newWriter(p Preset, dt DType, seed uint64, progress Progress) (*gguf.Writer
 		{Key: arch + layout.KeyRMSEps, Value: gguf.ValueOf(p.Eps)},
 		{Key: arch + layout.KeyRopeFreqBase, Value: gguf.ValueOf(float32(p.RopeBase))},
 	}
-	for _, kv := range kvs {
+	for _, kv := range append(kvs, vocab...) {
 		if err := w.AddKV(kv.Key, kv.Value); err != nil {
 			return nil, nil, fmt.Errorf("synth: %w", err)
 		}
 	}
-	if err := v.WriteMetadata(w); err != nil {
-		return nil, nil, fmt.Errorf("synth: %w", err)
-	}
 
 	g := &generator{seed: seed, progress: progress}
 	tensors := layout.Tensors(layout.Dims{NLayer: p.NLayer, Dim: p.Dim, FFNDim: p.FFNDim,
-		NHead: p.NHead, NHeadKV: p.NHeadKV, Vocab: p.Vocab})
+		NHead: p.NHead, NHeadKV: p.NHeadKV, Vocab: p.Vocab, RopeDim: p.Dim / p.NHead,
+		Tied: p.Tied, QKVBias: a.QKVBias, RopeFreqs: p.Llama3 != nil})
 	for _, t := range tensors {
 		typ := di.typ
-		if t.Role.Norm() {
+		switch {
+		case t.Role.Vector():
 			typ = gguf.F32
+		case t.Shape[0]%typ.BlockSize() != 0:
+			typ = di.fallback
 		}
 		size, err := typ.RowBytes(elements(t.Shape))
+		if err == nil && t.Shape[0]%typ.BlockSize() != 0 {
+			err = fmt.Errorf("rows of %d values do not split into %s blocks of %d", t.Shape[0], typ, typ.BlockSize())
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("synth: tensor %q: %w", t.Name, err)
 		}
 		g.total += size
-		if err := w.AddTensorFunc(t.Name, typ, t.Shape, g.tensor(t, typ, distOf(t.Role, p))); err != nil {
+		data := g.tensor(t, typ, distOf(t.Role, p))
+		if t.Role == layout.RopeFreqs {
+			data = g.values(p.Llama3.factors(p.Dim/p.NHead, p.RopeBase))
+		}
+		if err := w.AddTensorFunc(t.Name, typ, t.Shape, data); err != nil {
 			return nil, nil, fmt.Errorf("synth: %w", err)
 		}
 	}
 	return w, g, nil
+}
+
+// factors returns the rope_freqs.weight of llama3 scaling for a head of headDim and a RoPE
+// base, by the formula of llama.cpp's converter: pair i has frequency f = base^(-2i/headDim)
+// and wavelength 2 pi/f; its factor is 1 below the wavelength OrigCtx/HighFreqFactor, Factor
+// above OrigCtx/LowFreqFactor, and 1/((1-s)/Factor + s) between, s = (OrigCtx/wavelength -
+// LowFreqFactor)/(HighFreqFactor - LowFreqFactor). The converter computes in float32; this
+// computes in float64 with detmath, the same on every machine, and rounds once.
+func (r *Llama3Rope) factors(headDim int, base float64) []float32 {
+	lnBase := detmath.Log(base)
+	ctx := float64(r.OrigCtx)
+	lowWave, highWave := ctx/r.LowFreqFactor, ctx/r.HighFreqFactor
+	out := make([]float32, headDim/2)
+	for i := range out {
+		wave := 2 * math.Pi / detmath.Exp(-float64(float64(2*i)/float64(headDim))*lnBase)
+		switch {
+		case wave < highWave:
+			out[i] = 1
+		case wave > lowWave:
+			out[i] = float32(r.Factor)
+		default:
+			s := (ctx/wave - r.LowFreqFactor) / (r.HighFreqFactor - r.LowFreqFactor)
+			out[i] = float32(1 / ((1-s)/r.Factor + s))
+		}
+	}
+	return out
 }
 
 // Generate returns the GGUF image of preset p in dtype dt from seed, built in memory: meant
@@ -168,8 +214,15 @@ func distOf(r layout.Role, p Preset) dist {
 	switch r {
 	case layout.TokEmbd:
 		return dist{0, 1}
-	case layout.AttnNorm, layout.FFNNorm, layout.OutputNorm:
+	case layout.OutputNorm:
+		if p.Tied {
+			return dist{3 * fanIn(p.Dim), 0.3 * fanIn(p.Dim)}
+		}
 		return dist{1, 0.1}
+	case layout.AttnNorm, layout.FFNNorm:
+		return dist{1, 0.1}
+	case layout.AttnQBias, layout.AttnKBias, layout.AttnVBias:
+		return dist{0, 0.1}
 	case layout.AttnQ, layout.AttnK:
 		return dist{0, math.Sqrt(2.5 / float64(p.Dim))}
 	case layout.AttnOutput:
@@ -236,25 +289,80 @@ func (g *generator) tensor(t layout.Tensor, typ gguf.Type, d dist) func(io.Write
 	}
 }
 
-var trained struct {
+// values returns the data function of a tensor of fixed F32 values.
+func (g *generator) values(v []float32) func(io.Writer) error {
+	return func(w io.Writer) error {
+		b := make([]byte, 4*len(v))
+		if err := gguf.Quantize(gguf.F32, v, b); err != nil {
+			return err
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		g.done += uint64(len(b))
+		if g.progress != nil {
+			g.progress(g.done, g.total)
+		}
+		return nil
+	}
+}
+
+// vocabMetadata returns the tokenizer metadata of p's vocabulary.
+func vocabMetadata(p Preset) ([]gguf.KV, error) {
+	v, err := vocabFor(p)
+	if err != nil {
+		return nil, err
+	}
+	return v.Metadata(), nil
+}
+
+// trained caches the vocabularies by kind and size: training is a pure function of them.
+var trained sync.Map // vocabKey -> *trainedVocab
+
+type vocabKey struct {
+	kind VocabKind
+	size int
+}
+
+type trainedVocab struct {
 	once sync.Once
 	v    tokenizer.Vocab
 	err  error
 }
 
-// vocabFor returns the vocabulary trained on corpus.Text (once per process), padded to
-// p.Vocab tokens with unused pieces "<unused_N>" that no text can produce.
+// vocabFor returns p's vocabulary, trained on corpus.Text once per process: SentencePiece
+// (tokenizer.Train) padded to p.Vocab tokens with unused pieces "<unused_N>" that no text
+// can produce, or byte-level BPE in the layout of the Llama 3 or Qwen2 vocabulary
+// (tokenizer.TrainBPE, which places the family's special tokens and pads itself).
 func vocabFor(p Preset) (tokenizer.Vocab, error) {
-	trained.once.Do(func() {
-		trained.v, trained.err = tokenizer.Train(corpus.Text, TinyVocab)
-	})
-	if trained.err != nil {
-		return tokenizer.Vocab{}, fmt.Errorf("synth: training the vocabulary: %w", trained.err)
+	var train func() (tokenizer.Vocab, error)
+	switch p.VocabKind {
+	case VocabSPM:
+		train = func() (tokenizer.Vocab, error) { return spmVocab(p) }
+	case VocabLlamaBPE:
+		train = func() (tokenizer.Vocab, error) { return tokenizer.TrainBPE(corpus.Text, tokenizer.Llama3, p.Vocab) }
+	case VocabQwen2BPE:
+		train = func() (tokenizer.Vocab, error) { return tokenizer.TrainBPE(corpus.Text, tokenizer.Qwen2, p.Vocab) }
+	default:
+		return tokenizer.Vocab{}, fmt.Errorf("synth: preset %s: unknown vocabulary kind %q", p.Name, p.VocabKind)
 	}
-	v := trained.v
+	e, _ := trained.LoadOrStore(vocabKey{p.VocabKind, p.Vocab}, &trainedVocab{})
+	t := e.(*trainedVocab)
+	t.once.Do(func() { t.v, t.err = train() })
+	if t.err != nil {
+		return tokenizer.Vocab{}, fmt.Errorf("synth: preset %s: training the vocabulary: %w", p.Name, t.err)
+	}
+	return t.v, nil
+}
+
+func spmVocab(p Preset) (tokenizer.Vocab, error) {
+	v, err := tokenizer.Train(corpus.Text, TinyVocab)
+	if err != nil {
+		return tokenizer.Vocab{}, err
+	}
 	n := len(v.Tokens)
 	if p.Vocab < n {
-		return tokenizer.Vocab{}, fmt.Errorf("synth: preset %s: vocabulary size %d smaller than the trained %d", p.Name, p.Vocab, n)
+		return tokenizer.Vocab{}, fmt.Errorf("vocabulary size %d smaller than the trained %d", p.Vocab, n)
 	}
 	if p.Vocab == n {
 		return v, nil

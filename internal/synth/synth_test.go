@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/gretabisect/gretabisect/internal/corpus"
 	"github.com/gretabisect/gretabisect/internal/gguf"
@@ -230,5 +231,60 @@ func BenchmarkGenerateTiny(b *testing.B) {
 			}
 			b.SetBytes(int64(n))
 		})
+	}
+}
+
+// TestLlama3RopeFactors pins rope_freqs.weight of Llama 3.2 (head dim 64, base 500000,
+// factor 32, low 1, high 4, original context 8192). Pair i has the wavelength 2 pi
+// 500000^(i/32): below 8192/4 = 2048 for i <= 14 (factor 1), above 8192 for i >= 18
+// (factor 32). Pair 16 by hand: 500000^(1/2) = 707.10678, wavelength 4442.8829, s =
+// (8192/4442.8829 - 1)/3 = 0.28128869, factor 1/((1-s)/32 + s) = 3.2922621. Pairs 15 and 17
+// the same way: 1.6513292 and 9.6667290.
+func TestLlama3RopeFactors(t *testing.T) {
+	got := llama32Rope.factors(64, 500000)
+	want := make([]float32, 32)
+	for i := range want {
+		switch {
+		case i <= 14:
+			want[i] = 1
+		case i >= 18:
+			want[i] = 32
+		}
+	}
+	want[15], want[16], want[17] = 1.6513292, 3.2922621, 9.6667290
+	if diff := cmp.Diff(want, got, cmpopts.EquateApprox(1e-7, 0)); diff != "" {
+		t.Errorf("llama3 factors (-want +got):\n%s", diff)
+	}
+	// The tiny preset's heads of 32: pair i has the wavelength 2 pi 500000^(i/16); pair 8 is
+	// 2 pi 500000^(1/2), the same as pair 16 above.
+	got = llama32Rope.factors(32, 500000)
+	if got[7] != 1 || math.Abs(float64(got[8])-3.2922621) > 1e-6 || got[9] != 32 {
+		t.Errorf("factors for head dim 32: %v", got)
+	}
+}
+
+// The full-size presets have the published parameter counts of the models they imitate:
+// Llama 3.2 1B 1,235,814,400 (plus the 32 RoPE factors) and Qwen2.5 0.5B 494,032,768, both
+// with tied embeddings, Qwen's biases included.
+func TestFullSizePresets(t *testing.T) {
+	for _, tc := range []struct {
+		p      Preset
+		params uint64
+	}{
+		{Llama32_1B, 1235814400 + 32},
+		{Qwen25_05B, 494032768},
+		{TinyLlama, 1100048384},
+	} {
+		_, g, err := newWriter(tc.p, F32, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.total != 4*tc.params {
+			t.Errorf("%s: %d bytes of f32 tensors, want %d parameters", tc.p.Name, g.total, tc.params)
+		}
+		// Q4_K where the rows split into blocks of 256; Qwen's rows of 896 fall back to Q8_0.
+		if _, _, err := newWriter(tc.p, Q4_K, 0, nil); err != nil {
+			t.Errorf("%s q4_k: %v", tc.p.Name, err)
+		}
 	}
 }

@@ -1,12 +1,12 @@
-package ref
+// Package detmath holds elementary functions whose every bit is fixed by this file, for the
+// CPU reference's numeric path and for generated model data. The math package's Exp, Log,
+// Sin and Cos are assembly on some architectures and fused-multiply-add pure Go on others,
+// so their last bit depends on the machine; these do not. Every multiply that feeds an add
+// is wrapped in an explicit float64(...) conversion, which forbids the compiler to fuse them.
+// Accuracy is about 1 ulp of float64, far below the float32 rounding that follows.
+package detmath
 
 import "math"
-
-// Elementary functions whose every bit is fixed by this file. The math package's Exp, Log,
-// Sin and Cos are assembly on some architectures and fused-multiply-add pure Go on others, so
-// their last bit depends on the machine; these do not. Every multiply that feeds an add is
-// wrapped in an explicit float64(...) conversion, which forbids the compiler to fuse them.
-// Accuracy is about 1 ulp of float64, far below the float32 rounding that follows.
 
 var invFact = [...]float64{
 	1, 1, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
@@ -34,13 +34,13 @@ const (
 	twoOverPi = 0.63661977236758134308
 )
 
-// exp64 returns e**x; the Taylor series runs to r^13, whose first omitted term is below 5e-18.
-func exp64(x float64) float64 { return expSeries(x, 13) }
+// Exp returns e**x; the Taylor series runs to r^13, whose first omitted term is below 5e-18.
+func Exp(x float64) float64 { return expSeries(x, 13) }
 
-// expf returns e**x for results that are rounded to float32: the Taylor series stops at
+// ExpF32 returns e**x for results that are rounded to float32: the Taylor series stops at
 // r^9 (relative error below 1e-11, far under float32's 6e-8), which makes it cheaper than
-// exp64 for softmax and SiLU.
-func expf(x float64) float64 { return expSeries(x, 9) }
+// Exp for softmax and SiLU.
+func ExpF32(x float64) float64 { return expSeries(x, 9) }
 
 // expSeries returns e**x = 2^k e^r with |r| <= ln2/2 (plus rounding) and e^r summed as a
 // Taylor series to r^order.
@@ -76,8 +76,8 @@ func scalb(p float64, k int) float64 {
 // pow2 returns 2**k for -1022 <= k <= 1023.
 func pow2(k int) float64 { return math.Float64frombits(uint64(k+1023) << 52) }
 
-// log64 returns the natural logarithm of a positive, finite, normal x; anything else gives NaN.
-func log64(x float64) float64 {
+// Log returns the natural logarithm of a positive, finite, normal x; anything else gives NaN.
+func Log(x float64) float64 {
 	if !(x >= math.SmallestNonzeroFloat64*(1<<52)) || math.IsInf(x, 1) {
 		return math.NaN()
 	}
@@ -100,8 +100,8 @@ func log64(x float64) float64 {
 	return float64(fe*ln2Hi) + (float64(fe*ln2Lo) + lm)
 }
 
-// sincos64 returns sin x and cos x.
-func sincos64(x float64) (sin, cos float64) {
+// Sincos returns sin x and cos x.
+func Sincos(x float64) (sin, cos float64) {
 	if math.IsInf(x, 0) || x != x {
 		return math.NaN(), math.NaN()
 	}

@@ -1,9 +1,11 @@
-package ref
+package detmath
 
 import (
 	"math"
 	"math/big"
 	"testing"
+
+	_ "github.com/gretabisect/gretabisect/internal/testutil"
 )
 
 // ulps returns the distance between a and b in units in the last place of b.
@@ -16,43 +18,43 @@ func ulps(a, b float64) float64 {
 
 func TestExp64(t *testing.T) {
 	for x := -700.0; x < 700; x += 0.37 {
-		if d := ulps(exp64(x), math.Exp(x)); d > 2 {
-			t.Fatalf("exp64(%v) = %v, math.Exp %v: %v ulps apart", x, exp64(x), math.Exp(x), d)
+		if d := ulps(Exp(x), math.Exp(x)); d > 2 {
+			t.Fatalf("Exp(%v) = %v, math.Exp %v: %v ulps apart", x, Exp(x), math.Exp(x), d)
 		}
 	}
 	for _, x := range []float64{-1e-300, 0, 1e-10, -0.5, 88.7, -103.9} {
-		if d := ulps(exp64(x), math.Exp(x)); d > 2 {
-			t.Errorf("exp64(%v) = %v, math.Exp %v", x, exp64(x), math.Exp(x))
+		if d := ulps(Exp(x), math.Exp(x)); d > 2 {
+			t.Errorf("Exp(%v) = %v, math.Exp %v", x, Exp(x), math.Exp(x))
 		}
 	}
-	if exp64(-746) != 0 || !math.IsInf(exp64(710), 1) || !math.IsNaN(exp64(math.NaN())) || exp64(-740) == 0 {
-		t.Errorf("exp64 limits: %v %v %v %v", exp64(-746), exp64(710), exp64(math.NaN()), exp64(-740))
+	if Exp(-746) != 0 || !math.IsInf(Exp(710), 1) || !math.IsNaN(Exp(math.NaN())) || Exp(-740) == 0 {
+		t.Errorf("Exp limits: %v %v %v %v", Exp(-746), Exp(710), Exp(math.NaN()), Exp(-740))
 	}
 }
 
 func TestExpf(t *testing.T) {
 	for x := -104.0; x < 89; x += 0.0137 {
 		want := math.Exp(x)
-		if d := math.Abs(expf(x)-want) / want; d > 1e-11 {
-			t.Fatalf("expf(%v) = %v, math.Exp %v: relative error %g", x, expf(x), want, d)
+		if d := math.Abs(ExpF32(x)-want) / want; d > 1e-11 {
+			t.Fatalf("ExpF32(%v) = %v, math.Exp %v: relative error %g", x, ExpF32(x), want, d)
 		}
 	}
 }
 
 func TestLog64(t *testing.T) {
 	for x := 1e-300; x < 1e300; x *= 1.7 {
-		if d := ulps(log64(x), math.Log(x)); d > 2 {
-			t.Fatalf("log64(%v) = %v, math.Log %v: %v ulps", x, log64(x), math.Log(x), d)
+		if d := ulps(Log(x), math.Log(x)); d > 2 {
+			t.Fatalf("Log(%v) = %v, math.Log %v: %v ulps", x, Log(x), math.Log(x), d)
 		}
 	}
 	for _, x := range []float64{10000, 500000, 1, math.Sqrt2, 0.99999} {
-		if d := math.Abs(log64(x) - math.Log(x)); d > 4e-16*math.Max(1, math.Abs(math.Log(x))) {
-			t.Errorf("log64(%v) = %v, math.Log %v", x, log64(x), math.Log(x))
+		if d := math.Abs(Log(x) - math.Log(x)); d > 4e-16*math.Max(1, math.Abs(math.Log(x))) {
+			t.Errorf("Log(%v) = %v, math.Log %v", x, Log(x), math.Log(x))
 		}
 	}
 	for _, x := range []float64{0, -1, math.Inf(1), math.NaN()} {
-		if !math.IsNaN(log64(x)) {
-			t.Errorf("log64(%v) = %v, want NaN", x, log64(x))
+		if !math.IsNaN(Log(x)) {
+			t.Errorf("Log(%v) = %v, want NaN", x, Log(x))
 		}
 	}
 }
@@ -60,13 +62,13 @@ func TestLog64(t *testing.T) {
 func TestSincos64(t *testing.T) {
 	// The rope angles: positions up to 1e5 times frequencies up to 1; within 4 ulps of 1.
 	for x := -3e4; x < 1e5; x += 0.913 {
-		s, c := sincos64(x)
+		s, c := Sincos(x)
 		if math.Abs(s-math.Sin(x)) > 4.5e-16 || math.Abs(c-math.Cos(x)) > 4.5e-16 {
-			t.Fatalf("sincos64(%v) = %v, %v; math %v, %v", x, s, c, math.Sin(x), math.Cos(x))
+			t.Fatalf("Sincos(%v) = %v, %v; math %v, %v", x, s, c, math.Sin(x), math.Cos(x))
 		}
 	}
-	if s, c := sincos64(0); s != 0 || c != 1 {
-		t.Errorf("sincos64(0) = %v, %v", s, c)
+	if s, c := Sincos(0); s != 0 || c != 1 {
+		t.Errorf("Sincos(0) = %v, %v", s, c)
 	}
 }
 
