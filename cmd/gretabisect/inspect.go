@@ -8,6 +8,7 @@ import (
 
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/model/layout"
+	"github.com/gretabisect/gretabisect/internal/tokenizer"
 )
 
 func init() {
@@ -92,12 +93,15 @@ type inspectConfig struct {
 }
 
 type inspectTokenizer struct {
-	Tokens int   `json:"tokens"`
-	BOS    int32 `json:"bos_id"`
-	EOS    int32 `json:"eos_id"`
-	UNK    int32 `json:"unk_id"`
-	AddBOS bool  `json:"add_bos"`
-	AddEOS bool  `json:"add_eos"`
+	Model  string `json:"model"` // tokenizer.ggml.model: llama (SentencePiece) or gpt2 (byte-level BPE)
+	Pre    string `json:"pre"`   // the pre-tokenizer of a gpt2 model
+	Merges int    `json:"merges"`
+	Tokens int    `json:"tokens"`
+	BOS    int32  `json:"bos_id"`
+	EOS    int32  `json:"eos_id"`
+	UNK    int32  `json:"unk_id"`
+	AddBOS bool   `json:"add_bos"`
+	AddEOS bool   `json:"add_eos"`
 	// The pieces of those ids.
 	BOSPiece string `json:"bos_piece"`
 	EOSPiece string `json:"eos_piece"`
@@ -128,7 +132,7 @@ func inspectReport(m *model.Model) inspection {
 			NHeadKV: c.NHeadKV, HeadDim: c.HeadDim, RopeDim: c.RopeDim, RopeBase: c.RopeBase,
 			RopeStyle: c.RopeStyle.String(), RopeScale: c.RopeScale, RopeFreqs: c.RopeFreqs, QKVBias: c.QKVBias,
 			Eps: c.Eps, CtxLen: c.CtxLen, Vocab: c.Vocab, TiedOutput: c.TiedOutput},
-		Tokenizer: inspectTokenizer{Tokens: m.Tokenizer.Size(), BOS: v.BOS, EOS: v.EOS, UNK: v.UNK,
+		Tokenizer: inspectTokenizer{Model: v.Model, Pre: v.Pre, Merges: len(v.Merges), Tokens: m.Tokenizer.Size(), BOS: v.BOS, EOS: v.EOS, UNK: v.UNK,
 			AddBOS: v.AddBOS, AddEOS: v.AddEOS,
 			BOSPiece: m.Tokenizer.Piece(v.BOS), EOSPiece: m.Tokenizer.Piece(v.EOS), UNKPiece: m.Tokenizer.Piece(v.UNK)},
 	}
@@ -187,8 +191,12 @@ func (r inspection) writeText(w io.Writer) error {
 	fmt.Fprintf(tw, "rms eps\t%g\n", c.Eps)
 	fmt.Fprintf(tw, "context\t%d\n", c.CtxLen)
 	fmt.Fprintf(tw, "vocabulary\t%d, output %s\n", c.Vocab, tied)
-	fmt.Fprintf(tw, "tokenizer\tllama SPM, %d tokens, BOS %d %q, EOS %d %q, UNK %d %q, add BOS %v, add EOS %v\n",
-		tk.Tokens, tk.BOS, tk.BOSPiece, tk.EOS, tk.EOSPiece, tk.UNK, tk.UNKPiece, tk.AddBOS, tk.AddEOS)
+	kind := "llama (SentencePiece BPE)"
+	if tk.Model == tokenizer.ModelGPT2 {
+		kind = fmt.Sprintf("gpt2 (byte-level BPE, pre-tokenizer %s, %d merges)", tk.Pre, tk.Merges)
+	}
+	fmt.Fprintf(tw, "tokenizer\t%s, %d tokens, BOS %d %q, EOS %d %q, UNK %d %q, add BOS %v, add EOS %v\n",
+		kind, tk.Tokens, tk.BOS, tk.BOSPiece, tk.EOS, tk.EOSPiece, tk.UNK, tk.UNKPiece, tk.AddBOS, tk.AddEOS)
 	fmt.Fprintf(tw, "\nmetadata (%d keys)\n", len(r.Metadata))
 	for _, kv := range r.Metadata {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", kv.Key, kv.Type, kv.Value)
