@@ -239,3 +239,63 @@ func TestRunReportsProgressInsideForward(t *testing.T) {
 		t.Error("Run left its progress callback installed")
 	}
 }
+
+// sketchingEngine hands its logits over with their sketches, as a device backend does.
+type sketchingEngine struct{ fakeEngine }
+
+func (s *sketchingEngine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, error) {
+	var logits []float32
+	for i, tok := range tokens {
+		tap.Rows(golden.EmbedOut, -1, pos0+i, 2, []float32{float32(tok), float32(pos0 + i)})
+		logits = make([]float32, s.cfg.Vocab)
+		logits[(int(tok)+1)%s.cfg.Vocab] = 1
+		tap.RecordSketched(golden.Logits, s.cfg.NLayer, pos0+i, logits, golden.NewSketch(logits))
+	}
+	return logits, nil
+}
+
+// TestRunKeepsRows: Keep receives the rows it selects and Want accepts, beyond the plan,
+// while the plan's records stay exactly what the plan alone gives, whether the engine hands
+// rows over plain or with sketches.
+func TestRunKeepsRows(t *testing.T) {
+	for _, sketching := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sketching=%v", sketching), func(t *testing.T) { testRunKeepsRows(t, sketching) })
+	}
+}
+
+func testRunKeepsRows(t *testing.T, sketching bool) {
+	plan := trace.Plan{Positions: []int{1}, Prefill: true, Stages: []golden.Stage{golden.Logits}, MaxNewTokens: 1}
+	run := func(keep *engine.Keep) []golden.Record {
+		var e engine.Engine = &fakeEngine{cfg: fakeModel.Config}
+		if sketching {
+			e = &sketchingEngine{fakeEngine{cfg: fakeModel.Config}}
+		}
+		res, err := engine.Run(e, fakeModel, engine.Request{PromptID: "p", Tokens: []int32{1, 5, 2}, Plan: plan, Keep: keep})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Records
+	}
+	var kept []string
+	keep := &engine.Keep{
+		Sel:  trace.NewSelection([]golden.Stage{golden.EmbedOut, golden.Logits}, nil, 2, []int{0, 2, 3}, 4),
+		Want: func(st golden.Stage, layer, pos int) bool { return st == golden.EmbedOut || pos == 3 },
+		Put: func(st golden.Stage, layer, pos int, row []float32) {
+			kept = append(kept, fmt.Sprintf("%s L%d p%d %v", st, layer, pos, row[:2]))
+		},
+	}
+	with, without := run(keep), run(nil)
+	want := []string{"embed_out L-1 p0 [1 0]", "embed_out L-1 p2 [2 2]", "embed_out L-1 p3 [3 3]", "logits L2 p3 [0 0]"}
+	if diff := cmp.Diff(want, kept); diff != "" {
+		t.Errorf("kept rows (-want +got):\n%s", diff)
+	}
+	clean := func(recs []golden.Record) []golden.Record {
+		for i := range recs {
+			recs[i].Timestamp = ""
+		}
+		return recs
+	}
+	if diff := cmp.Diff(clean(without), clean(with)); diff != "" || len(with) != 1 {
+		t.Errorf("records with Keep differ from the plan's (-without +with):\n%s", diff)
+	}
+}
