@@ -21,7 +21,14 @@ func (k rowKey) String() string { return fmt.Sprintf("%s layer %d pos %d", k.sta
 // capture runs tokens on route through a fresh engine and returns every row of every stage.
 func capture(t *testing.T, m *model.Model, tokens []int32, route string) map[rowKey][]float32 {
 	t.Helper()
-	e, err := New(m)
+	return captureWith(t, New, m, tokens, route)
+}
+
+// captureWith is capture on an engine built by newE.
+func captureWith(t *testing.T, newE func(*model.Model) (*Engine, error), m *model.Model, tokens []int32,
+	route string) map[rowKey][]float32 {
+	t.Helper()
+	e, err := newE(m)
 	if err != nil {
 		t.Fatal(err)
 	}
