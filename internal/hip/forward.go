@@ -13,6 +13,7 @@ import (
 	"runtime"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/internal/engine"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
@@ -38,46 +39,77 @@ func (e *Engine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, e
 			return nil, fmt.Errorf("hip: token %d at position %d outside the vocabulary (0..%d)", t, pos0+i, c.Vocab-1)
 		}
 	}
+	return e.runSpan(span{tokens: tokens, pos0: pos0, n: n, lo: 0, hi: c.NLayer, wantLast: true}, tap)
+}
+
+// Replay runs layers lo..hi from rows, the residual stream entering layer lo at positions
+// pos0.., uploaded in the passes Forward uses (engine.Replayer).
+func (e *Engine) Replay(lo, hi, pos0 int, rows []float32, tap *trace.Tap) error {
+	if err := engine.CheckReplay(e.c, lo, hi, pos0, len(rows)); err != nil {
+		return fmt.Errorf("hip: %w", err)
+	}
+	_, err := e.runSpan(span{rows: rows, pos0: pos0, n: len(rows) / e.c.Dim, lo: lo, hi: hi}, tap)
+	return err
+}
+
+// span is the work of one Forward or Replay call: positions pos0..pos0+n-1 through layers
+// lo..hi, from tokens (embedded: lo = 0) or from rows (n, dim), the residual stream
+// entering layer lo. hi = n_layer adds the final norm and the logits.
+type span struct {
+	tokens   []int32
+	rows     []float32
+	pos0, n  int
+	lo, hi   int
+	wantLast bool // the last position's logits are returned (Forward)
+}
+
+// runSpan splits s into passes of at most passRows positions, of even size: every kernel
+// computes a row the same way whatever the rows beside it, so the split does not change a
+// bit (the few-row product of decode is kept for passes of at most GRETA_MATVEC_MAX_ROWS
+// positions, and even passes never shrink a long prompt to that). It returns the last
+// pass's logits of its last position when s wants them.
+func (e *Engine) runSpan(s span, tap *trace.Tap) ([]float32, error) {
 	if e.allocs == nil {
 		return nil, fmt.Errorf("hip: engine is closed")
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	// Passes of at most passRows tokens, of even size: every kernel computes a row the same
-	// way whatever the rows beside it, so the split does not change a bit (the few-row
-	// product of decode is kept for passes of at most GRETA_MATVEC_MAX_ROWS tokens, and
-	// even passes never shrink a long prompt to that).
-	passes := (n + e.passRows - 1) / e.passRows
-	size := (n + passes - 1) / passes
+	passes := (s.n + e.passRows - 1) / e.passRows
+	size := (s.n + passes - 1) / passes
 	var logits []float32
-	for off := 0; off < n; off += size {
-		m := min(size, n-off)
+	for off := 0; off < s.n; off += size {
+		p := s
+		p.pos0, p.n, p.wantLast = s.pos0+off, min(size, s.n-off), s.wantLast && off+size >= s.n
+		if s.tokens != nil {
+			p.tokens = s.tokens[off : off+p.n]
+		} else {
+			p.rows = s.rows[off*e.c.Dim : (off+p.n)*e.c.Dim]
+		}
 		var err error
-		if logits, err = e.pass(tokens[off:off+m], pos0+off, tap, off+m == n); err != nil {
+		if logits, err = e.pass(p, tap); err != nil {
 			return nil, err
 		}
 	}
 	return logits, nil
 }
 
-// pass runs tokens at positions pos0.. through the model in one batch. Logits are computed
-// for the planned positions and, when last, for the last position, whose logits it returns.
-func (e *Engine) pass(tokens []int32, pos0 int, tap *trace.Tap, last bool) ([]float32, error) {
-	n := len(tokens)
-	if err := e.grow(n); err != nil {
+// pass runs one pass of s through the device. Logits are computed for the planned
+// positions and, when s.wantLast, for the last position, whose logits it returns.
+func (e *Engine) pass(s span, tap *trace.Tap) ([]float32, error) {
+	if err := e.grow(s.n); err != nil {
 		return nil, err
 	}
-	if err := e.plan(tokens, pos0, tap, last); err != nil {
+	if err := e.plan(s, tap); err != nil {
 		return nil, err
 	}
 	e.startRecording(tap)
-	err := e.forward(n, pos0, tap)
+	err := e.forward(s, tap)
 	var logits []float32
 	if err == nil {
-		logits, err = e.finish(n, pos0, tap)
+		logits, err = e.finish(s, tap)
 	}
 	if werr := e.waitRecording(); err == nil && werr != nil {
-		err = fmt.Errorf("hip: forward of positions %d..%d: %w", pos0, pos0+n-1, werr)
+		err = fmt.Errorf("hip: forward of positions %d..%d: %w", s.pos0, s.pos0+s.n-1, werr)
 	}
 	if err != nil || logits == nil {
 		return nil, err
@@ -86,22 +118,27 @@ func (e *Engine) pass(tokens []int32, pos0 int, tap *trace.Tap, last bool) ([]fl
 	return e.last, nil
 }
 
-// forward launches the model's kernels for n tokens at pos0. Read it top to bottom: it is
-// the model, one trace call per stage.
-func (e *Engine) forward(n, pos0 int, tap *trace.Tap) error {
+// forward launches the model's kernels for the pass s. Read it top to bottom: it is the
+// model, one trace call per stage.
+func (e *Engine) forward(s span, tap *trace.Tap) error {
 	c := e.c
+	n, pos0 := s.n, s.pos0
 	dim, ffn, qd, kvd := c.Dim, c.FFNDim, e.qDim, e.kvDim
-	toks, err := view(e.ints, 0, n)
-	if err != nil {
+	if s.tokens != nil {
+		toks, err := view(e.ints, 0, n)
+		if err != nil {
+			return err
+		}
+		if rc := C.greta_embed(toks, C.int(n), e.tokEmbd, C.int(c.Vocab), C.int(dim), e.x); rc != 0 {
+			return fail(rc, "embed", "", -1, "tokens [%d] table [%d %d]", n, c.Vocab, dim)
+		}
+		if err := e.trace(tap, golden.EmbedOut, -1, pos0, n, dim, e.x); err != nil {
+			return err
+		}
+	} else if err := e.uploadRows(s); err != nil { // a replay: the given residual stream at layer lo's input
 		return err
 	}
-	if rc := C.greta_embed(toks, C.int(n), e.tokEmbd, C.int(c.Vocab), C.int(dim), e.x); rc != 0 {
-		return fail(rc, "embed", "", -1, "tokens [%d] table [%d %d]", n, c.Vocab, dim)
-	}
-	if err := e.trace(tap, golden.EmbedOut, -1, pos0, n, dim, e.x); err != nil {
-		return err
-	}
-	for l := range c.NLayer {
+	for l := s.lo; l <= min(s.hi, c.NLayer-1); l++ {
 		L := &e.layers[l]
 		kLayer, err1 := view(e.kc, l*c.CtxLen*kvd, (pos0+n)*kvd) // positions 0..pos0+n-1
 		vLayer, err2 := view(e.vc, l*c.CtxLen*kvd, (pos0+n)*kvd)
@@ -194,6 +231,18 @@ func (e *Engine) forward(n, pos0 int, tap *trace.Tap) error {
 	return nil
 }
 
+// uploadRows copies the rows of a replay into the residual stream.
+func (e *Engine) uploadRows(s span) error {
+	x, err := view(e.x, 0, len(s.rows))
+	if err == nil {
+		err = upload(x, s.rows)
+	}
+	if err != nil {
+		return fmt.Errorf("hip: uploading the residual rows of positions %d..%d: %w", s.pos0, s.pos0+s.n-1, err)
+	}
+	return nil
+}
+
 func seg(b buf, width int) C.greta_seg {
 	return C.greta_seg{buf: b, ld: C.int32_t(width), cols: C.int32_t(width)}
 }
@@ -278,8 +327,9 @@ func (e *Engine) add(stage string, layer, n int) error {
 // finish computes the final norm and the logits of the rows that need them into staging,
 // applies the logits faults, flushes and returns the last row's logits, valid once the
 // recording goroutine is done.
-func (e *Engine) finish(n, pos0 int, tap *trace.Tap) ([]float32, error) {
+func (e *Engine) finish(s span, tap *trace.Tap) ([]float32, error) {
 	c := e.c
+	n, pos0 := s.n, s.pos0
 	rows := e.hostInts[e.logitRowsList.off : e.logitRowsList.off+e.logitRowsList.n]
 	r := len(rows)
 	if r == 0 { // a pass before the last with no planned logits

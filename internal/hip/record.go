@@ -309,11 +309,12 @@ func (e *Engine) planSums(tap *trace.Tap, rows int) error {
 	return nil
 }
 
-// plan uploads the tokens and, for every traced stage, the rows the tap wants, in one copy.
-// The rows that get logits are the planned ones and, when last, the last one.
-func (e *Engine) plan(tokens []int32, pos0 int, tap *trace.Tap, last bool) error {
-	c, n := e.c, len(tokens)
-	e.hostInts = append(e.hostInts[:0], tokens...)
+// plan uploads the pass's tokens (none for a replay) and, for every traced stage of the
+// layers it runs, the rows the tap wants, in one copy. When the pass reaches the logits,
+// the rows that get them are the planned ones and, when s.wantLast, the last one.
+func (e *Engine) plan(s span, tap *trace.Tap) error {
+	c, n, pos0 := e.c, s.n, s.pos0
+	e.hostInts = append(e.hostInts[:0], s.tokens...)
 	e.lists = e.lists[:0]
 	for range golden.NumStages * c.NLayer {
 		e.lists = append(e.lists, rowList{})
@@ -362,19 +363,26 @@ func (e *Engine) plan(tokens []int32, pos0 int, tap *trace.Tap, last bool) error
 					break
 				}
 			}
-			if st == golden.Logits || !tap.Active(st, layer) {
+			runs := s.tokens != nil // embed_out
+			if info.PerLayer {
+				runs = l >= s.lo && l <= s.hi
+			}
+			if st == golden.Logits || !runs || !tap.Active(st, layer) {
 				continue
 			}
 			e.lists[int(st)*c.NLayer+l] = addList(func(i int) bool { return tap.Want(st, layer, pos0+i) })
 		}
 	}
-	if last && (len(cand) == 0 || cand[len(cand)-1] != int32(n-1)) {
+	if s.wantLast && (len(cand) == 0 || cand[len(cand)-1] != int32(n-1)) {
 		e.candidates = append(cand, int32(n-1)) // the last row always gets logits
 		cand = e.candidates
 	}
-	e.logitRowsList = addList(func(i int) bool {
-		return (last && i == n-1) || tap.Want(golden.Logits, c.NLayer, pos0+i)
-	})
+	e.logitRowsList = rowList{}
+	if s.hi == c.NLayer {
+		e.logitRowsList = addList(func(i int) bool {
+			return (s.wantLast && i == n-1) || tap.Want(golden.Logits, c.NLayer, pos0+i)
+		})
+	}
 
 	rows := e.logitRowsList.n
 	for _, l := range e.lists {
@@ -396,7 +404,7 @@ func (e *Engine) plan(tokens []int32, pos0 int, tap *trace.Tap, last bool) error
 		e.ints, e.intsCap = b, len(e.hostInts)
 	}
 	if err := uploadInts(e.ints, e.hostInts); err != nil {
-		return fmt.Errorf("hip: uploading %d tokens: %w", n, err)
+		return fmt.Errorf("hip: uploading the tokens and row lists of positions %d..%d: %w", pos0, pos0+n-1, err)
 	}
 	return nil
 }

@@ -43,7 +43,7 @@ correct() {
 sanitize() {
 	step "compute-sanitizer memcheck: C test driver, then the rocm suite (tiny model)"
 	compute-sanitizer --tool memcheck ./kernels/build/kernel_test >"$OUT/memcheck_c.log" 2>&1; tail -1 "$OUT/memcheck_c.log"
-	(cd internal/hip && compute-sanitizer --tool memcheck "$ROOT/.gpu/hip.test" -test.v -test.count=1 -test.run 'TestDeterministic|TestDecodeRoute|TestErrorsName|TestFaultLocalisation|TestMatchesReference/tiny') >"$OUT/memcheck_go.log" 2>&1
+	(cd internal/hip && compute-sanitizer --tool memcheck "$ROOT/.gpu/hip.test" -test.v -test.count=1 -test.run 'TestDeterministic|TestDecodeRoute|TestErrorsName|TestFaultLocalisation|TestMatchesReference/tiny|TestReplayBitIdentical') >"$OUT/memcheck_go.log" 2>&1
 	grep -E '^(--- |PASS|FAIL|=====.*ERROR)' "$OUT/memcheck_go.log"
 }
 

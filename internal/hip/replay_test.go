@@ -1,0 +1,205 @@
+//go:build rocm
+
+package hip
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/ownerr"
+	"github.com/gretabisect/gretabisect/internal/prompts"
+	"github.com/gretabisect/gretabisect/internal/ref"
+	"github.com/gretabisect/gretabisect/internal/trace"
+)
+
+// rowKey names one traced row.
+type rowKey struct {
+	st         golden.Stage
+	layer, pos int
+}
+
+// captureRows runs f with a tap that records every row of every stage and layer at
+// positions 0..n-1, and returns the rows.
+func captureRows(t *testing.T, m *model.Model, n int, f func(tap *trace.Tap) error) map[rowKey][]float32 {
+	t.Helper()
+	rows := map[rowKey][]float32{}
+	all := trace.Plan{AllLayers: true, AllPositions: true, Prefill: true}
+	tap := &trace.Tap{
+		Sel: all.Resolve(m.Config.NLayer, n),
+		Sink: func(st golden.Stage, layer, pos int, row []float32) {
+			k := rowKey{st, golden.LayerOf(st, layer, m.Config.NLayer), pos}
+			if _, dup := rows[k]; dup {
+				t.Errorf("%v recorded twice", k)
+			}
+			rows[k] = slices.Clone(row)
+		},
+	}
+	if err := f(tap); err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+// TestReplayBitIdentical replays layers lo..hi on the device from the device's own
+// residual rows entering layer lo: every row of those layers (and the logits when hi =
+// n_layer) must equal the normal run's bit for bit, on both routes (p6_len_16 batched, one
+// pass; p0_short one token at a time), and the other layers' rows are not traced.
+func TestReplayBitIdentical(t *testing.T) {
+	m := testModels(t)["tiny"]
+	e := openGPU(t, m)
+	nl, dim := m.Config.NLayer, m.Config.Dim
+	ps := standardPrompts(t, m)
+	for _, tc := range []struct {
+		route string
+		p     prompts.Prompt
+	}{{golden.RoutePrefill, ps[1]}, {golden.RouteDecode, ps[0]}} {
+		n := len(tc.p.Tokens)
+		want := captureRows(t, m, n, func(tap *trace.Tap) error {
+			e.Reset()
+			if tc.route == golden.RoutePrefill {
+				_, err := e.Forward(tc.p.Tokens, 0, tap)
+				return err
+			}
+			for pos := range n {
+				if _, err := e.Forward(tc.p.Tokens[pos:pos+1], pos, tap); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		for _, r := range [][2]int{{0, 0}, {1, 2}, {3, nl - 1}, {nl - 1, nl}, {nl, nl}, {0, nl}} {
+			lo, hi := r[0], r[1]
+			t.Run(fmt.Sprintf("%s/%d-%d", tc.route, lo, hi), func(t *testing.T) {
+				var in []float32
+				for pos := range n {
+					k := rowKey{golden.ResidualPreAttn, lo, pos}
+					if lo == nl {
+						k = rowKey{golden.ResidualPostMLP, nl - 1, pos}
+					}
+					in = append(in, want[k]...)
+				}
+				got := captureRows(t, m, n, func(tap *trace.Tap) error {
+					if tc.route == golden.RoutePrefill {
+						return e.Replay(lo, hi, 0, in, tap)
+					}
+					for pos := range n {
+						if err := e.Replay(lo, hi, pos, in[pos*dim:(pos+1)*dim], tap); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				perLayer := (golden.NumStages - 2) * (min(hi, nl-1) - lo + 1)
+				if hi == nl {
+					perLayer++
+				}
+				if len(got) != perLayer*n {
+					t.Fatalf("%d rows traced, want %d", len(got), perLayer*n)
+				}
+				for k, g := range got {
+					w, ok := want[k]
+					if !ok || k.layer < lo || k.st == golden.EmbedOut {
+						t.Fatalf("%v traced by a replay of layers %d..%d", k, lo, hi)
+					}
+					for i := range w {
+						if math.Float32bits(g[i]) != math.Float32bits(w[i]) {
+							t.Fatalf("%v element %d: replay %v, run %v", k, i, g[i], w[i])
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestReplayRejectsBadCalls: the engine's refusals, in the words of engine.CheckReplay.
+func TestReplayRejectsBadCalls(t *testing.T) {
+	m := handModel()
+	e := openGPU(t, m)
+	row := make([]float32, m.Config.Dim)
+	if err := e.Replay(0, m.Config.NLayer+1, 0, row, nil); err == nil {
+		t.Error("Replay past the logits: no error")
+	}
+	if err := e.Replay(0, 0, 0, row[:3], nil); err == nil {
+		t.Error("Replay of part of a row: no error")
+	}
+	if err := e.Replay(0, 0, m.Config.CtxLen, row, nil); err == nil {
+		t.Error("Replay past the context: no error")
+	}
+}
+
+// TestOwnError measures the device's own error against the CPU reference on p6_len_16
+// (the default plan over every layer, generated tokens included) and logs the floors a
+// calibration would write and the margins against the default floors: a correct device
+// must pass the replay policy with the default floors. Then faults of relative size 1e-4
+// planted on the device at a few stages must each be the first own error over Factor x the
+// floors calibrated from the clean run, exactly where they were planted.
+func TestOwnError(t *testing.T) {
+	m := testModels(t)["tiny"]
+	c := m.Config
+	gpu := openGPU(t, m)
+	cpu, err := ref.New(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cpu.Close()
+	p := standardPrompts(t, m)[1]
+	plan := trace.DefaultPlan()
+	plan.AllLayers = true
+	sel := plan.Resolve(c.NLayer, len(p.Tokens))
+	rows := ownerr.NewRows()
+	if _, err := engine.Run(cpu, m, engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan,
+		Keep: ownerr.KeepForReplay(rows, sel, c.NLayer)}); err != nil {
+		t.Fatal(err)
+	}
+	refRun := ownerr.Run{Config: c, Rows: rows, Prompt: len(p.Tokens)}
+	candRows := ownerr.NewRows()
+	if _, err := engine.Run(gpu, m, engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan,
+		Keep: ownerr.KeepRows(candRows, sel, c.NLayer)}); err != nil {
+		t.Fatal(err)
+	}
+	clean, err := ownerr.Own(gpu, refRun, sel, ownerr.Options{Candidate: candRows})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var defaults *ownerr.Floors
+	t.Logf("%s own error against the default floors:\n%s", gpu.Device(), ownerr.FormatMargins(defaults.Margins(c, clean)))
+	if over := defaults.FirstOver(c, clean, ownerr.Factor); over != nil {
+		t.Errorf("clean device: %v has own error %.3g, over %d x the default floor %.3g", over.Key, over.Own.RelL2,
+			ownerr.Factor, defaults.Floor(c, over.Key))
+	}
+	floors := ownerr.Calibrate(ownerr.MethodReplay, clean)
+	floors.Device, floors.Reference, floors.Model, floors.Prompts = gpu.Device(), ref.Name, m.Name, []string{p.ID}
+	var b bytes.Buffer
+	if err := floors.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("floors of %s (noise.json):\n%s", gpu.Device(), b.String())
+
+	for _, f := range []trace.Fault{
+		{Stage: golden.AttnIn, Layer: 1, PosMin: 826, PosMax: -1, Scale: 1.0001},
+		{Stage: golden.QPostRope, Layer: 4, PosMin: 3, PosMax: -1, Scale: 1.0001},
+		{Stage: golden.AttnCtx, Layer: 8, PosMin: 826, PosMax: -1, Scale: 1.0001},
+		{Stage: golden.MLPOut, Layer: 3, PosMin: 828, PosMax: -1, Scale: 1.0001},
+		{Stage: golden.Logits, Layer: c.NLayer, PosMin: 826, PosMax: -1, Scale: 1.0001},
+	} {
+		want := ownerr.Key{Stage: f.Stage, Layer: f.Layer, Pos: f.PosMin}
+		t.Run(fmt.Sprintf("%s_L%d_pos%d", f.Stage, f.Layer, f.PosMin), func(t *testing.T) {
+			recs, err := ownerr.Own(gpu, refRun, sel, ownerr.Options{Faults: []trace.Fault{f}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := floors.FirstOver(c, recs, ownerr.Factor)
+			if got == nil || got.Key != want {
+				t.Fatalf("FIRST_FAIL %v, want %v", got, want)
+			}
+			t.Logf("%v: own error %.3g, %.0f x its floor", want, got.Own.RelL2, got.Own.RelL2/floors.Floor(c, got.Key))
+		})
+	}
+}
