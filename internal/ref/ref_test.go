@@ -184,7 +184,7 @@ func relL2(got []float32, want []float64) float64 {
 
 // TestForwardMatchesFloat64 checks every stage of every layer at every position, on both
 // routes, against the float64 pass: on the tiny model and on a random model whose odd
-// dimensions exercise the kernels' tails.
+// dimensions exercise the kernels' tails, for the reference and the cpu-f64acc candidate.
 func TestForwardMatchesFloat64(t *testing.T) {
 	tiny, err := model.Open(model.TinySpec)
 	if err != nil {
@@ -201,32 +201,38 @@ func TestForwardMatchesFloat64(t *testing.T) {
 	if testing.Short() {
 		cases = cases[1:] // the random model: a second, not six
 	}
+	engines := []struct {
+		name string
+		new  func(*model.Model) (*Engine, error)
+	}{{Name, New}, {F64AccName, NewF64Acc}} // the candidate is as correct as the reference
 	for _, c := range cases {
 		want := forward64(c.m, c.tokens)
-		for _, route := range []string{golden.RoutePrefill, golden.RouteDecode} {
-			t.Run(c.name+"/"+route, func(t *testing.T) {
-				got := capture(t, c.m, c.tokens, route)
-				if len(got) != len(want) {
-					t.Fatalf("%d rows traced, want %d", len(got), len(want))
-				}
-				worst, worstKey := 0.0, rowKey{}
-				for k, w := range want {
-					g, ok := got[k]
-					if !ok {
-						t.Fatalf("%v not traced", k)
+		for _, eng := range engines {
+			for _, route := range []string{golden.RoutePrefill, golden.RouteDecode} {
+				t.Run(eng.name+"/"+c.name+"/"+route, func(t *testing.T) {
+					got := captureWith(t, eng.new, c.m, c.tokens, route)
+					if len(got) != len(want) {
+						t.Fatalf("%d rows traced, want %d", len(got), len(want))
 					}
-					if len(g) != len(w) {
-						t.Fatalf("%v: %d values, want %d", k, len(g), len(w))
+					worst, worstKey := 0.0, rowKey{}
+					for k, w := range want {
+						g, ok := got[k]
+						if !ok {
+							t.Fatalf("%v not traced", k)
+						}
+						if len(g) != len(w) {
+							t.Fatalf("%v: %d values, want %d", k, len(g), len(w))
+						}
+						if e := relL2(g, w); e > worst {
+							worst, worstKey = e, k
+						}
 					}
-					if e := relL2(g, w); e > worst {
-						worst, worstKey = e, k
+					if worst > 1e-5 {
+						t.Errorf("%v: relative L2 error %.3g > 1e-5", worstKey, worst)
 					}
-				}
-				if worst > 1e-5 {
-					t.Errorf("%v: relative L2 error %.3g > 1e-5", worstKey, worst)
-				}
-				t.Logf("worst relative L2 error %.3g at %v", worst, worstKey)
-			})
+					t.Logf("worst relative L2 error %.3g at %v", worst, worstKey)
+				})
+			}
 		}
 	}
 }
