@@ -5,112 +5,57 @@ package hip
 import (
 	"bytes"
 	"fmt"
-	"math"
-	"slices"
 	"testing"
 
 	"github.com/gretabisect/gretabisect/golden"
 	"github.com/gretabisect/gretabisect/internal/engine"
-	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/ownerr"
 	"github.com/gretabisect/gretabisect/internal/prompts"
 	"github.com/gretabisect/gretabisect/internal/ref"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
-// rowKey names one traced row.
-type rowKey struct {
-	st         golden.Stage
-	layer, pos int
-}
-
-// captureRows runs f with a tap that records every row of every stage and layer at
-// positions 0..n-1, and returns the rows.
-func captureRows(t *testing.T, m *model.Model, n int, f func(tap *trace.Tap) error) map[rowKey][]float32 {
-	t.Helper()
-	rows := map[rowKey][]float32{}
-	all := trace.Plan{AllLayers: true, AllPositions: true, Prefill: true}
-	tap := &trace.Tap{
-		Sel: all.Resolve(m.Config.NLayer, n),
-		Sink: func(st golden.Stage, layer, pos int, row []float32) {
-			k := rowKey{st, golden.LayerOf(st, layer, m.Config.NLayer), pos}
-			if _, dup := rows[k]; dup {
-				t.Errorf("%v recorded twice", k)
-			}
-			rows[k] = slices.Clone(row)
-		},
-	}
-	if err := f(tap); err != nil {
-		t.Fatal(err)
-	}
-	return rows
-}
-
-// TestReplayBitIdentical replays layers lo..hi on the device from the device's own
-// residual rows entering layer lo: every row of those layers (and the logits when hi =
-// n_layer) must equal the normal run's bit for bit, on both routes (p6_len_16 batched, one
-// pass; p0_short one token at a time), and the other layers' rows are not traced.
+// TestReplayBitIdentical replays layers lo..hi on the device from the device's own rows of
+// a run (kept with ownerr.KeepForReplay, the rows handed over with their device sketches):
+// every row of those layers (and the logits when hi = n_layer) must have the run's values
+// exactly, an own error of zero, on both routes (p6_len_16 in one batched pass, p0_short
+// one token at a time), generated tokens included.
 func TestReplayBitIdentical(t *testing.T) {
 	m := testModels(t)["tiny"]
+	c := m.Config
 	e := openGPU(t, m)
-	nl, dim := m.Config.NLayer, m.Config.Dim
+	nl := c.NLayer
 	ps := standardPrompts(t, m)
+	plan := trace.Plan{AllLayers: true, AllPositions: true, Prefill: true, Decode: true, MaxNewTokens: 3}
 	for _, tc := range []struct {
 		route string
 		p     prompts.Prompt
 	}{{golden.RoutePrefill, ps[1]}, {golden.RouteDecode, ps[0]}} {
 		n := len(tc.p.Tokens)
-		want := captureRows(t, m, n, func(tap *trace.Tap) error {
-			e.Reset()
-			if tc.route == golden.RoutePrefill {
-				_, err := e.Forward(tc.p.Tokens, 0, tap)
-				return err
-			}
-			for pos := range n {
-				if _, err := e.Forward(tc.p.Tokens[pos:pos+1], pos, tap); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		sel := plan.Resolve(nl, n)
+		rows := ownerr.NewRows()
+		if _, err := engine.Run(e, m, engine.Request{PromptID: tc.p.ID, Tokens: tc.p.Tokens, Plan: plan, Route: tc.route,
+			Keep: ownerr.KeepForReplay(rows, sel, nl)}); err != nil {
+			t.Fatal(err)
+		}
+		run := ownerr.Run{Config: c, Rows: rows, Prompt: n, Route: tc.route}
 		for _, r := range [][2]int{{0, 0}, {1, 2}, {3, nl - 1}, {nl - 1, nl}, {nl, nl}, {0, nl}} {
 			lo, hi := r[0], r[1]
 			t.Run(fmt.Sprintf("%s/%d-%d", tc.route, lo, hi), func(t *testing.T) {
-				var in []float32
-				for pos := range n {
-					k := rowKey{golden.ResidualPreAttn, lo, pos}
-					if lo == nl {
-						k = rowKey{golden.ResidualPostMLP, nl - 1, pos}
-					}
-					in = append(in, want[k]...)
+				recs, err := ownerr.Replay(e, run, lo, hi, sel, ownerr.Options{})
+				if err != nil {
+					t.Fatal(err)
 				}
-				got := captureRows(t, m, n, func(tap *trace.Tap) error {
-					if tc.route == golden.RoutePrefill {
-						return e.Replay(lo, hi, 0, in, tap)
-					}
-					for pos := range n {
-						if err := e.Replay(lo, hi, pos, in[pos*dim:(pos+1)*dim], tap); err != nil {
-							return err
-						}
-					}
-					return nil
-				})
 				perLayer := (golden.NumStages - 2) * (min(hi, nl-1) - lo + 1)
 				if hi == nl {
 					perLayer++
 				}
-				if len(got) != perLayer*n {
-					t.Fatalf("%d rows traced, want %d", len(got), perLayer*n)
+				if want := perLayer * (n + plan.MaxNewTokens); len(recs) != want {
+					t.Fatalf("%d rows compared, want %d", len(recs), want)
 				}
-				for k, g := range got {
-					w, ok := want[k]
-					if !ok || k.layer < lo || k.st == golden.EmbedOut {
-						t.Fatalf("%v traced by a replay of layers %d..%d", k, lo, hi)
-					}
-					for i := range w {
-						if math.Float32bits(g[i]) != math.Float32bits(w[i]) {
-							t.Fatalf("%v element %d: replay %v, run %v", k, i, g[i], w[i])
-						}
+				for _, r := range recs {
+					if !r.Known() || r.Own.RelL2 != 0 || r.Own.MAE != 0 {
+						t.Fatalf("%v: replay differs from the run: %+v %s", r.Key, r.Own, r.Missing)
 					}
 				}
 			})

@@ -34,6 +34,14 @@ func standard(t testing.TB, m *model.Model, id string) prompts.Prompt {
 	return p
 }
 
+// onShort returns the tiny model, p0_short and the selection of plan for it.
+func onShort(t testing.TB, plan trace.Plan) (*model.Model, prompts.Prompt, *trace.Selection) {
+	t.Helper()
+	m := tiny(t)
+	p := standard(t, m, prompts.P0Short)
+	return m, p, plan.Resolve(m.Config.NLayer, len(p.Tokens))
+}
+
 // keeper returns the Keep of a run for rows.
 type keeper func(rows *ownerr.Rows, sel *trace.Selection, nLayer int) *engine.Keep
 

@@ -289,11 +289,9 @@ func faultyOwn(t *testing.T, cand *ref.Engine, clean *cleanCandidate, f trace.Fa
 // what the tolerance policy (rel_l2 1e-3 end to end) can see: the candidate's own run with
 // the fault passes it.
 func TestToleranceMissesWhatOwnErrorFinds(t *testing.T) {
-	m := tiny(t)
-	c := m.Config
-	p := standard(t, m, prompts.P0Short)
 	plan := allLayers()
-	sel := plan.Resolve(c.NLayer, len(p.Tokens))
+	m, p, sel := onShort(t, plan)
+	c := m.Config
 	_, base := runKeeping(t, openRef(t, m, false), m, p, plan, sel, ownerr.KeepRows)
 	for _, f := range []trace.Fault{
 		fault(golden.AttnIn, 1, 2, 1.0001, 0),
@@ -314,11 +312,9 @@ func TestToleranceMissesWhatOwnErrorFinds(t *testing.T) {
 }
 
 func TestOwnRefusesMissingReferenceRows(t *testing.T) {
-	m := tiny(t)
-	c := m.Config
-	p := standard(t, m, prompts.P0Short)
 	plan := allLayers()
-	sel := plan.Resolve(c.NLayer, len(p.Tokens))
+	m, p, sel := onShort(t, plan)
+	c := m.Config
 	sel = trace.NewSelection(sel.Stages(), sel.Layers(), c.NLayer, []int{3, 4}, len(p.Tokens))
 	refRun, _ := runKeeping(t, openRef(t, m, false), m, p, plan, sel, ownerr.KeepRows) // no replay inputs at 0..2
 	_, err := ownerr.Own(openRef(t, m, true), refRun, sel, ownerr.Options{})

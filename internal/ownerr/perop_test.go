@@ -55,11 +55,9 @@ func TestPerOpOfReferenceIsExact(t *testing.T) {
 // although every later row inherited the error; a clean run flags nothing. Total and
 // Inherited add up: the planted operation's error is its own, what follows inherits it.
 func TestPerOpLocalisesFaults(t *testing.T) {
-	m := tiny(t)
-	c := m.Config
-	p := standard(t, m, prompts.P0Short)
 	plan := perOpPlan()
-	sel := plan.Resolve(c.NLayer, len(p.Tokens))
+	m, p, sel := onShort(t, plan)
+	c := m.Config
 	base, _ := runKeeping(t, openRef(t, m, false), m, p, plan, sel, ownerr.KeepRows)
 	r := openRef(t, m, false)
 	perOp := func(faults ...trace.Fault) []ownerr.Record {
@@ -106,11 +104,9 @@ func TestPerOpLocalisesFaults(t *testing.T) {
 // TestPerOpNamesMissingRows: where the candidate lacks a row, the records that read it are
 // unknown and say which row, never guessed; the others are computed.
 func TestPerOpNamesMissingRows(t *testing.T) {
-	m := tiny(t)
-	c := m.Config
-	p := standard(t, m, prompts.P0Short)
 	plan := perOpPlan()
-	sel := plan.Resolve(c.NLayer, len(p.Tokens))
+	m, p, sel := onShort(t, plan)
+	c := m.Config
 	cand, _ := runKeeping(t, openRef(t, m, true), m, p, plan, sel, ownerr.KeepForOps)
 	// A candidate that traced layer 2 at positions 3 and 4 only.
 	partial := ownerr.NewRows()
@@ -153,11 +149,9 @@ func TestPerOpNamesMissingRows(t *testing.T) {
 // TestPerOpFromRawTrace: an external engine's rows arrive as .npy files beside its trace
 // (raw_file); read back, they give exactly the records the rows in memory give.
 func TestPerOpFromRawTrace(t *testing.T) {
-	m := tiny(t)
-	c := m.Config
-	p := standard(t, m, prompts.P0Short)
 	plan := perOpPlan()
-	sel := plan.Resolve(c.NLayer, len(p.Tokens))
+	m, p, sel := onShort(t, plan)
+	c := m.Config
 	dir := t.TempDir()
 	f := fault(golden.AttnCtx, 2, 3, 1.0001, 0)
 	rows := ownerr.NewRows()

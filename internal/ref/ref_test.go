@@ -28,6 +28,18 @@ func capture(t *testing.T, m *model.Model, tokens []int32, route string) map[row
 func captureWith(t *testing.T, newE func(*model.Model) (*Engine, error), m *model.Model, tokens []int32,
 	route string) map[rowKey][]float32 {
 	t.Helper()
+	return captureRoute(t, newE, m, len(tokens), route, func(e *Engine, pos0, n int, tap *trace.Tap) error {
+		_, err := e.Forward(tokens[pos0:pos0+n], pos0, tap)
+		return err
+	})
+}
+
+// captureRoute calls step on a fresh engine (newE) for positions 0..n-1 as route computes
+// them: all in one call (prefill), or one call a position (decode). It returns every row
+// of every stage traced.
+func captureRoute(t *testing.T, newE func(*model.Model) (*Engine, error), m *model.Model, n int, route string,
+	step func(e *Engine, pos0, n int, tap *trace.Tap) error) map[rowKey][]float32 {
+	t.Helper()
 	e, err := newE(m)
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +48,7 @@ func captureWith(t *testing.T, newE func(*model.Model) (*Engine, error), m *mode
 	rows := map[rowKey][]float32{}
 	all := trace.Plan{AllLayers: true, AllPositions: true, Prefill: true}
 	tap := &trace.Tap{
-		Sel: all.Resolve(m.Config.NLayer, len(tokens)),
+		Sel: all.Resolve(m.Config.NLayer, n),
 		Sink: func(st golden.Stage, layer, pos int, row []float32) {
 			k := rowKey{st, golden.LayerOf(st, layer, m.Config.NLayer), pos}
 			if _, dup := rows[k]; dup {
@@ -46,13 +58,13 @@ func captureWith(t *testing.T, newE func(*model.Model) (*Engine, error), m *mode
 		},
 	}
 	if route == golden.RoutePrefill {
-		if _, err := e.Forward(tokens, 0, tap); err != nil {
+		if err := step(e, 0, n, tap); err != nil {
 			t.Fatal(err)
 		}
 		return rows
 	}
-	for p := range tokens {
-		if _, err := e.Forward(tokens[p:p+1], p, tap); err != nil {
+	for p := range n {
+		if err := step(e, p, 1, tap); err != nil {
 			t.Fatal(err)
 		}
 	}

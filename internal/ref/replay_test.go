@@ -17,36 +17,11 @@ import (
 func replayCapture(t *testing.T, newE func(*model.Model) (*Engine, error), m *model.Model, lo, hi int, in []float32,
 	route string) map[rowKey][]float32 {
 	t.Helper()
-	e, err := newE(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	dim, n := m.Config.Dim, len(in)/m.Config.Dim
-	rows := map[rowKey][]float32{}
-	all := trace.Plan{AllLayers: true, AllPositions: true, Prefill: true}
-	tap := &trace.Tap{
-		Sel: all.Resolve(m.Config.NLayer, n),
-		Sink: func(st golden.Stage, layer, pos int, row []float32) {
-			k := rowKey{st, golden.LayerOf(st, layer, m.Config.NLayer), pos}
-			if _, dup := rows[k]; dup {
-				t.Errorf("%v recorded twice", k)
-			}
-			rows[k] = slices.Clone(row)
-		},
-	}
+	dim := m.Config.Dim
 	given := slices.Clone(in)
-	if route == golden.RoutePrefill {
-		if err := e.Replay(lo, hi, 0, in, tap); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		for p := range n {
-			if err := e.Replay(lo, hi, p, in[p*dim:(p+1)*dim], tap); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	rows := captureRoute(t, newE, m, len(in)/dim, route, func(e *Engine, pos0, n int, tap *trace.Tap) error {
+		return e.Replay(lo, hi, pos0, in[pos0*dim:(pos0+n)*dim], tap)
+	})
 	if !slices.Equal(given, in) {
 		t.Error("Replay modified its input rows")
 	}
