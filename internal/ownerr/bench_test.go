@@ -43,6 +43,7 @@ func BenchmarkOwn(b *testing.B) {
 	var run ownerr.Run
 	b.Run("reference-run", func(b *testing.B) {
 		e := openRef(b, m, false)
+		cpu := cpuTime()
 		for b.Loop() {
 			rows := ownerr.NewRows()
 			if _, err := engine.Run(e, m, engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan,
@@ -53,6 +54,7 @@ func BenchmarkOwn(b *testing.B) {
 		}
 		b.ReportMetric(float64(run.Rows.Bytes())/1e6, "MB-kept")
 		b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/run")
+		b.ReportMetric((cpuTime()-cpu)/float64(b.N), "cpu-s/run")
 	})
 	if run.Rows == nil {
 		b.Skip("no reference run")
@@ -69,6 +71,7 @@ func BenchmarkOwn(b *testing.B) {
 			}
 			defer e.Close()
 			var recs []ownerr.Record
+			cpu := cpuTime()
 			for b.Loop() {
 				if recs, err = ownerr.Own(e, run, one, ownerr.Options{}); err != nil {
 					b.Fatal(err)
@@ -79,6 +82,7 @@ func BenchmarkOwn(b *testing.B) {
 				worst = max(worst, r.Own.RelL2)
 			}
 			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/layer")
+			b.ReportMetric((cpuTime()-cpu)/float64(b.N), "cpu-s/layer")
 			b.ReportMetric(worst, "worst-own-rel_l2")
 		})
 	}
