@@ -202,4 +202,12 @@ func TestPerOpFromRawTrace(t *testing.T) {
 	if _, err = ownerr.RowsFromTrace(dir, tr.Records); err == nil || !strings.Contains(err.Error(), "bad.npy") {
 		t.Errorf("RowsFromTrace with a corrupt file: %v", err)
 	}
+	tr.Records[3].RawFile = "../outside.npy"
+	if _, err = ownerr.RowsFromTrace(dir, tr.Records); err == nil || !strings.Contains(err.Error(), `raw_file "../outside.npy" is not a path inside`) {
+		t.Errorf("RowsFromTrace with a path outside the folder: %v", err)
+	}
+	tr.Records[3].RawFile = tr.Records[4].RawFile // another record's row
+	if _, err = ownerr.RowsFromTrace(dir, tr.Records); err == nil || !strings.Contains(err.Error(), "the record says") {
+		t.Errorf("RowsFromTrace with a row that is not the record's: %v", err)
+	}
 }

@@ -75,9 +75,11 @@ func layerOf(st golden.Stage, layer int) int {
 }
 
 // RowsFromTrace reads the raw rows of recs, records of a trace written with raw tensors
-// (each raw_file a .npy relative to dir, the trace file's folder): how an external engine's
-// rows reach PerOp. Records without a raw_file are skipped; a record whose tensor name is
-// not a stage, or whose file cannot be read, is an error naming it.
+// (each raw_file a .npy relative to dir: the trace's folder, or the rows folder an exec
+// engine's rows were kept in): how an external engine's rows reach PerOp. Records without
+// a raw_file are skipped. A record whose tensor name is not a stage, whose raw_file leaves
+// dir or cannot be read, or whose row does not hash to the record's hash is an error
+// naming it.
 func RowsFromTrace(dir string, recs []golden.Record) (*Rows, error) {
 	rows := NewRows()
 	for _, rec := range recs {
@@ -88,9 +90,16 @@ func RowsFromTrace(dir string, recs []golden.Record) (*Rows, error) {
 		if !ok {
 			return nil, fmt.Errorf("ownerr: %s: tensor %q is not a stage", golden.KeyOf(rec), rec.TensorName)
 		}
+		if !filepath.IsLocal(rec.RawFile) {
+			return nil, fmt.Errorf("ownerr: %s: raw_file %q is not a path inside %s", golden.KeyOf(rec), rec.RawFile, dir)
+		}
 		_, data, err := golden.ReadNpyFile(filepath.Join(dir, rec.RawFile))
 		if err != nil {
 			return nil, fmt.Errorf("ownerr: %s: %w", golden.KeyOf(rec), err)
+		}
+		if h := golden.HashRow(data); h != rec.Hash {
+			return nil, fmt.Errorf("ownerr: %s: raw_file %s hashes to %s, the record says %s", golden.KeyOf(rec), rec.RawFile,
+				h, rec.Hash)
 		}
 		rows.put(Key{st, rec.Layer, rec.PosID}, data)
 	}
