@@ -5,10 +5,14 @@ package hip
 import (
 	"bytes"
 	"fmt"
+	"maps"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/gretabisect/gretabisect/golden"
 	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/ownerr"
 	"github.com/gretabisect/gretabisect/internal/prompts"
 	"github.com/gretabisect/gretabisect/internal/ref"
@@ -80,13 +84,20 @@ func TestReplayRejectsBadCalls(t *testing.T) {
 }
 
 // TestOwnError measures the device's own error against the CPU reference on p6_len_16
-// (the default plan over every layer, generated tokens included) and logs the floors a
-// calibration would write and the margins against the default floors: a correct device
-// must pass the replay policy with the default floors. Then faults of relative size 1e-4
-// planted on the device at a few stages must each be the first own error over Factor x the
-// floors calibrated from the clean run, exactly where they were planted.
+// (the default plan over every layer, generated tokens included), on the tiny model and on
+// GRETA_MODEL when set, and logs the floors a calibration would write and the margins
+// against the default floors: a correct device must pass the replay policy with the
+// default floors. Then faults of relative size 1e-4 planted on the device at a few stages
+// must each be the first own error over Factor x the floors calibrated from the clean run,
+// exactly where they were planted.
 func TestOwnError(t *testing.T) {
-	m := testModels(t)["tiny"]
+	ms := testModels(t)
+	for _, name := range slices.Sorted(maps.Keys(ms)) {
+		t.Run(name, func(t *testing.T) { testOwnError(t, ms[name]) })
+	}
+}
+
+func testOwnError(t *testing.T, m *model.Model) {
 	c := m.Config
 	gpu := openGPU(t, m)
 	cpu, err := ref.New(m)
@@ -99,22 +110,28 @@ func TestOwnError(t *testing.T) {
 	plan.AllLayers = true
 	sel := plan.Resolve(c.NLayer, len(p.Tokens))
 	rows := ownerr.NewRows()
+	start := time.Now()
 	if _, err := engine.Run(cpu, m, engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan,
 		Keep: ownerr.KeepForReplay(rows, sel, c.NLayer)}); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("%s: the CPU reference's run kept %.0f MB in %v", m.Name, float64(rows.Bytes())/1e6,
+		time.Since(start).Round(time.Millisecond))
 	refRun := ownerr.Run{Config: c, Rows: rows, Prompt: len(p.Tokens)}
 	candRows := ownerr.NewRows()
 	if _, err := engine.Run(gpu, m, engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan,
 		Keep: ownerr.KeepRows(candRows, sel, c.NLayer)}); err != nil {
 		t.Fatal(err)
 	}
+	start = time.Now()
 	clean, err := ownerr.Own(gpu, refRun, sel, ownerr.Options{Candidate: candRows})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("%s: own errors of %d rows, every layer replayed, in %v", m.Name, len(clean), time.Since(start).Round(time.Millisecond))
 	var defaults *ownerr.Floors
-	t.Logf("%s own error against the default floors:\n%s", gpu.Device(), ownerr.FormatMargins(defaults.Margins(c, clean)))
+	t.Logf("%s on %s, own error against the default floors:\n%s", m.Name, gpu.Device(),
+		ownerr.FormatMargins(defaults.Margins(c, clean)))
 	if over := defaults.FirstOver(c, clean, ownerr.Factor); over != nil {
 		t.Errorf("clean device: %v has own error %.3g, over %d x the default floor %.3g", over.Key, over.Own.RelL2,
 			ownerr.Factor, defaults.Floor(c, over.Key))
@@ -125,7 +142,7 @@ func TestOwnError(t *testing.T) {
 	if err := floors.Write(&b); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("floors of %s (noise.json):\n%s", gpu.Device(), b.String())
+	t.Logf("floors of %s on %s (noise.json):\n%s", m.Name, gpu.Device(), b.String())
 
 	for _, f := range []trace.Fault{
 		{Stage: golden.AttnIn, Layer: 1, PosMin: 826, PosMax: -1, Scale: 1.0001},
