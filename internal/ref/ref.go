@@ -188,7 +188,7 @@ func (e *Engine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, e
 			return nil, fmt.Errorf("ref: token %d at position %d outside the vocabulary (0..%d)", t, pos0+i, c.Vocab-1)
 		}
 	}
-	e.run(span{tokens: tokens, pos0: pos0, n: len(tokens), lo: 0, hi: c.NLayer}, tap)
+	e.run(span{tokens: tokens, pos0: pos0, n: len(tokens), lo: 0, hi: c.NLayer, wantLast: true}, tap)
 	return e.last, nil
 }
 
@@ -206,21 +206,20 @@ func (e *Engine) Replay(lo, hi, pos0 int, rows []float32, tap *trace.Tap) error 
 // lo..hi, from tokens (embedded: lo = 0) or from rows (n, dim), the residual stream
 // entering layer lo. hi = n_layer adds the final norm and the logits.
 type span struct {
-	tokens    []int32
-	rows      []float32
-	pos0, n   int
-	lo, hi    int
-	wantFinal bool // the last position's logits are wanted (Forward returns them)
+	tokens   []int32
+	rows     []float32
+	pos0, n  int
+	lo, hi   int
+	wantLast bool // the last position's logits are returned (Forward)
 }
 
 // run splits s into chunks and runs them in order.
 func (e *Engine) run(s span, tap *trace.Tap) {
 	e.reserve(s.pos0 + s.n)
-	wantFinal := s.tokens != nil
 	for i := 0; i < s.n; i += chunk {
 		j := min(i+chunk, s.n)
 		c := s
-		c.pos0, c.n, c.wantFinal = s.pos0+i, j-i, wantFinal && j == s.n
+		c.pos0, c.n, c.wantLast = s.pos0+i, j-i, s.wantLast && j == s.n
 		if s.tokens != nil {
 			c.tokens = s.tokens[i:j]
 		} else {
@@ -295,7 +294,7 @@ func (e *Engine) forward(s span, tap *trace.Tap) {
 	// Logits only for the rows someone reads.
 	e.rows = e.rows[:0]
 	for t := range nt {
-		if (s.wantFinal && t == nt-1) || tap.Want(golden.Logits, c.NLayer, pos0+t) {
+		if (s.wantLast && t == nt-1) || tap.Want(golden.Logits, c.NLayer, pos0+t) {
 			e.rows = append(e.rows, t)
 		}
 	}
@@ -311,7 +310,7 @@ func (e *Engine) forward(s span, tap *trace.Tap) {
 	for j, t := range e.rows {
 		row := logits[j*c.Vocab : (j+1)*c.Vocab]
 		tap.Rows(golden.Logits, c.NLayer, pos0+t, c.Vocab, row)
-		if s.wantFinal && t == nt-1 {
+		if s.wantLast && t == nt-1 {
 			e.last = row
 		}
 	}
