@@ -332,7 +332,7 @@ func (e *Engine) finish(s span, tap *trace.Tap) ([]float32, error) {
 	n, pos0 := s.n, s.pos0
 	rows := e.hostInts[e.logitRowsList.off : e.logitRowsList.off+e.logitRowsList.n]
 	r := len(rows)
-	if r == 0 { // a pass before the last with no planned logits
+	if r == 0 { // none in this pass: none planned before the last pass, or a replay that stops before them
 		return nil, e.flush(true)
 	}
 	if r > e.logitRows {
