@@ -16,11 +16,13 @@
 //     that stage (ref.Inputs lists them), and the candidate's row is compared with that.
 //
 // The reference's rows come from a live run of the CPU reference, since goldens hold hashes
-// and sketches only: pass KeepForReplay (or KeepRows) as engine.Request.Keep. On the tiny
-// model and p6_len_32 (1658 positions, every layer) that run keeps 24 MB and the replay of
-// one layer costs about a tenth of a forward pass; on a TinyLlama-sized model it keeps
-// 22 x 1658 x 2048 float32 values of replay input (299 MB) plus the compared rows, and each
-// replayed layer costs 1/22 of the candidate's forward pass (BenchmarkOwn).
+// and sketches only: pass KeepForReplay (or KeepRows) as engine.Request.Keep. Measured with
+// BenchmarkOwn for p6_len_32 (1658 positions, the default plan over every layer, on 2
+// cores): on the tiny model the run keeps 24 MB and the replay of one layer costs a tenth
+// of a forward pass; on a TinyLlama-sized F32 model the run takes 272 CPU-seconds and keeps
+// 409 MB (the replay inputs, 22 x 1658 x 2048 float32 values, are 299 MB of it), and one
+// replayed layer takes 12.5 CPU-seconds on the reference, 58 on cpu-f64acc: own errors of
+// every layer cost one more forward pass of the candidate.
 //
 // A row is wrong when its own error is over Factor x its noise floor (Floors.Over,
 // FirstOver). Floors are measured on a known-good build (Calibrate: the worst clean own
