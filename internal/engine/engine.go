@@ -69,6 +69,30 @@ func CheckReplay(c model.Config, lo, hi, pos0, nRows int) error {
 	return nil
 }
 
+// Span is the work of one Forward or Replay call, for backends: positions Pos0..Pos0+N-1
+// through layers Lo..Hi, from Tokens (embedded: Lo = 0) or from Rows (N, dim), the residual
+// stream entering layer Lo. Hi = n_layer adds the final norm and the logits.
+type Span struct {
+	Tokens   []int32
+	Rows     []float32
+	Pos0, N  int
+	Lo, Hi   int
+	WantLast bool // the last position's logits are returned (Forward)
+}
+
+// Part returns positions Pos0+off..Pos0+off+n-1 of s, rows of width dim: one of a backend's
+// chunks or passes. Only the part that ends s wants the last logits.
+func (s Span) Part(off, n, dim int) Span {
+	p := s
+	p.Pos0, p.N, p.WantLast = s.Pos0+off, n, s.WantLast && off+n == s.N
+	if s.Tokens != nil {
+		p.Tokens = s.Tokens[off : off+n]
+	} else {
+		p.Rows = s.Rows[off*dim : (off+n)*dim]
+	}
+	return p
+}
+
 // ErrNoDevice is wrapped by a backend that needs hardware this machine does not have (a GPU):
 // tests skip on it instead of failing, so the rocm-tagged suite runs green on a laptop.
 var ErrNoDevice = errors.New("no GPU device")

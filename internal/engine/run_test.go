@@ -299,3 +299,31 @@ func testRunKeepsRows(t *testing.T, sketching bool) {
 		t.Errorf("records with Keep differ from the plan's (-without +with):\n%s", diff)
 	}
 }
+
+// TestSpanPart: a backend's chunks of a span cover its positions and rows in order, and
+// only the last wants the last logits.
+func TestSpanPart(t *testing.T) {
+	rows := []float32{0, 0, 1, 1, 2, 2, 3, 3, 4, 4}
+	s := engine.Span{Rows: rows, Pos0: 7, N: 5, Lo: 1, Hi: 2, WantLast: true}
+	type part struct {
+		Pos0, N  int
+		Rows     []float32
+		WantLast bool
+	}
+	var got []part
+	for off := 0; off < s.N; off += 2 {
+		p := s.Part(off, min(2, s.N-off), 2)
+		if p.Lo != 1 || p.Hi != 2 || p.Tokens != nil {
+			t.Errorf("part %d: layers %d..%d, tokens %v", off, p.Lo, p.Hi, p.Tokens)
+		}
+		got = append(got, part{p.Pos0, p.N, p.Rows, p.WantLast})
+	}
+	want := []part{{7, 2, []float32{0, 0, 1, 1}, false}, {9, 2, []float32{2, 2, 3, 3}, false}, {11, 1, []float32{4, 4}, true}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("parts (-want +got):\n%s", diff)
+	}
+	tok := engine.Span{Tokens: []int32{5, 6, 7}, N: 3}.Part(1, 2, 4)
+	if diff := cmp.Diff([]int32{6, 7}, tok.Tokens); diff != "" || tok.Pos0 != 1 || tok.WantLast || tok.Rows != nil {
+		t.Errorf("part of tokens: %+v", tok)
+	}
+}

@@ -39,7 +39,7 @@ func (e *Engine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, e
 			return nil, fmt.Errorf("hip: token %d at position %d outside the vocabulary (0..%d)", t, pos0+i, c.Vocab-1)
 		}
 	}
-	return e.runSpan(span{tokens: tokens, pos0: pos0, n: n, lo: 0, hi: c.NLayer, wantLast: true}, tap)
+	return e.runSpan(engine.Span{Tokens: tokens, Pos0: pos0, N: n, Lo: 0, Hi: c.NLayer, WantLast: true}, tap)
 }
 
 // Replay runs layers lo..hi from rows, the residual stream entering layer lo at positions
@@ -48,19 +48,8 @@ func (e *Engine) Replay(lo, hi, pos0 int, rows []float32, tap *trace.Tap) error 
 	if err := engine.CheckReplay(e.c, lo, hi, pos0, len(rows)); err != nil {
 		return fmt.Errorf("hip: %w", err)
 	}
-	_, err := e.runSpan(span{rows: rows, pos0: pos0, n: len(rows) / e.c.Dim, lo: lo, hi: hi}, tap)
+	_, err := e.runSpan(engine.Span{Rows: rows, Pos0: pos0, N: len(rows) / e.c.Dim, Lo: lo, Hi: hi}, tap)
 	return err
-}
-
-// span is the work of one Forward or Replay call: positions pos0..pos0+n-1 through layers
-// lo..hi, from tokens (embedded: lo = 0) or from rows (n, dim), the residual stream
-// entering layer lo. hi = n_layer adds the final norm and the logits.
-type span struct {
-	tokens   []int32
-	rows     []float32
-	pos0, n  int
-	lo, hi   int
-	wantLast bool // the last position's logits are returned (Forward)
 }
 
 // runSpan splits s into passes of at most passRows positions, of even size: every kernel
@@ -68,25 +57,18 @@ type span struct {
 // bit (the few-row product of decode is kept for passes of at most GRETA_MATVEC_MAX_ROWS
 // positions, and even passes never shrink a long prompt to that). It returns the last
 // pass's logits of its last position when s wants them.
-func (e *Engine) runSpan(s span, tap *trace.Tap) ([]float32, error) {
+func (e *Engine) runSpan(s engine.Span, tap *trace.Tap) ([]float32, error) {
 	if e.allocs == nil {
 		return nil, fmt.Errorf("hip: engine is closed")
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	passes := (s.n + e.passRows - 1) / e.passRows
-	size := (s.n + passes - 1) / passes
+	passes := (s.N + e.passRows - 1) / e.passRows
+	size := (s.N + passes - 1) / passes
 	var logits []float32
-	for off := 0; off < s.n; off += size {
-		p := s
-		p.pos0, p.n, p.wantLast = s.pos0+off, min(size, s.n-off), s.wantLast && off+size >= s.n
-		if s.tokens != nil {
-			p.tokens = s.tokens[off : off+p.n]
-		} else {
-			p.rows = s.rows[off*e.c.Dim : (off+p.n)*e.c.Dim]
-		}
+	for off := 0; off < s.N; off += size {
 		var err error
-		if logits, err = e.pass(p, tap); err != nil {
+		if logits, err = e.pass(s.Part(off, min(size, s.N-off), e.c.Dim), tap); err != nil {
 			return nil, err
 		}
 	}
@@ -94,9 +76,9 @@ func (e *Engine) runSpan(s span, tap *trace.Tap) ([]float32, error) {
 }
 
 // pass runs one pass of s through the device. Logits are computed for the planned
-// positions and, when s.wantLast, for the last position, whose logits it returns.
-func (e *Engine) pass(s span, tap *trace.Tap) ([]float32, error) {
-	if err := e.grow(s.n); err != nil {
+// positions and, when s.WantLast, for the last position, whose logits it returns.
+func (e *Engine) pass(s engine.Span, tap *trace.Tap) ([]float32, error) {
+	if err := e.grow(s.N); err != nil {
 		return nil, err
 	}
 	if err := e.plan(s, tap); err != nil {
@@ -109,7 +91,7 @@ func (e *Engine) pass(s span, tap *trace.Tap) ([]float32, error) {
 		logits, err = e.finish(s, tap)
 	}
 	if werr := e.waitRecording(); err == nil && werr != nil {
-		err = fmt.Errorf("hip: forward of positions %d..%d: %w", s.pos0, s.pos0+s.n-1, werr)
+		err = fmt.Errorf("hip: forward of positions %d..%d: %w", s.Pos0, s.Pos0+s.N-1, werr)
 	}
 	if err != nil || logits == nil {
 		return nil, err
@@ -120,11 +102,11 @@ func (e *Engine) pass(s span, tap *trace.Tap) ([]float32, error) {
 
 // forward launches the model's kernels for the pass s. Read it top to bottom: it is the
 // model, one trace call per stage.
-func (e *Engine) forward(s span, tap *trace.Tap) error {
+func (e *Engine) forward(s engine.Span, tap *trace.Tap) error {
 	c := e.c
-	n, pos0 := s.n, s.pos0
+	n, pos0 := s.N, s.Pos0
 	dim, ffn, qd, kvd := c.Dim, c.FFNDim, e.qDim, e.kvDim
-	if s.tokens != nil {
+	if s.Tokens != nil {
 		toks, err := view(e.ints, 0, n)
 		if err != nil {
 			return err
@@ -138,7 +120,7 @@ func (e *Engine) forward(s span, tap *trace.Tap) error {
 	} else if err := e.uploadRows(s); err != nil { // a replay: the given residual stream at layer lo's input
 		return err
 	}
-	for l := s.lo; l <= min(s.hi, c.NLayer-1); l++ {
+	for l := s.Lo; l <= min(s.Hi, c.NLayer-1); l++ {
 		L := &e.layers[l]
 		kLayer, err1 := view(e.kc, l*c.CtxLen*kvd, (pos0+n)*kvd) // positions 0..pos0+n-1
 		vLayer, err2 := view(e.vc, l*c.CtxLen*kvd, (pos0+n)*kvd)
@@ -232,13 +214,13 @@ func (e *Engine) forward(s span, tap *trace.Tap) error {
 }
 
 // uploadRows copies the rows of a replay into the residual stream.
-func (e *Engine) uploadRows(s span) error {
-	x, err := view(e.x, 0, len(s.rows))
+func (e *Engine) uploadRows(s engine.Span) error {
+	x, err := view(e.x, 0, len(s.Rows))
 	if err == nil {
-		err = upload(x, s.rows)
+		err = upload(x, s.Rows)
 	}
 	if err != nil {
-		return fmt.Errorf("hip: uploading the residual rows of positions %d..%d: %w", s.pos0, s.pos0+s.n-1, err)
+		return fmt.Errorf("hip: uploading the residual rows of positions %d..%d: %w", s.Pos0, s.Pos0+s.N-1, err)
 	}
 	return nil
 }
@@ -327,9 +309,9 @@ func (e *Engine) add(stage string, layer, n int) error {
 // finish computes the final norm and the logits of the rows that need them into staging,
 // applies the logits faults, flushes and returns the last row's logits, valid once the
 // recording goroutine is done.
-func (e *Engine) finish(s span, tap *trace.Tap) ([]float32, error) {
+func (e *Engine) finish(s engine.Span, tap *trace.Tap) ([]float32, error) {
 	c := e.c
-	n, pos0 := s.n, s.pos0
+	n, pos0 := s.N, s.Pos0
 	rows := e.hostInts[e.logitRowsList.off : e.logitRowsList.off+e.logitRowsList.n]
 	r := len(rows)
 	if r == 0 { // none in this pass: none planned before the last pass, or a replay that stops before them

@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/internal/engine"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
@@ -311,10 +312,10 @@ func (e *Engine) planSums(tap *trace.Tap, rows int) error {
 
 // plan uploads the pass's tokens (none for a replay) and, for every traced stage of the
 // layers it runs, the rows the tap wants, in one copy. When the pass reaches the logits,
-// the rows that get them are the planned ones and, when s.wantLast, the last one.
-func (e *Engine) plan(s span, tap *trace.Tap) error {
-	c, n, pos0 := e.c, s.n, s.pos0
-	e.hostInts = append(e.hostInts[:0], s.tokens...)
+// the rows that get them are the planned ones and, when s.WantLast, the last one.
+func (e *Engine) plan(s engine.Span, tap *trace.Tap) error {
+	c, n, pos0 := e.c, s.N, s.Pos0
+	e.hostInts = append(e.hostInts[:0], s.Tokens...)
 	e.lists = e.lists[:0]
 	for range golden.NumStages * c.NLayer {
 		e.lists = append(e.lists, rowList{})
@@ -363,9 +364,9 @@ func (e *Engine) plan(s span, tap *trace.Tap) error {
 					break
 				}
 			}
-			runs := s.tokens != nil // embed_out
+			runs := s.Tokens != nil // embed_out
 			if info.PerLayer {
-				runs = l >= s.lo && l <= s.hi
+				runs = l >= s.Lo && l <= s.Hi
 			}
 			if st == golden.Logits || !runs || !tap.Active(st, layer) {
 				continue
@@ -373,14 +374,14 @@ func (e *Engine) plan(s span, tap *trace.Tap) error {
 			e.lists[int(st)*c.NLayer+l] = addList(func(i int) bool { return tap.Want(st, layer, pos0+i) })
 		}
 	}
-	if s.wantLast && (len(cand) == 0 || cand[len(cand)-1] != int32(n-1)) {
+	if s.WantLast && (len(cand) == 0 || cand[len(cand)-1] != int32(n-1)) {
 		e.candidates = append(cand, int32(n-1)) // the last row always gets logits
 		cand = e.candidates
 	}
 	e.logitRowsList = rowList{}
-	if s.hi == c.NLayer {
+	if s.Hi == c.NLayer {
 		e.logitRowsList = addList(func(i int) bool {
-			return (s.wantLast && i == n-1) || tap.Want(golden.Logits, c.NLayer, pos0+i)
+			return (s.WantLast && i == n-1) || tap.Want(golden.Logits, c.NLayer, pos0+i)
 		})
 	}
 

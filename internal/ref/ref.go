@@ -188,7 +188,7 @@ func (e *Engine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, e
 			return nil, fmt.Errorf("ref: token %d at position %d outside the vocabulary (0..%d)", t, pos0+i, c.Vocab-1)
 		}
 	}
-	e.run(span{tokens: tokens, pos0: pos0, n: len(tokens), lo: 0, hi: c.NLayer, wantLast: true}, tap)
+	e.run(engine.Span{Tokens: tokens, Pos0: pos0, N: len(tokens), Lo: 0, Hi: c.NLayer, WantLast: true}, tap)
 	return e.last, nil
 }
 
@@ -198,36 +198,18 @@ func (e *Engine) Replay(lo, hi, pos0 int, rows []float32, tap *trace.Tap) error 
 	if err := engine.CheckReplay(e.c, lo, hi, pos0, len(rows)); err != nil {
 		return fmt.Errorf("ref: %w", err)
 	}
-	e.run(span{rows: rows, pos0: pos0, n: len(rows) / e.c.Dim, lo: lo, hi: hi}, tap)
+	e.run(engine.Span{Rows: rows, Pos0: pos0, N: len(rows) / e.c.Dim, Lo: lo, Hi: hi}, tap)
 	return nil
 }
 
-// span is the work of one Forward or Replay call: positions pos0..pos0+n-1 through layers
-// lo..hi, from tokens (embedded: lo = 0) or from rows (n, dim), the residual stream
-// entering layer lo. hi = n_layer adds the final norm and the logits.
-type span struct {
-	tokens   []int32
-	rows     []float32
-	pos0, n  int
-	lo, hi   int
-	wantLast bool // the last position's logits are returned (Forward)
-}
-
 // run splits s into chunks and runs them in order.
-func (e *Engine) run(s span, tap *trace.Tap) {
-	e.reserve(s.pos0 + s.n)
-	for i := 0; i < s.n; i += chunk {
-		j := min(i+chunk, s.n)
-		c := s
-		c.pos0, c.n, c.wantLast = s.pos0+i, j-i, s.wantLast && j == s.n
-		if s.tokens != nil {
-			c.tokens = s.tokens[i:j]
-		} else {
-			c.rows = s.rows[i*e.c.Dim : j*e.c.Dim]
-		}
-		e.forward(c, tap)
-		if e.progress != nil && j < s.n {
-			e.progress(s.pos0 + j)
+func (e *Engine) run(s engine.Span, tap *trace.Tap) {
+	e.reserve(s.Pos0 + s.N)
+	for i := 0; i < s.N; i += chunk {
+		j := min(i+chunk, s.N)
+		e.forward(s.Part(i, j-i, e.c.Dim), tap)
+		if e.progress != nil && j < s.N {
+			e.progress(s.Pos0 + j)
 		}
 	}
 }
@@ -236,23 +218,23 @@ func (e *Engine) run(s span, tap *trace.Tap) {
 // (engine.Progressor); nil stops it.
 func (e *Engine) SetProgress(f func(done int)) { e.progress = f }
 
-// forward runs one chunk of s.n <= 64 positions through layers s.lo..s.hi. Read it top to
+// forward runs one chunk of s.N <= 64 positions through layers s.Lo..s.Hi. Read it top to
 // bottom: it is the model, one tap per stage.
-func (e *Engine) forward(s span, tap *trace.Tap) {
+func (e *Engine) forward(s engine.Span, tap *trace.Tap) {
 	c, w := e.c, e.m.Weights
-	nt, dim, pos0 := s.n, c.Dim, s.pos0
+	nt, dim, pos0 := s.N, c.Dim, s.Pos0
 	x, xb, q, att, out := e.x[:nt*dim], e.xb[:nt*dim], e.q[:nt*e.qDim], e.att[:nt*e.qDim], e.out[:nt*dim]
 
-	if s.tokens != nil {
-		for t, tok := range s.tokens {
+	if s.Tokens != nil {
+		for t, tok := range s.Tokens {
 			copy(x[t*dim:(t+1)*dim], w.TokEmbd.Row(int(tok)))
 		}
 		tap.Rows(golden.EmbedOut, -1, pos0, dim, x)
 	} else {
-		copy(x, s.rows) // a replay: the given residual stream at layer lo's input
+		copy(x, s.Rows) // a replay: the given residual stream at layer lo's input
 	}
 
-	for l := s.lo; l <= min(s.hi, c.NLayer-1); l++ {
+	for l := s.Lo; l <= min(s.Hi, c.NLayer-1); l++ {
 		L := &w.Layers[l]
 		k := e.keys[l][pos0*e.kvDim : (pos0+nt)*e.kvDim] // this chunk's rows of the cache
 		v := e.vals[l][pos0*e.kvDim : (pos0+nt)*e.kvDim]
@@ -287,14 +269,14 @@ func (e *Engine) forward(s span, tap *trace.Tap) {
 		add(x, x, out)
 		tap.Rows(golden.ResidualPostMLP, l, pos0, dim, x)
 	}
-	if s.hi < c.NLayer {
+	if s.Hi < c.NLayer {
 		return
 	}
 
 	// Logits only for the rows someone reads.
 	e.rows = e.rows[:0]
 	for t := range nt {
-		if (s.wantLast && t == nt-1) || tap.Want(golden.Logits, c.NLayer, pos0+t) {
+		if (s.WantLast && t == nt-1) || tap.Want(golden.Logits, c.NLayer, pos0+t) {
 			e.rows = append(e.rows, t)
 		}
 	}
@@ -310,7 +292,7 @@ func (e *Engine) forward(s span, tap *trace.Tap) {
 	for j, t := range e.rows {
 		row := logits[j*c.Vocab : (j+1)*c.Vocab]
 		tap.Rows(golden.Logits, c.NLayer, pos0+t, c.Vocab, row)
-		if s.wantLast && t == nt-1 {
+		if s.WantLast && t == nt-1 {
 			e.last = row
 		}
 	}
