@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -25,6 +26,19 @@ type Request struct {
 	// Progress, when set, is called after each forward pass with the positions done so far
 	// out of the prompt plus the generated tokens.
 	Progress func(done, total int)
+	// Keep, when set, receives raw rows beside the plan's records: what replay and
+	// per-operation own error compare with.
+	Keep *Keep
+}
+
+// Keep asks a run for raw rows. The engine computes and hands over every row of Sel, which
+// may be more than the plan records; Put receives each row Want accepts (every row of Sel
+// when Want is nil), after faults. row is only valid during the call, and Put may be
+// called from several goroutines at once.
+type Keep struct {
+	Sel  *trace.Selection
+	Want func(st golden.Stage, layer, pos int) bool
+	Put  func(st golden.Stage, layer, pos int, row []float32)
 }
 
 // Result is what a run produced.
@@ -80,6 +94,9 @@ func Run(e Engine, m *model.Model, req Request) (*Result, error) {
 	rec.Tokens = append(make([]int32, 0, n+gen), req.Tokens...)
 	rec.Route = route
 	tap := &trace.Tap{Sel: req.Plan.Resolve(cfg.NLayer, n), Faults: req.Faults, Sink: rec.Sink, SketchSink: rec.SinkSketched}
+	if req.Keep != nil {
+		keepRows(tap, req.Keep, cfg.NLayer, n+gen)
+	}
 	progress := func(done int) {
 		if req.Progress != nil {
 			req.Progress(done, n+gen)
@@ -142,4 +159,37 @@ func runPrompt(e Engine, tokens []int32, route string, tap *trace.Tap, progress 
 // argmax returns the index of the largest logit, the lowest index on ties; NaN never wins.
 func argmax(logits []float32) int {
 	return trace.Top5(logits)[0]
+}
+
+// keepRows widens tap to the rows of k as well as its own, each sink filtering its own
+// share: the engine sees one selection, the smallest product of stages, layers and positions
+// that holds both.
+func keepRows(tap *trace.Tap, k *Keep, nLayer, nPos int) {
+	plan := tap.Sel
+	tap.Sel = trace.NewSelection(union(plan.Stages(), k.Sel.Stages()), union(plan.Layers(), k.Sel.Layers()), nLayer,
+		union(plan.Positions(), k.Sel.Positions()), nPos)
+	keep := func(st golden.Stage, layer, pos int, row []float32) {
+		if k.Sel.Want(st, layer, pos) && (k.Want == nil || k.Want(st, layer, pos)) {
+			k.Put(st, layer, pos, row)
+		}
+	}
+	sink, sketchSink := tap.Sink, tap.SketchSink
+	tap.Sink = func(st golden.Stage, layer, pos int, row []float32) {
+		if plan.Want(st, layer, pos) {
+			sink(st, layer, pos, row)
+		}
+		keep(st, layer, pos, row)
+	}
+	tap.SketchSink = func(st golden.Stage, layer, pos int, row []float32, sk *golden.Sketch) {
+		if plan.Want(st, layer, pos) {
+			sketchSink(st, layer, pos, row, sk)
+		}
+		keep(st, layer, pos, row)
+	}
+}
+
+func union[T cmp.Ordered](a, b []T) []T {
+	out := slices.Concat(a, b)
+	slices.Sort(out)
+	return slices.Compact(out)
 }

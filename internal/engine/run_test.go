@@ -239,3 +239,91 @@ func TestRunReportsProgressInsideForward(t *testing.T) {
 		t.Error("Run left its progress callback installed")
 	}
 }
+
+// sketchingEngine hands its logits over with their sketches, as a device backend does.
+type sketchingEngine struct{ fakeEngine }
+
+func (s *sketchingEngine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, error) {
+	var logits []float32
+	for i, tok := range tokens {
+		tap.Rows(golden.EmbedOut, -1, pos0+i, 2, []float32{float32(tok), float32(pos0 + i)})
+		logits = make([]float32, s.cfg.Vocab)
+		logits[(int(tok)+1)%s.cfg.Vocab] = 1
+		tap.RecordSketched(golden.Logits, s.cfg.NLayer, pos0+i, logits, golden.NewSketch(logits))
+	}
+	return logits, nil
+}
+
+// TestRunKeepsRows: Keep receives the rows it selects and Want accepts, beyond the plan,
+// while the plan's records stay exactly what the plan alone gives, whether the engine hands
+// rows over plain or with sketches.
+func TestRunKeepsRows(t *testing.T) {
+	for _, sketching := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sketching=%v", sketching), func(t *testing.T) { testRunKeepsRows(t, sketching) })
+	}
+}
+
+func testRunKeepsRows(t *testing.T, sketching bool) {
+	plan := trace.Plan{Positions: []int{1}, Prefill: true, Stages: []golden.Stage{golden.Logits}, MaxNewTokens: 1}
+	run := func(keep *engine.Keep) []golden.Record {
+		var e engine.Engine = &fakeEngine{cfg: fakeModel.Config}
+		if sketching {
+			e = &sketchingEngine{fakeEngine{cfg: fakeModel.Config}}
+		}
+		res, err := engine.Run(e, fakeModel, engine.Request{PromptID: "p", Tokens: []int32{1, 5, 2}, Plan: plan, Keep: keep})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Records
+	}
+	var kept []string
+	keep := &engine.Keep{
+		Sel:  trace.NewSelection([]golden.Stage{golden.EmbedOut, golden.Logits}, nil, 2, []int{0, 2, 3}, 4),
+		Want: func(st golden.Stage, layer, pos int) bool { return st == golden.EmbedOut || pos == 3 },
+		Put: func(st golden.Stage, layer, pos int, row []float32) {
+			kept = append(kept, fmt.Sprintf("%s L%d p%d %v", st, layer, pos, row[:2]))
+		},
+	}
+	with, without := run(keep), run(nil)
+	want := []string{"embed_out L-1 p0 [1 0]", "embed_out L-1 p2 [2 2]", "embed_out L-1 p3 [3 3]", "logits L2 p3 [0 0]"}
+	if diff := cmp.Diff(want, kept); diff != "" {
+		t.Errorf("kept rows (-want +got):\n%s", diff)
+	}
+	clean := func(recs []golden.Record) []golden.Record {
+		for i := range recs {
+			recs[i].Timestamp = ""
+		}
+		return recs
+	}
+	if diff := cmp.Diff(clean(without), clean(with)); diff != "" || len(with) != 1 {
+		t.Errorf("records with Keep differ from the plan's (-without +with):\n%s", diff)
+	}
+}
+
+// TestSpanPart: a backend's chunks of a span cover its positions and rows in order, and
+// only the last wants the last logits.
+func TestSpanPart(t *testing.T) {
+	rows := []float32{0, 0, 1, 1, 2, 2, 3, 3, 4, 4}
+	s := engine.Span{Rows: rows, Pos0: 7, N: 5, Lo: 1, Hi: 2, WantLast: true}
+	type part struct {
+		Pos0, N  int
+		Rows     []float32
+		WantLast bool
+	}
+	var got []part
+	for off := 0; off < s.N; off += 2 {
+		p := s.Part(off, min(2, s.N-off), 2)
+		if p.Lo != 1 || p.Hi != 2 || p.Tokens != nil {
+			t.Errorf("part %d: layers %d..%d, tokens %v", off, p.Lo, p.Hi, p.Tokens)
+		}
+		got = append(got, part{p.Pos0, p.N, p.Rows, p.WantLast})
+	}
+	want := []part{{7, 2, []float32{0, 0, 1, 1}, false}, {9, 2, []float32{2, 2, 3, 3}, false}, {11, 1, []float32{4, 4}, true}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("parts (-want +got):\n%s", diff)
+	}
+	tok := engine.Span{Tokens: []int32{5, 6, 7}, N: 3}.Part(1, 2, 4)
+	if diff := cmp.Diff([]int32{6, 7}, tok.Tokens); diff != "" || tok.Pos0 != 1 || tok.WantLast || tok.Rows != nil {
+		t.Errorf("part of tokens: %+v", tok)
+	}
+}

@@ -129,3 +129,31 @@ func BenchmarkDefaultTrace(b *testing.B) {
 	}
 	reportTokens(b, n)
 }
+
+// BenchmarkCandidatePrefill is a 512-token prefill of the tiny model on the reference and
+// on the float64-accumulating candidate: what the candidate costs in tests.
+func BenchmarkCandidatePrefill(b *testing.B) {
+	m, err := model.Open(model.TinySpec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tokens := randomTokens(512, m.Config.Vocab, 1)
+	for _, c := range []struct {
+		name string
+		new  func(*model.Model) (*Engine, error)
+	}{{Name, New}, {F64AccName, NewF64Acc}} {
+		b.Run(c.name, func(b *testing.B) {
+			e, err := c.new(m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			for b.Loop() {
+				if _, err := e.Forward(tokens, 0, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportTokens(b, len(tokens))
+		})
+	}
+}

@@ -20,7 +20,8 @@ import (
 // TestDeterminism traces every stage of every layer at every position, on both routes, for
 // the tiny model (p0_short and a 64-token prompt), a random model with odd dimensions, and
 // random models of the other families (qwen2 with Qwen2.5-0.5B's heads; llama with RoPE
-// frequency factors, linear scaling and tied output), under GOMAXPROCS 1, 2 and 8. Every run must give the same records, and their
+// frequency factors, linear scaling and tied output), on the reference and on the
+// cpu-f64acc candidate, under GOMAXPROCS 1, 2 and 8. Every run must give the same records, and their
 // digest must equal testdata/determinism.golden (recorded with -update). The same test run
 // under qemu for arm64, or with GOEXPERIMENT=simd, proves the hashes do not depend on the
 // architecture or the kernel:
@@ -43,12 +44,16 @@ func TestDeterminism(t *testing.T) {
 		name   string
 		m      *model.Model
 		prompt prompts.Prompt
+		newE   func(*model.Model) (*Engine, error)
 	}{
-		{"tiny", tiny, short},
-		{"tiny", tiny, prompts.Prompt{ID: "random64", Tokens: randomTokens(64, tiny.Config.Vocab, 5)}},
-		{"random", randomModel(testConfig, 7), prompts.Prompt{ID: "random70", Tokens: randomTokens(70, testConfig.Vocab, 8)}},
-		{"qwen2", randomModel(qwenConfig, 9), prompts.Prompt{ID: "random70", Tokens: randomTokens(70, qwenConfig.Vocab, 10)}},
-		{"llama3", randomModel(llama3Config, 11), prompts.Prompt{ID: "random70", Tokens: randomTokens(70, llama3Config.Vocab, 12)}},
+		{"tiny", tiny, short, New},
+		{"tiny", tiny, prompts.Prompt{ID: "random64", Tokens: randomTokens(64, tiny.Config.Vocab, 5)}, New},
+		{"random", randomModel(testConfig, 7), prompts.Prompt{ID: "random70", Tokens: randomTokens(70, testConfig.Vocab, 8)}, New},
+		{"qwen2", randomModel(qwenConfig, 9), prompts.Prompt{ID: "random70", Tokens: randomTokens(70, qwenConfig.Vocab, 10)}, New},
+		{"llama3", randomModel(llama3Config, 11), prompts.Prompt{ID: "random70", Tokens: randomTokens(70, llama3Config.Vocab, 12)}, New},
+		// The candidate backend is as deterministic as the reference.
+		{"tiny/" + F64AccName, tiny, short, NewF64Acc},
+		{"random/" + F64AccName, randomModel(testConfig, 7), prompts.Prompt{ID: "random70", Tokens: randomTokens(70, testConfig.Vocab, 8)}, NewF64Acc},
 	}
 	if raceEnabled {
 		cases = cases[2:3] // the race detector checks the worker pool and recorder, not the digest
@@ -66,7 +71,7 @@ func TestDeterminism(t *testing.T) {
 			}
 			for _, procs := range procsList {
 				runtime.GOMAXPROCS(procs)
-				got := traceDigest(t, c.m, c.prompt, route, plan)
+				got := traceDigest(t, c.newE, c.m, c.prompt, route, plan)
 				if first == "" {
 					first = got
 					fmt.Fprintf(&digest, "%s %s %s %s\n", c.name, c.prompt.ID, route, got)
@@ -84,9 +89,10 @@ func TestDeterminism(t *testing.T) {
 }
 
 // traceDigest runs one traced prompt on a fresh engine and digests the result.
-func traceDigest(t *testing.T, m *model.Model, p prompts.Prompt, route string, plan trace.Plan) string {
+func traceDigest(t *testing.T, newE func(*model.Model) (*Engine, error), m *model.Model, p prompts.Prompt, route string,
+	plan trace.Plan) string {
 	t.Helper()
-	e, err := New(m)
+	e, err := newE(m)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,7 @@ const Name = "cpu"
 
 func init() {
 	engine.Register(Name, func(m *model.Model) (engine.Engine, error) { return New(m) })
+	engine.Register(F64AccName, func(m *model.Model) (engine.Engine, error) { return NewF64Acc(m) })
 }
 
 // chunk is the most prompt tokens one pass through the layers handles: each weight matrix
@@ -38,9 +39,11 @@ const chunk = 64
 
 // Engine runs one model. It is not safe for concurrent use.
 type Engine struct {
-	m    *model.Model
-	c    model.Config
-	pool *pool
+	m      *model.Model
+	c      model.Config
+	pool   *pool
+	k      kernels // the inner loops, chosen at construction
+	device string
 
 	qDim, kvDim int
 	groups      int     // query heads per KV head
@@ -75,10 +78,12 @@ type Engine struct {
 	progress func(done int) // see SetProgress
 }
 
-// New builds an engine for m, whose KV cache grows up to the model's context length. It checks that
-// every weight has the shape the configuration implies, so a bad model fails here with the
-// tensor's name instead of panicking in a kernel.
-func New(m *model.Model) (*Engine, error) {
+// New builds the reference engine for m, whose KV cache grows up to the model's context
+// length. It checks that every weight has the shape the configuration implies, so a bad
+// model fails here with the tensor's name instead of panicking in a kernel.
+func New(m *model.Model) (*Engine, error) { return newEngine(m, refKernels, Name) }
+
+func newEngine(m *model.Model, k kernels, device string) (*Engine, error) {
 	c := m.Config
 	if err := m.Check(); err != nil {
 		return nil, fmt.Errorf("ref: %w", err)
@@ -88,6 +93,8 @@ func New(m *model.Model) (*Engine, error) {
 		m:      m,
 		c:      c,
 		pool:   newPool(workers),
+		k:      k,
+		device: device,
 		qDim:   c.NHead * c.HeadDim,
 		kvDim:  c.NHeadKV * c.HeadDim,
 		groups: c.NHead / c.NHeadKV,
@@ -162,7 +169,8 @@ func ropeTable(freq []float64, from, to int) (cos, sin []float32) {
 	return cos, sin
 }
 
-func (e *Engine) Device() string { return Name }
+// Device is "cpu" for the reference and "cpu-f64acc" for the float64-accumulating candidate.
+func (e *Engine) Device() string { return e.device }
 
 // Reset empties the KV cache. Nothing needs clearing: Forward at position p reads only the
 // cache rows of positions 0..p, which a run writes before it reads them, starting from 0.
@@ -191,35 +199,53 @@ func (e *Engine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, e
 			return nil, fmt.Errorf("ref: token %d at position %d outside the vocabulary (0..%d)", t, pos0+i, c.Vocab-1)
 		}
 	}
-	e.reserve(pos0 + len(tokens))
-	for i := 0; i < len(tokens); i += chunk {
-		j := min(i+chunk, len(tokens))
-		e.forward(tokens[i:j], pos0+i, tap, j == len(tokens))
-		if e.progress != nil && j < len(tokens) {
-			e.progress(pos0 + j)
+	e.run(engine.Span{Tokens: tokens, Pos0: pos0, N: len(tokens), Lo: 0, Hi: c.NLayer, WantLast: true}, tap)
+	return e.last, nil
+}
+
+// Replay runs layers lo..hi from rows, the residual stream entering layer lo at positions
+// pos0.., in the chunks Forward uses (engine.Replayer).
+func (e *Engine) Replay(lo, hi, pos0 int, rows []float32, tap *trace.Tap) error {
+	if err := engine.CheckReplay(e.c, lo, hi, pos0, len(rows)); err != nil {
+		return fmt.Errorf("ref: %w", err)
+	}
+	e.run(engine.Span{Rows: rows, Pos0: pos0, N: len(rows) / e.c.Dim, Lo: lo, Hi: hi}, tap)
+	return nil
+}
+
+// run splits s into chunks and runs them in order.
+func (e *Engine) run(s engine.Span, tap *trace.Tap) {
+	e.reserve(s.Pos0 + s.N)
+	for i := 0; i < s.N; i += chunk {
+		j := min(i+chunk, s.N)
+		e.forward(s.Part(i, j-i, e.c.Dim), tap)
+		if e.progress != nil && j < s.N {
+			e.progress(s.Pos0 + j)
 		}
 	}
-	return e.last, nil
 }
 
 // SetProgress makes Forward call f with the positions done after each chunk but the last
 // (engine.Progressor); nil stops it.
 func (e *Engine) SetProgress(f func(done int)) { e.progress = f }
 
-// forward runs one chunk of nt tokens at positions pos0..pos0+nt-1. Read it top to bottom:
-// it is the model, one tap per stage.
-func (e *Engine) forward(tokens []int32, pos0 int, tap *trace.Tap, wantLast bool) {
+// forward runs one chunk of s.N <= 64 positions through layers s.Lo..s.Hi. Read it top to
+// bottom: it is the model, one tap per stage.
+func (e *Engine) forward(s engine.Span, tap *trace.Tap) {
 	c, w := e.c, e.m.Weights
-	nt, dim := len(tokens), c.Dim
+	nt, dim, pos0 := s.N, c.Dim, s.Pos0
 	x, xb, q, att, out := e.x[:nt*dim], e.xb[:nt*dim], e.q[:nt*e.qDim], e.att[:nt*e.qDim], e.out[:nt*dim]
-	gate, up := e.gate[:nt*c.FFNDim], e.up[:nt*c.FFNDim]
 
-	for t, tok := range tokens {
-		copy(x[t*dim:(t+1)*dim], w.TokEmbd.Row(int(tok)))
+	if s.Tokens != nil {
+		for t, tok := range s.Tokens {
+			copy(x[t*dim:(t+1)*dim], w.TokEmbd.Row(int(tok)))
+		}
+		tap.Rows(golden.EmbedOut, -1, pos0, dim, x)
+	} else {
+		copy(x, s.Rows) // a replay: the given residual stream at layer lo's input
 	}
-	tap.Rows(golden.EmbedOut, -1, pos0, dim, x)
 
-	for l := range w.Layers {
+	for l := s.Lo; l <= min(s.Hi, c.NLayer-1); l++ {
 		L := &w.Layers[l]
 		k := e.keys[l][pos0*e.kvDim : (pos0+nt)*e.kvDim] // this chunk's rows of the cache
 		v := e.vals[l][pos0*e.kvDim : (pos0+nt)*e.kvDim]
@@ -228,14 +254,9 @@ func (e *Engine) forward(tokens []int32, pos0 int, tap *trace.Tap, wantLast bool
 		e.rmsnorm(xb, x, L.AttnNorm)
 		tap.Rows(golden.AttnIn, l, pos0, dim, xb)
 
-		e.matmul(q, &L.Wq, xb, nt)
-		e.matmul(k, &L.Wk, xb, nt)
-		e.matmul(v, &L.Wv, xb, nt)
-		if c.QKVBias { // part of the projections' stages, as llama.cpp adds them
-			addRows(q, L.Bq)
-			addRows(k, L.Bk)
-			addRows(v, L.Bv)
-		}
+		e.project(q, L, ProjQ, xb, nt)
+		e.project(k, L, ProjK, xb, nt)
+		e.project(v, L, ProjV, xb, nt)
 		tap.Rows(golden.QPreRope, l, pos0, e.qDim, q)
 		tap.Rows(golden.KPreRope, l, pos0, e.kvDim, k)
 		tap.Rows(golden.V, l, pos0, e.kvDim, v)
@@ -245,28 +266,28 @@ func (e *Engine) forward(tokens []int32, pos0 int, tap *trace.Tap, wantLast bool
 		tap.Rows(golden.QPostRope, l, pos0, e.qDim, q)
 		tap.Rows(golden.KPostRope, l, pos0, e.kvDim, k)
 
-		e.attention(att, q, l, pos0, nt)
+		e.attention(att, q, e.keys[l], e.vals[l], pos0, nt)
 		tap.Rows(golden.AttnCtx, l, pos0, e.qDim, att)
-		e.matmul(out, &L.Wo, att, nt)
+		e.project(out, L, ProjO, att, nt)
 		tap.Rows(golden.AttnOut, l, pos0, dim, out)
-		add(x, out)
+		add(x, x, out)
 		tap.Rows(golden.ResidualPostAttn, l, pos0, dim, x)
 
 		e.rmsnorm(xb, x, L.FFNNorm)
 		tap.Rows(golden.FFNNormIn, l, pos0, dim, xb)
-		e.matmul(gate, &L.WGate, xb, nt)
-		e.matmul(up, &L.WUp, xb, nt)
-		e.swiglu(gate, up)
-		e.matmul(out, &L.WDown, gate, nt)
+		e.mlp(out, L, xb, nt)
 		tap.Rows(golden.MLPOut, l, pos0, dim, out)
-		add(x, out)
+		add(x, x, out)
 		tap.Rows(golden.ResidualPostMLP, l, pos0, dim, x)
+	}
+	if s.Hi < c.NLayer {
+		return
 	}
 
 	// Logits only for the rows someone reads.
 	e.rows = e.rows[:0]
 	for t := range nt {
-		if (wantLast && t == nt-1) || tap.Want(golden.Logits, c.NLayer, pos0+t) {
+		if (s.WantLast && t == nt-1) || tap.Want(golden.Logits, c.NLayer, pos0+t) {
 			e.rows = append(e.rows, t)
 		}
 	}
@@ -275,30 +296,60 @@ func (e *Engine) forward(tokens []int32, pos0 int, tap *trace.Tap, wantLast bool
 	}
 	lin := e.lin[:len(e.rows)*dim]
 	for j, t := range e.rows {
-		e.rmsnorm(lin[j*dim:(j+1)*dim], x[t*dim:(t+1)*dim], w.OutNorm)
+		copy(lin[j*dim:(j+1)*dim], x[t*dim:(t+1)*dim])
 	}
 	logits := e.logits[:len(e.rows)*c.Vocab]
-	e.matmul(logits, &w.Output, lin, len(e.rows))
+	e.head(logits, lin, len(e.rows))
 	for j, t := range e.rows {
 		row := logits[j*c.Vocab : (j+1)*c.Vocab]
 		tap.Rows(golden.Logits, c.NLayer, pos0+t, c.Vocab, row)
-		if wantLast && t == nt-1 {
+		if s.WantLast && t == nt-1 {
 			e.last = row
 		}
 	}
 }
 
-// rmsnorm sets each row of out to x * g / sqrt(mean(x^2) + eps): out (n, dim), x (n, dim), g (dim).
+// rmsnorm sets each row of out to x * g / sqrt(mean(x^2) + eps): out (n, dim), x (n, dim),
+// g (dim). out may be x.
 func (e *Engine) rmsnorm(out, x, g []float32) {
 	dim := len(g)
 	for r := 0; r < len(x)/dim; r++ {
 		xr, or := x[r*dim:(r+1)*dim], out[r*dim:(r+1)*dim]
-		mean := dot(xr, xr) / float32(dim)
+		mean := e.k.dot(xr, xr) / float32(dim)
 		s := float32(1 / math.Sqrt(float64(mean+e.c.Eps)))
 		for i, xi := range xr {
 			or[i] = float32(xi*s) * g[i]
 		}
 	}
+}
+
+// project sets y (nt, rows) = x (nt, cols) W^T for the projection p of layer L: the one
+// place a projection's weight is applied, and where its bias (attn_q/k/v.bias of qwen2) is
+// added after the product, inside the projection's stage as llama.cpp adds it.
+func (e *Engine) project(y []float32, L *model.Layer, p Proj, x []float32, nt int) {
+	e.matmul(y, p.of(L), x, nt)
+	if b := p.bias(L); b != nil {
+		for r := 0; r < len(y); r += len(b) {
+			add(y[r:r+len(b)], y[r:r+len(b)], b)
+		}
+	}
+}
+
+// mlp sets out (nt, dim) to the SwiGLU MLP of x (nt, dim): W_down (silu(W_gate x) * W_up x),
+// through the gate and up buffers.
+func (e *Engine) mlp(out []float32, L *model.Layer, x []float32, nt int) {
+	gate, up := e.gate[:nt*e.c.FFNDim], e.up[:nt*e.c.FFNDim]
+	e.project(gate, L, ProjGate, x, nt)
+	e.project(up, L, ProjUp, x, nt)
+	e.swiglu(gate, up)
+	e.project(out, L, ProjDown, gate, nt)
+}
+
+// head sets logits (n, vocab) to the output projection of the final norm of x (n, dim),
+// normalised in place.
+func (e *Engine) head(logits, x []float32, n int) {
+	e.rmsnorm(x, x, e.m.Weights.OutNorm)
+	e.matmul(logits, &e.m.Weights.Output, x, n)
 }
 
 // rope rotates pair i < rope_dim/2 of every head of every row of v (n, heads*head_dim), row
@@ -326,18 +377,11 @@ func (e *Engine) rope(v []float32, pos0, heads int) {
 	}
 }
 
-// addRows adds b to every row of x (n, len(b)).
-func addRows(x, b []float32) {
-	for r := 0; r < len(x); r += len(b) {
-		add(x[r:r+len(b)], b)
-	}
-}
-
-// add sets x += y element by element.
-func add(x, y []float32) {
-	y = y[:len(x)]
-	for i := range x {
-		x[i] += y[i]
+// add sets out = x + y element by element; out may be x.
+func add(out, x, y []float32) {
+	x, y = x[:len(out)], y[:len(out)]
+	for i := range out {
+		out[i] = x[i] + y[i]
 	}
 }
 
@@ -363,6 +407,7 @@ func (t *swigluTask) do(_, b int) {
 
 // matmulTask computes y = W x for nt tokens, blocks of matmulBlock weight rows at a time.
 type matmulTask struct {
+	k     *kernels
 	w     *model.Matrix
 	x, y  []float32
 	nt    int
@@ -375,27 +420,28 @@ const matmulBlock = 16
 
 func (t *matmulTask) do(_, b int) {
 	r0 := b * matmulBlock
-	matmul(t.w.Data, t.w.Cols, t.x, t.nt, t.y, t.w.Rows, r0, min(r0+matmulBlock, t.nRows))
+	t.k.matmul(t.w.Data, t.w.Cols, t.x, t.nt, t.y, t.w.Rows, r0, min(r0+matmulBlock, t.nRows))
 }
 
 // matmul sets y (nt, rows) = x (nt, cols) W^T: y[t][r] = W.Row(r) . x[t].
 func (e *Engine) matmul(y []float32, w *model.Matrix, x []float32, nt int) {
-	e.mm = matmulTask{w: w, x: x, y: y, nt: nt, nRows: w.Rows}
+	e.mm = matmulTask{k: &e.k, w: w, x: x, y: y, nt: nt, nRows: w.Rows}
 	e.pool.run(&e.mm, (w.Rows+matmulBlock-1)/matmulBlock)
 }
 
 // attnTask is causal attention of one chunk; block b is (token b/heads, query head b%heads).
 type attnTask struct {
-	e      *Engine
-	out, q []float32
-	layer  int
-	pos0   int
+	e          *Engine
+	out, q     []float32
+	keys, vals []float32 // (positions, kv_dim): the layer's cache, or given rows
+	pos0       int
 }
 
 // attention sets out (nt, q_dim) to the attention context of the queries q (nt, q_dim) at
-// positions pos0.. over the cached keys and values of positions 0..pos of the layer.
-func (e *Engine) attention(out, q []float32, layer, pos0, nt int) {
-	e.attn.out, e.attn.q, e.attn.layer, e.attn.pos0 = out, q, layer, pos0
+// positions pos0.. over keys and values (pos0+nt or more rows of kv_dim): row t attends to
+// rows 0..pos0+t.
+func (e *Engine) attention(out, q, keys, vals []float32, pos0, nt int) {
+	e.attn.out, e.attn.q, e.attn.keys, e.attn.vals, e.attn.pos0 = out, q, keys, vals, pos0
 	e.pool.run(&e.attn, nt*e.c.NHead)
 }
 
@@ -408,7 +454,7 @@ func (a *attnTask) do(worker, b int) {
 	pos := a.pos0 + t
 	kvOff := (h / e.groups) * hd
 	q := a.q[t*e.qDim+h*hd : t*e.qDim+(h+1)*hd]
-	keys, vals := e.keys[a.layer], e.vals[a.layer]
+	keys, vals, dot := a.keys, a.vals, e.k.dot
 	s := e.scores[worker*e.c.CtxLen : worker*e.c.CtxLen+pos+1]
 
 	mx := float32(math.Inf(-1))

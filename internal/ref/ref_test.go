@@ -22,7 +22,26 @@ func (k rowKey) String() string { return fmt.Sprintf("%s layer %d pos %d", k.sta
 // capture runs tokens on route through a fresh engine and returns every row of every stage.
 func capture(t *testing.T, m *model.Model, tokens []int32, route string) map[rowKey][]float32 {
 	t.Helper()
-	e, err := New(m)
+	return captureWith(t, New, m, tokens, route)
+}
+
+// captureWith is capture on an engine built by newE.
+func captureWith(t *testing.T, newE func(*model.Model) (*Engine, error), m *model.Model, tokens []int32,
+	route string) map[rowKey][]float32 {
+	t.Helper()
+	return captureRoute(t, newE, m, len(tokens), route, func(e *Engine, pos0, n int, tap *trace.Tap) error {
+		_, err := e.Forward(tokens[pos0:pos0+n], pos0, tap)
+		return err
+	})
+}
+
+// captureRoute calls step on a fresh engine (newE) for positions 0..n-1 as route computes
+// them: all in one call (prefill), or one call a position (decode). It returns every row
+// of every stage traced.
+func captureRoute(t *testing.T, newE func(*model.Model) (*Engine, error), m *model.Model, n int, route string,
+	step func(e *Engine, pos0, n int, tap *trace.Tap) error) map[rowKey][]float32 {
+	t.Helper()
+	e, err := newE(m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +49,7 @@ func capture(t *testing.T, m *model.Model, tokens []int32, route string) map[row
 	rows := map[rowKey][]float32{}
 	all := trace.Plan{AllLayers: true, AllPositions: true, Prefill: true}
 	tap := &trace.Tap{
-		Sel: all.Resolve(m.Config.NLayer, len(tokens)),
+		Sel: all.Resolve(m.Config.NLayer, n),
 		Sink: func(st golden.Stage, layer, pos int, row []float32) {
 			k := rowKey{st, golden.LayerOf(st, layer, m.Config.NLayer), pos}
 			if _, dup := rows[k]; dup {
@@ -40,13 +59,13 @@ func capture(t *testing.T, m *model.Model, tokens []int32, route string) map[row
 		},
 	}
 	if route == golden.RoutePrefill {
-		if _, err := e.Forward(tokens, 0, tap); err != nil {
+		if err := step(e, 0, n, tap); err != nil {
 			t.Fatal(err)
 		}
 		return rows
 	}
-	for p := range tokens {
-		if _, err := e.Forward(tokens[p:p+1], p, tap); err != nil {
+	for p := range n {
+		if err := step(e, p, 1, tap); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -200,10 +219,11 @@ func relL2(got []float32, want []float64) float64 {
 }
 
 // TestForwardMatchesFloat64 checks every stage of every layer at every position, on both
-// routes, against the float64 pass: on the tiny model, on a random llama whose odd
-// dimensions exercise the kernels' tails, and on random models of each family: qwen2 with
-// Qwen2.5-0.5B's heads (14/2 of 64), qwen2 with a partial rotary dimension, and a llama
-// with RoPE frequency factors, linear scaling and tied output.
+// routes, against the float64 pass, for the reference and the cpu-f64acc candidate: on the
+// tiny model, on a random llama whose odd dimensions exercise the kernels' tails, and on
+// random models of each family: qwen2 with Qwen2.5-0.5B's heads (14/2 of 64), qwen2 with a
+// partial rotary dimension, and a llama with RoPE frequency factors, linear scaling and
+// tied output.
 func TestForwardMatchesFloat64(t *testing.T) {
 	tiny, err := model.Open(model.TinySpec)
 	if err != nil {
@@ -223,32 +243,38 @@ func TestForwardMatchesFloat64(t *testing.T) {
 	if testing.Short() {
 		cases = cases[1:] // the random models: seconds, not six more
 	}
+	engines := []struct {
+		name string
+		new  func(*model.Model) (*Engine, error)
+	}{{Name, New}, {F64AccName, NewF64Acc}} // the candidate is as correct as the reference
 	for _, c := range cases {
 		want := forward64(c.m, c.tokens)
-		for _, route := range []string{golden.RoutePrefill, golden.RouteDecode} {
-			t.Run(c.name+"/"+route, func(t *testing.T) {
-				got := capture(t, c.m, c.tokens, route)
-				if len(got) != len(want) {
-					t.Fatalf("%d rows traced, want %d", len(got), len(want))
-				}
-				worst, worstKey := 0.0, rowKey{}
-				for k, w := range want {
-					g, ok := got[k]
-					if !ok {
-						t.Fatalf("%v not traced", k)
+		for _, eng := range engines {
+			for _, route := range []string{golden.RoutePrefill, golden.RouteDecode} {
+				t.Run(eng.name+"/"+c.name+"/"+route, func(t *testing.T) {
+					got := captureWith(t, eng.new, c.m, c.tokens, route)
+					if len(got) != len(want) {
+						t.Fatalf("%d rows traced, want %d", len(got), len(want))
 					}
-					if len(g) != len(w) {
-						t.Fatalf("%v: %d values, want %d", k, len(g), len(w))
+					worst, worstKey := 0.0, rowKey{}
+					for k, w := range want {
+						g, ok := got[k]
+						if !ok {
+							t.Fatalf("%v not traced", k)
+						}
+						if len(g) != len(w) {
+							t.Fatalf("%v: %d values, want %d", k, len(g), len(w))
+						}
+						if e := relL2(g, w); e > worst {
+							worst, worstKey = e, k
+						}
 					}
-					if e := relL2(g, w); e > worst {
-						worst, worstKey = e, k
+					if worst > 1e-5 {
+						t.Errorf("%v: relative L2 error %.3g > 1e-5", worstKey, worst)
 					}
-				}
-				if worst > 1e-5 {
-					t.Errorf("%v: relative L2 error %.3g > 1e-5", worstKey, worst)
-				}
-				t.Logf("worst relative L2 error %.3g at %v", worst, worstKey)
-			})
+					t.Logf("worst relative L2 error %.3g at %v", worst, worstKey)
+				})
+			}
 		}
 	}
 }

@@ -151,7 +151,8 @@ func TestNewRejectsBadShapes(t *testing.T) {
 	}
 }
 
-// TestForwardDoesNotAllocate runs untraced decode steps and batched chunks.
+// TestForwardDoesNotAllocate runs untraced decode steps and batched chunks, by tokens and
+// by replay from given rows.
 func TestForwardDoesNotAllocate(t *testing.T) {
 	m := randomModel(testConfig, 1)
 	e, err := New(m)
@@ -175,5 +176,24 @@ func TestForwardDoesNotAllocate(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Errorf("prefill of 100 tokens: %v allocations", n)
+	}
+	rows := make([]float32, 100*testConfig.Dim)
+	for i := range rows {
+		rows[i] = float32(i%5) - 2
+	}
+	if n := testing.AllocsPerRun(3, func() {
+		if err := e.Replay(1, testConfig.NLayer, 0, rows, nil); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("replay of 100 positions: %v allocations", n)
+	}
+	if n := testing.AllocsPerRun(20, func() {
+		if err := e.Replay(0, 1, pos%100, rows[:testConfig.Dim], nil); err != nil {
+			t.Fatal(err)
+		}
+		pos++
+	}); n != 0 {
+		t.Errorf("replayed decode step: %v allocations", n)
 	}
 }

@@ -34,6 +34,8 @@ correct() {
 	bigmodel
 	step "tinyllama: GPU vs CPU reference, then three runs of the digests"
 	GRETA_MODEL=$BIG hiptest -test.v -test.count=1 -test.run 'TestMatchesReference/tinyllama' 2>&1 | tee "$OUT/hip_big.log" | grep -E '^(---|ok|FAIL|PASS)|hip_test'
+	step "tinyllama: own error against the CPU reference (replay), floors and planted 1e-4 faults"
+	GRETA_MODEL=$BIG hiptest -test.v -test.count=1 -test.run 'TestOwnError/tinyllama' 2>&1 | tee "$OUT/own_big.log" | grep -E '^\s*(---|ok|FAIL|PASS)|replay_test|\|'
 	for i in 1 2 3; do
 		GRETA_MODEL=$BIG hiptest -test.v -test.count=1 -test.run 'TestDigests' 2>&1 | grep 'digest ' | sed 's/ (.*//' | tee "$OUT/digest$i.log"
 	done
@@ -43,7 +45,7 @@ correct() {
 sanitize() {
 	step "compute-sanitizer memcheck: C test driver, then the rocm suite (tiny model)"
 	compute-sanitizer --tool memcheck ./kernels/build/kernel_test >"$OUT/memcheck_c.log" 2>&1; tail -1 "$OUT/memcheck_c.log"
-	(cd internal/hip && compute-sanitizer --tool memcheck "$ROOT/.gpu/hip.test" -test.v -test.count=1 -test.run 'TestDeterministic|TestDecodeRoute|TestErrorsName|TestFaultLocalisation|TestMatchesReference/tiny') >"$OUT/memcheck_go.log" 2>&1
+	(cd internal/hip && compute-sanitizer --tool memcheck "$ROOT/.gpu/hip.test" -test.v -test.count=1 -test.run 'TestDeterministic|TestDecodeRoute|TestErrorsName|TestFaultLocalisation|TestMatchesReference/tiny|TestReplayBitIdentical') >"$OUT/memcheck_go.log" 2>&1
 	grep -E '^(--- |PASS|FAIL|=====.*ERROR)' "$OUT/memcheck_go.log"
 }
 
