@@ -81,6 +81,10 @@ func Run(e Engine, m *model.Model, req Request) (*Result, error) {
 				i+1, f, f.Layer, cfg.NLayer, cfg.NLayer-1)
 		}
 	}
+	faults, err := trace.ResolveFaults(req.Faults, cfg.HeadDim, func(st golden.Stage) int { return StageWidth(cfg, st) })
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
 	route := req.Route
 	if route == "" {
 		route = golden.RoutePrefill
@@ -93,7 +97,7 @@ func Run(e Engine, m *model.Model, req Request) (*Result, error) {
 	rec := trace.NewRecorder(req.PromptID, n, cfg.NLayer, req.RawDir)
 	rec.Tokens = append(make([]int32, 0, n+gen), req.Tokens...)
 	rec.Route = route
-	tap := &trace.Tap{Sel: req.Plan.Resolve(cfg.NLayer, n), Faults: req.Faults, Sink: rec.Sink, SketchSink: rec.SinkSketched}
+	tap := &trace.Tap{Sel: req.Plan.Resolve(cfg.NLayer, n), Faults: faults, Sink: rec.Sink, SketchSink: rec.SinkSketched}
 	if req.Keep != nil {
 		keepRows(tap, req.Keep, cfg.NLayer, n+gen)
 	}
@@ -192,4 +196,19 @@ func union[T cmp.Ordered](a, b []T) []T {
 	out := slices.Concat(a, b)
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// StageWidth is the row width of stage st in a model of configuration c: the query heads for
+// q and the attention context, the key-value heads for k and v, the vocabulary for logits,
+// the model width for the residual stream and everything added to it.
+func StageWidth(c model.Config, st golden.Stage) int {
+	switch st {
+	case golden.QPreRope, golden.QPostRope, golden.AttnCtx:
+		return c.NHead * c.HeadDim
+	case golden.KPreRope, golden.KPostRope, golden.V:
+		return c.NHeadKV * c.HeadDim
+	case golden.Logits:
+		return c.Vocab
+	}
+	return c.Dim
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/gretabisect/gretabisect/golden"
 	"github.com/gretabisect/gretabisect/internal/engine"
 	"github.com/gretabisect/gretabisect/internal/model"
+	_ "github.com/gretabisect/gretabisect/internal/ref" // the "cpu" backend
 	_ "github.com/gretabisect/gretabisect/internal/testutil"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
@@ -174,6 +175,9 @@ func TestRunRejectsBadRequests(t *testing.T) {
 		{"fault at a missing layer", engine.Request{PromptID: "p", Tokens: []int32{1},
 			Faults: []trace.Fault{{Stage: golden.AttnOut, Layer: 2, PosMax: -1, Scale: 2}}},
 			"fault 1 (stage=attn_out,layer=2,scale=2): layer 2 is outside the model's 2 layers (0..1)"},
+		{"fault outside the stage's channels", engine.Request{PromptID: "p", Tokens: []int32{1},
+			Faults: []trace.Fault{{Stage: golden.Logits, Layer: trace.AnyLayer, PosMax: -1, ChLo: 8, ChLen: 4, Kind: trace.Zero}}},
+			"fault 1 (stage=logits,ch=8..11,zero): channels 8..11 outside the 10 channels of logits"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -325,5 +329,60 @@ func TestSpanPart(t *testing.T) {
 	tok := engine.Span{Tokens: []int32{5, 6, 7}, N: 3}.Part(1, 2, 4)
 	if diff := cmp.Diff([]int32{6, 7}, tok.Tokens); diff != "" || tok.Pos0 != 1 || tok.WantLast || tok.Rows != nil {
 		t.Errorf("part of tokens: %+v", tok)
+	}
+}
+
+// TestRunFaultsAgreeOnRoutes plants every kind of fault in the CPU reference running the tiny
+// model, past its 64-token prefill chunk: the prefill route (chunks of 64) and the decode
+// route (one token at a time) must record the same bits, and every fault must change them.
+func TestRunFaultsAgreeOnRoutes(t *testing.T) {
+	m, err := model.Open(model.TinySpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.Open("cpu", m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	tokens := make([]int32, 70)
+	for i := range tokens {
+		tokens[i] = int32(3 + i*7%(m.Config.Vocab-3))
+	}
+	plan := trace.Plan{Layers: []int{1}, AllPositions: true, Prefill: true, Decode: true, MaxNewTokens: 2,
+		Stages: []golden.Stage{golden.V, golden.AttnCtx, golden.MLPOut}}
+	hashes := func(route, spec string) map[golden.Key]string {
+		faults, err := trace.ParseFaults(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := engine.Run(e, m, engine.Request{PromptID: "p", Tokens: tokens, Plan: plan, Faults: faults, Route: route})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[golden.Key]string{}
+		for _, r := range res.Records {
+			out[golden.KeyOf(r)] = r.Hash
+		}
+		return out
+	}
+	clean := hashes(golden.RoutePrefill, "")
+	for _, spec := range []string{
+		"stage=v,layer=1,pos>=60,shift=5,head=1",
+		"stage=v,layer=1,every=7,phase=2,ch=3..9,zero",
+		"stage=attn_ctx,layer=1,head=2..3,pos=10..68,round=bf16",
+		"stage=mlp_out,layer=1,round=f16",
+		"stage=mlp_out,layer=1,pos=66,ch=5,nan",
+		"stage=attn_ctx,layer=1,every=64,sign",
+		"stage=v,layer=1,pos>=63,inf,ch=0",
+		"stage=mlp_out,layer=1,scale=1.001,add=0.5",
+	} {
+		pre, dec := hashes(golden.RoutePrefill, spec), hashes(golden.RouteDecode, spec)
+		if diff := cmp.Diff(pre, dec); diff != "" {
+			t.Errorf("%s: the routes differ (-prefill +decode):\n%s", spec, diff)
+		}
+		if cmp.Equal(pre, clean) {
+			t.Errorf("%s: nothing changed", spec)
+		}
 	}
 }

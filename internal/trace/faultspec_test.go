@@ -24,6 +24,17 @@ func TestParseFaults(t *testing.T) {
 			{Stage: golden.EmbedOut, Layer: AnyLayer, PosMin: 0, PosMax: -1, Scale: 1, Add: 1},
 			{Stage: golden.MLPOut, Layer: 0, PosMin: 0, PosMax: -1, Scale: 0.5},
 		}},
+		{"stage=attn_ctx,layer=1,head=2,every=16,phase=3,zero",
+			[]Fault{{Stage: golden.AttnCtx, Layer: 1, PosMax: -1, Every: 16, Phase: 3, HeadLo: 2, HeadLen: 1, Kind: Zero, Scale: 1}}},
+		{"stage=v,head=0..1,pos>=4,nan", []Fault{{Stage: golden.V, Layer: AnyLayer, PosMin: 4, PosMax: -1, HeadLen: 2, Kind: NaN, Scale: 1}}},
+		{"stage=mlp_out,ch=7,inf", []Fault{{Stage: golden.MLPOut, Layer: AnyLayer, PosMax: -1, ChLo: 7, ChLen: 1, Kind: Inf, Scale: 1}}},
+		{"stage=q_post_rope,ch=10..19,sign", []Fault{{Stage: golden.QPostRope, Layer: AnyLayer, PosMax: -1, ChLo: 10, ChLen: 10, Kind: Sign, Scale: 1}}},
+		{"stage=attn_out,round=bf16;stage=attn_out,round=f16", []Fault{
+			{Stage: golden.AttnOut, Layer: AnyLayer, PosMax: -1, Kind: RoundBF16, Scale: 1},
+			{Stage: golden.AttnOut, Layer: AnyLayer, PosMax: -1, Kind: RoundF16, Scale: 1},
+		}},
+		{"stage=k_post_rope,layer=2,pos>=5,shift=1", []Fault{{Stage: golden.KPostRope, Layer: 2, PosMin: 5, PosMax: -1, Kind: Shift, Shift: 1, Scale: 1}}},
+		{"stage=v,every=2,ch=0..3,scale=2,add=1", []Fault{{Stage: golden.V, Layer: AnyLayer, PosMax: -1, Every: 2, ChLen: 4, Scale: 2, Add: 1}}},
 		{"", nil},
 	}
 	for _, tt := range tests {
@@ -52,6 +63,24 @@ func TestParseFaultsErrors(t *testing.T) {
 		{"stage=v,scale=2,scale=3", `field "scale" given twice`},
 		{"stage=v,layer>=2,scale=2", `field "layer": operator ">=" is only allowed for pos`},
 		{"stage=v,scale=2;stage=v,junk", `fault 2 "stage=v,junk": field "junk": want name=value`},
+		{"stage=v,every=1,scale=2", `field "every": "1": want a period of 2 or more`},
+		{"stage=v,phase=3,scale=2", `field "phase" needs every=N`},
+		{"stage=v,every=4,phase=4,scale=2", `field "phase": 4 is not below every=4`},
+		{"stage=v,pos=5..6,every=8,phase=0,scale=2", `no position in pos=5..6 has p % 8 == 0`},
+		{"stage=v,head=1,ch=3,scale=2", `fields "head" and "ch": give one of them`},
+		{"stage=v,head=3..1,scale=2", `field "head": empty range "3..1"`},
+		{"stage=v,ch=x,scale=2", `field "ch": "x" is not a non-negative integer`},
+		{"stage=v,zero,scale=2", `give one kind (scale and add may go together)`},
+		{"stage=v,zero,nan", `give one kind`},
+		{"stage=v,round=f16,shift=2", `give one kind`},
+		{"stage=v,zero=1", `field "zero" takes no value`},
+		{"stage=v,zero,zero", `field "zero" given twice`},
+		{"stage=v,round=f8", `field "round": "f8": want f16 or bf16`},
+		{"stage=v,shift=0", `field "shift": "0": want a shift of 1 or more positions`},
+		{"stage=logits,shift=1", `logits exist only at traced positions`},
+		{"stage=v,pos<=2,shift=3", `positions pos<=2 have no row 3 positions earlier`},
+		{"stage=v,scale=1", `the fault changes nothing`},
+		{"stage=v,ch>=3,zero", `operator ">=" is only allowed for pos`},
 	}
 	for _, tt := range tests {
 		_, err := ParseFaults(tt.spec)
@@ -68,6 +97,13 @@ func TestFaultStringRoundTrip(t *testing.T) {
 		"stage=attn_ctx,pos<=10,scale=2",
 		"stage=logits,pos=3..7,scale=-1,add=0.25",
 		"stage=embed_out,add=1;stage=mlp_out,layer=0,scale=0.5",
+		"stage=attn_ctx,layer=1,pos>=3,every=16,phase=3,head=2,zero",
+		"stage=v,every=2,head=0..1,nan",
+		"stage=mlp_out,pos=2..9,ch=7,inf",
+		"stage=q_post_rope,ch=10..19,sign",
+		"stage=attn_out,round=bf16;stage=attn_out,round=f16",
+		"stage=k_post_rope,layer=2,pos>=5,shift=3",
+		"stage=v,every=2,ch=0..3,scale=2,add=1",
 	} {
 		faults, err := ParseFaults(spec)
 		if err != nil {
@@ -82,6 +118,7 @@ func TestFaultStringRoundTrip(t *testing.T) {
 func FuzzParseFaults(f *testing.F) {
 	f.Add("stage=k_post_rope,layer=3,pos>=826,scale=1.001")
 	f.Add("stage=v,pos=1..2,add=1;stage=logits,scale=2")
+	f.Add("stage=attn_ctx,layer=1,head=2..3,every=16,phase=3,zero;stage=v,ch=4,round=bf16;stage=v,pos>=2,shift=2")
 	f.Fuzz(func(t *testing.T, spec string) {
 		faults, err := ParseFaults(spec)
 		if err != nil {
