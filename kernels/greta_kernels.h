@@ -157,10 +157,21 @@ int greta_swiglu(greta_buf gate, greta_buf up, uint64_t count, greta_buf out);
 /* out[i] = a[i] + b[i] for count elements; out may be a or b. */
 int greta_add(greta_buf a, greta_buf b, uint64_t count, greta_buf out);
 
-/* Fault injection: rows row0..row0+nrows-1 of x (row width width) become x*scale + add,
- * rounded after the product and after the sum (never fused): the same bits as the CPU's
- * float32(x*scale) + add. */
-int greta_fault(greta_buf x, int width, int row0, int nrows, float scale, float add);
+/* Fault kinds: the values of trace.Kind. */
+enum {
+	GRETA_FAULT_AFFINE = 0,     /* x*scale + add, rounded after the product and after the sum */
+	GRETA_FAULT_ZERO = 1,       /* +0 */
+	GRETA_FAULT_NAN = 2,        /* the quiet NaN 0x7fc00000 */
+	GRETA_FAULT_INF = 3,        /* +Inf */
+	GRETA_FAULT_SIGN = 4,       /* the sign bit flipped */
+	GRETA_FAULT_ROUND_F16 = 5,  /* rounded to half precision, ties to even (golden.RoundF16) */
+	GRETA_FAULT_ROUND_BF16 = 6, /* rounded to bfloat16, ties to even (golden.RoundBF16) */
+};
+
+/* Fault injection: channels ch0..ch0+nch-1 of rows row0..row0+nrows-1 of x (row width
+ * width) are perturbed as kind says, with the same bits as the CPU's trace.Fault.Apply
+ * (never a fused multiply-add); scale and add are read for GRETA_FAULT_AFFINE only. */
+int greta_fault(greta_buf x, int width, int row0, int nrows, int ch0, int nch, int kind, float scale, float add);
 
 /* out[j,:] = src[rows[j],:] for j < nrows; rows is an int32 buffer; a row index outside
  * src yields a row of NaN. */

@@ -52,9 +52,38 @@ __global__ void add_kernel(const float *a, const float *b, uint64_t count, float
 	if (i < count) out[i] = __fadd_rn(a[i], b[i]);
 }
 
-__global__ void fault_kernel(float *x, uint64_t count, float scale, float add) {
+// round_f16 and round_bf16 are golden.RoundF16 and golden.RoundBF16, bit for bit: the same
+// integer operations, and for half's subnormals an exact scaling and a round to the nearest
+// integer, ties to even.
+__device__ float round_f16(float v) {
+	const uint32_t b = __float_as_uint(v), sign = b & 0x80000000u, abs = b & 0x7fffffffu;
+	if (abs > 0x7f800000u) return __uint_as_float(sign | 0x7fc00000u | (abs & 0x007fe000u));
+	if (abs >= 0x477ff000u) return __uint_as_float(sign | 0x7f800000u);
+	if (abs >= 0x38800000u) return __uint_as_float(sign | ((abs + 0x0fffu + ((abs >> 13) & 1u)) & ~0x1fffu));
+	const float q = rintf(__fmul_rn(__uint_as_float(abs), 16777216.0f));
+	return __uint_as_float(sign | __float_as_uint(__fmul_rn(q, 5.9604644775390625e-8f)));
+}
+
+__device__ float round_bf16(float v) {
+	const uint32_t b = __float_as_uint(v);
+	if ((b & 0x7fffffffu) > 0x7f800000u) return __uint_as_float((b & 0x80000000u) | 0x7fc00000u | (b & 0x007f0000u));
+	return __uint_as_float((b + 0x7fffu + ((b >> 16) & 1u)) & ~0xffffu);
+}
+
+// fault_kernel perturbs channels ch0..ch0+nch-1 of nrows rows of width width (trace.Fault.Apply).
+__global__ void fault_kernel(float *x, int width, int nrows, int ch0, int nch, int kind, float scale, float add) {
 	const uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
-	if (i < count) x[i] = __fadd_rn(__fmul_rn(x[i], scale), add);
+	if (i >= (uint64_t)nrows * nch) return;
+	float *e = x + (i / nch) * width + ch0 + i % nch;
+	switch (kind) {
+	case GRETA_FAULT_AFFINE: *e = __fadd_rn(__fmul_rn(*e, scale), add); break;
+	case GRETA_FAULT_ZERO: *e = 0.0f; break;
+	case GRETA_FAULT_NAN: *e = __uint_as_float(0x7fc00000u); break;
+	case GRETA_FAULT_INF: *e = __uint_as_float(0x7f800000u); break;
+	case GRETA_FAULT_SIGN: *e = __uint_as_float(__float_as_uint(*e) ^ 0x80000000u); break;
+	case GRETA_FAULT_ROUND_F16: *e = round_f16(*e); break;
+	case GRETA_FAULT_ROUND_BF16: *e = round_bf16(*e); break;
+	}
 }
 
 __global__ void gather_kernel(const float *src, int src_rows, int width, const int32_t *rows, float *out) {
@@ -157,18 +186,23 @@ int greta_add(greta_buf a, greta_buf b, uint64_t count, greta_buf out) {
 	return launched(fn);
 }
 
-int greta_fault(greta_buf x, int width, int row0, int nrows, float scale, float add) {
+int greta_fault(greta_buf x, int width, int row0, int nrows, int ch0, int nch, int kind, float scale, float add) {
 	const char *fn = "fault";
 	int rc = ready(fn);
 	if (!rc) rc = positive(fn, "width", width);
 	if (!rc) rc = positive(fn, "nrows", nrows);
+	if (!rc) rc = positive(fn, "nch", nch);
 	if (rc) return rc;
 	if (row0 < 0) return fail(GRETA_ERR_ARG, "%s: row0 = %d, must not be negative", fn, row0);
+	if (ch0 < 0 || ch0 + (long long)nch > width)
+		return fail(GRETA_ERR_ARG, "%s: channels %d..%lld outside the row width %d", fn, ch0, ch0 + (long long)nch - 1, width);
+	if (kind < GRETA_FAULT_AFFINE || kind > GRETA_FAULT_ROUND_BF16)
+		return fail(GRETA_ERR_ARG, "%s: unknown kind %d", fn, kind);
 	rc = need(fn, "x", x, (uint64_t)(row0 + (uint64_t)nrows) * width);
 	if (rc) return rc;
-	const uint64_t count = (uint64_t)nrows * width;
-	fault_kernel<<<blocks(count, kElemThreads), kElemThreads>>>(ptr<float>(x) + (size_t)row0 * width, count, scale,
-	                                                            add);
+	const uint64_t count = (uint64_t)nrows * nch;
+	fault_kernel<<<blocks(count, kElemThreads), kElemThreads>>>(ptr<float>(x) + (size_t)row0 * width, width, nrows, ch0,
+	                                                            nch, kind, scale, add);
 	return launched(fn);
 }
 

@@ -358,11 +358,16 @@ func (e *Engine) trace(tap *trace.Tap, st golden.Stage, layer, pos0, n, w int, b
 
 // faults applies every fault of the tap that matches stage st at layer to the rows of b, in
 // the tap's order, one launch per run of consecutive matching rows of b. rows maps b's rows
-// to pass rows (nil: row i is pass row i).
+// to pass rows (nil: row i is pass row i). A row shift needs rows of earlier passes, which
+// the device does not keep: it is refused.
 func (e *Engine) faults(tap *trace.Tap, st golden.Stage, layer, pos0, n, w int, b buf, rows []int32) error {
 	if tap == nil {
 		return nil
 	}
+	// The kernel's GRETA_FAULT_* are trace.Kind's values: a difference does not compile.
+	_ = [1]struct{}{}[(trace.Affine-C.GRETA_FAULT_AFFINE)|(trace.Zero-C.GRETA_FAULT_ZERO)|(trace.NaN-C.GRETA_FAULT_NAN)|
+		(trace.Inf-C.GRETA_FAULT_INF)|(trace.Sign-C.GRETA_FAULT_SIGN)|(trace.RoundF16-C.GRETA_FAULT_ROUND_F16)|
+		(trace.RoundBF16-C.GRETA_FAULT_ROUND_BF16)]
 	pos := func(i int) int {
 		if rows != nil {
 			return pos0 + int(rows[i])
@@ -370,17 +375,22 @@ func (e *Engine) faults(tap *trace.Tap, st golden.Stage, layer, pos0, n, w int, 
 		return pos0 + i
 	}
 	for _, f := range tap.Faults {
+		ch0, nch := f.Channels(w)
 		for i := 0; i < n; {
 			if !f.Matches(st, layer, pos(i)) {
 				i++
 				continue
 			}
+			if f.Kind == trace.Shift {
+				return fmt.Errorf("hip: fault %s: a row shift is not supported on the hip backend (it takes rows of earlier passes, which the device does not keep); plant it on the cpu backend", f)
+			}
 			j := i + 1
 			for j < n && f.Matches(st, layer, pos(j)) {
 				j++
 			}
-			if rc := C.greta_fault(b, C.int(w), C.int(i), C.int(j-i), C.float(f.Scale), C.float(f.Add)); rc != 0 {
-				return fail(rc, "fault", st.String(), layer, "x [%d %d] rows %d..%d", n, w, i, j-1)
+			if rc := C.greta_fault(b, C.int(w), C.int(i), C.int(j-i), C.int(ch0), C.int(nch), C.int(f.Kind),
+				C.float(f.Scale), C.float(f.Add)); rc != 0 {
+				return fail(rc, "fault", st.String(), layer, "x [%d %d] rows %d..%d channels %d..%d", n, w, i, j-1, ch0, ch0+nch-1)
 			}
 			i = j
 		}

@@ -272,6 +272,12 @@ func TestFaultLocalisation(t *testing.T) {
 		{Stage: golden.MLPOut, Layer: 8, PosMin: 826, PosMax: 826, Scale: 1.02},
 		{Stage: golden.ResidualPostMLP, Layer: trace.AnyLayer, PosMin: 826, PosMax: 826, Scale: 1.001},
 		{Stage: golden.Logits, PosMin: 826, PosMax: 826, Scale: 1, Add: 1},
+		// The shapes the device kernel applies besides scale and add.
+		{Stage: golden.AttnCtx, Layer: 2, PosMin: 826, PosMax: -1, HeadLo: 1, HeadLen: 1, Kind: trace.Zero},
+		{Stage: golden.MLPOut, Layer: 4, PosMax: -1, Every: 64, Phase: 5, ChLo: 10, ChLen: 20, Kind: trace.Sign},
+		{Stage: golden.QPostRope, Layer: 1, PosMin: 826, PosMax: -1, Kind: trace.RoundBF16},
+		{Stage: golden.V, Layer: 0, PosMin: 826, PosMax: 826, ChLo: 3, ChLen: 1, Kind: trace.NaN},
+		{Stage: golden.Logits, PosMin: 826, PosMax: 826, ChLo: 7, ChLen: 1, Kind: trace.Inf},
 	}
 	first := func(recs []golden.Record) string {
 		rep, err := golden.CompareRecords(recs, clean, golden.Tolerance)
@@ -295,6 +301,19 @@ func TestFaultLocalisation(t *testing.T) {
 				t.Errorf("GPU FIRST_FAIL %s, CPU %s", got, want)
 			}
 		})
+	}
+}
+
+// TestShiftRefused: a row shift needs rows of earlier passes, which the device does not
+// keep; the run is refused with one line naming the fault.
+func TestShiftRefused(t *testing.T) {
+	m := testModels(t)["tiny"]
+	gpu := openGPU(t, m)
+	p := standardPrompts(t, m)[0]
+	_, err := engine.Run(gpu, m, engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: trace.DefaultPlan(),
+		Faults: []trace.Fault{{Stage: golden.V, Layer: 1, PosMin: 2, PosMax: -1, Kind: trace.Shift, Shift: 1}}})
+	if err == nil || !strings.Contains(err.Error(), "fault stage=v,layer=1,pos>=2,shift=1: a row shift is not supported on the hip backend") {
+		t.Errorf("a shift on the GPU: %v", err)
 	}
 }
 

@@ -302,6 +302,67 @@ static void test_attention() {
 	}
 }
 
+static float from_bits(uint32_t u) {
+	float f;
+	std::memcpy(&f, &u, 4);
+	return f;
+}
+
+// The host's twins of golden.RoundF16 and golden.RoundBF16 (whose Go tests check them against
+// a search over every half value): the device must give the same bits.
+static float host_round_f16(float v) {
+	const uint32_t b = bits(v), sign = b & 0x80000000u, abs = b & 0x7fffffffu;
+	if (abs > 0x7f800000u) return from_bits(sign | 0x7fc00000u | (abs & 0x007fe000u));
+	if (abs >= 0x477ff000u) return from_bits(sign | 0x7f800000u);
+	if (abs >= 0x38800000u) return from_bits(sign | ((abs + 0x0fffu + ((abs >> 13) & 1u)) & ~0x1fffu));
+	const double q = std::nearbyint((double)from_bits(abs) * 16777216.0);
+	return from_bits(sign | bits((float)(q / 16777216.0)));
+}
+
+static float host_round_bf16(float v) {
+	const uint32_t b = bits(v);
+	if ((b & 0x7fffffffu) > 0x7f800000u) return from_bits((b & 0x80000000u) | 0x7fc00000u | (b & 0x007f0000u));
+	return from_bits((b + 0x7fffu + ((b >> 16) & 1u)) & ~0xffffu);
+}
+
+// test_fault_kinds applies each fault kind to a channel range of some rows: those elements
+// must be what trace.Fault.Apply makes of them, bit for bit, and every other one untouched.
+static void test_fault_kinds() {
+	const int width = 40, rows = 9, row0 = 3, nrows = 4, ch0 = 5, nch = 30;
+	auto x = randv((size_t)width * rows, -2, 2);
+	// Values where rounding is delicate: half's subnormals, ties, overflow, a NaN, infinities.
+	const float special[] = {1e-6f, -3e-8f, 2.9802322e-8f, 65519.f, 65520.f, 1e10f, -0.f, from_bits(0x3f808000u),
+	                         from_bits(0x3f801000u), from_bits(0x7fa00001u), INFINITY, -INFINITY, 5.9604645e-8f};
+	for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) x[(size_t)(row0 + 1) * width + ch0 + i] = special[i];
+	const struct {
+		int kind;
+		const char *name;
+		float (*want)(float);
+	} kinds[] = {
+		{GRETA_FAULT_ZERO, "zero", [](float) { return 0.0f; }},
+		{GRETA_FAULT_NAN, "nan", [](float) { return from_bits(0x7fc00000u); }},
+		{GRETA_FAULT_INF, "inf", [](float) { return (float)INFINITY; }},
+		{GRETA_FAULT_SIGN, "sign", [](float v) { return from_bits(bits(v) ^ 0x80000000u); }},
+		{GRETA_FAULT_ROUND_F16, "round=f16", host_round_f16},
+		{GRETA_FAULT_ROUND_BF16, "round=bf16", host_round_bf16},
+	};
+	for (const auto &k : kinds) {
+		greta_buf xb = dev(x);
+		CHECK(greta_fault(xb, width, row0, nrows, ch0, nch, k.kind, 0, 0));
+		auto got = host(xb, x.size());
+		int diff = 0;
+		for (int r = 0; r < rows; r++)
+			for (int c = 0; c < width; c++) {
+				const size_t i = (size_t)r * width + c;
+				const bool hit = r >= row0 && r < row0 + nrows && c >= ch0 && c < ch0 + nch;
+				diff += bits(got[i]) != bits(hit ? k.want(x[i]) : x[i]);
+			}
+		expect(diff == 0, std::string("fault ") + k.name + " on channels 5..34 of rows 3..6 bit for bit, others untouched (" +
+		                      std::to_string(diff) + " differ)");
+		greta_free(xb);
+	}
+}
+
 static void test_elementwise() {
 	const size_t count = 100003;
 	auto g = randv(count, -8, 8), u = randv(count), a = randv(count);
@@ -324,7 +385,7 @@ static void test_elementwise() {
 	const float sc = 1.001f, ad = -0.37f;
 	auto x = randv((size_t)width * rows);
 	greta_buf xb = dev(x);
-	CHECK(greta_fault(xb, width, row0, nrows, sc, ad));
+	CHECK(greta_fault(xb, width, row0, nrows, 0, width, GRETA_FAULT_AFFINE, sc, ad));
 	auto got = host(xb, x.size());
 	int diff = 0, fused = 0;
 	for (int r = 0; r < rows; r++)
@@ -337,6 +398,8 @@ static void test_elementwise() {
 		}
 	expect(diff == 0, "fault rows = float32(x*scale)+add bit for bit, other rows untouched (" + std::to_string(fused) +
 	                      " elements where fused would differ)");
+
+	test_fault_kinds();
 
 	std::vector<int32_t> idx = {3, 0, 3, 99};
 	greta_buf ib, gout = poisoned(idx.size() * width);
@@ -438,8 +501,12 @@ static void test_errors() {
 	             "prefill attention with head_dim 24 is refused");
 	expect_error(greta_attention_decode(big, big, big, 2, 0, 3, 2, 8, big, big), GRETA_ERR_ARG, "not a multiple",
 	             "3 heads over 2 KV heads is refused");
-	expect_error(greta_fault(small, 5, 1, 2, 1, 0), GRETA_ERR_ARG, "x holds 10 elements, the shapes need 15",
-	             "a fault past the end is refused");
+	expect_error(greta_fault(small, 5, 1, 2, 0, 5, GRETA_FAULT_AFFINE, 1, 0), GRETA_ERR_ARG,
+	             "x holds 10 elements, the shapes need 15", "a fault past the end is refused");
+	expect_error(greta_fault(small, 5, 0, 1, 3, 3, GRETA_FAULT_ZERO, 1, 0), GRETA_ERR_ARG,
+	             "channels 3..5 outside the row width 5", "a fault past the row's channels is refused");
+	expect_error(greta_fault(small, 5, 0, 1, 0, 5, 7, 1, 0), GRETA_ERR_ARG, "unknown kind 7",
+	             "a fault of an unknown kind (a shift) is refused");
 	expect_error(greta_embed(small, 70000, big, 10, 10, big), GRETA_ERR_ARG, "at most 65535 per launch",
 	             "an embedding of 70000 rows in one launch is refused");
 	expect_error(greta_sketch(big, 2, 5, big, small), GRETA_ERR_ARG, "out holds 10 elements, the shapes need 392",
