@@ -68,6 +68,9 @@ type PromptResult struct {
 	HashOnly        int    // differing records a tolerance policy compared by hash: no size known
 	WithinTolerance int    // records whose hashes differ but a tolerance policy accepted
 	Crash           *Crash // how the candidate's run ended early; nil when it did not
+	// Shape describes the divergence at its isolated origin (DiagnoseShape); nil when none
+	// was diagnosed. Reports render it.
+	Shape *Shape
 
 	grid     map[cellKey]*cell  // heatmap cells
 	nLayer   int                // the layer logits records carry (n_layer), 0 when none
