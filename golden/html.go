@@ -18,6 +18,7 @@ type htmlPrompt struct {
 	Failures  []htmlFailure
 	More      int // failures beyond MaxTableRows
 	Bisection *htmlBisection
+	ShapeView *htmlShape // the shape section, nil without a shape
 }
 
 // htmlBisection is what the extra runs did, for a prompt that has them.
@@ -47,7 +48,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	}{Summary: r.Summary(), Policy: r.Policy.Name, Notes: r.Notes, Legend: legend(), FirstColour: colourFirstFail}
 	data.Categories = r.rootCauses()
 	for _, p := range r.Prompts {
-		hp := htmlPrompt{PromptResult: p, Line: p.Line(), Heatmap: p.heatmap()}
+		hp := htmlPrompt{PromptResult: p, Line: p.Line(), Heatmap: p.heatmap(), ShapeView: shapeView(p.Shape)}
 		if len(p.Extra) > 0 {
 			hp.Bisection = &htmlBisection{RunsText: p.RunsText(), TracedLine: p.FirstTraced.Line(), Runs: p.extraRunRows()}
 		}

@@ -243,6 +243,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		b.WriteString("\n## Missing records\n\n")
 		b.Write(missing.Bytes())
 	}
+	b.WriteString(shapeMarkdown(r.Prompts))
 	if len(r.Notes) > 0 {
 		b.WriteString("\n## Notes\n\n")
 		for _, n := range r.Notes {
@@ -340,6 +341,7 @@ type (
 		Failures           []jsonFailure `json:"failures"`
 		MissingInCandidate []jsonKey     `json:"missing_in_candidate"`
 		MissingInBaseline  []jsonKey     `json:"missing_in_baseline"`
+		Shape              *jsonShape    `json:"shape"`
 	}
 	jsonFailure struct {
 		PosID           int       `json:"pos_id"`
@@ -472,6 +474,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 			PromptID: p.PromptID, Status: p.Status, Compared: p.Compared, Mismatched: p.Mismatched,
 			Missing: p.Missing(), Failures: []jsonFailure{}, Crash: toJSONCrash(p.Crash),
 			MissingInCandidate: toJSONKeys(p.MissingInCandidate), MissingInBaseline: toJSONKeys(p.MissingInBaseline),
+			Shape: shapeJSON(p.Shape),
 		}
 		for i := range p.Failures {
 			jp.Failures = append(jp.Failures, toJSONFailure(&p.Failures[i]))
