@@ -13,7 +13,7 @@ import (
 // TestHeatmapScreenshot renders the demo report in headless Chromium through
 // scripts/heatmap-screenshot.sh and checks that the picture shows the heatmap: cells in the
 // identical colour, in several error decades, in the size-unknown colour, and the FIRST_FAIL
-// outline.
+// outline; and the shape section of p0_short: its strips of positions and channels.
 func TestHeatmapScreenshot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a browser; skipped with -short")
@@ -29,7 +29,7 @@ func TestHeatmapScreenshot(t *testing.T) {
 	}
 	dir := t.TempDir()
 	page, shot := filepath.Join(dir, "report.html"), filepath.Join(dir, "shot.png")
-	if err := demoReport(t).WriteFile(page, FormatHTML); err != nil {
+	if err := demoShapeReport(t).WriteFile(page, FormatHTML); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command("../scripts/heatmap-screenshot.sh", page, shot, "1200,1700").CombinedOutput()
@@ -78,8 +78,17 @@ func TestHeatmapScreenshot(t *testing.T) {
 	if decades < 3 {
 		t.Errorf("%d error decades drawn as cells, want at least 3 (pixel counts %v)", decades, counts)
 	}
-	t.Logf("pixels per colour: identical %d, size unknown %d, outline %d, %d decades drawn",
-		counts[colourIdentical], counts[colourUnsized], counts[colourFirstFail], decades)
+	// The shape's strips, 720x14 each: 37 of 40 positions and 1 of 8 heads divergent.
+	const stripPixels = 720 * 14
+	wantDiv := stripPixels*37/40 + stripPixels/8
+	if d := counts[colourDivergent]; d < wantDiv*9/10 || d > wantDiv*11/10 {
+		t.Errorf("shape strips: %d divergent pixels (%s), want about %d", d, colourDivergent, wantDiv)
+	}
+	if c := counts[colourClean]; c < (2*stripPixels-wantDiv)*9/10 {
+		t.Errorf("shape strips: %d clean pixels (%s), want about %d", c, colourClean, 2*stripPixels-wantDiv)
+	}
+	t.Logf("pixels per colour: identical %d, size unknown %d, outline %d, %d decades drawn; shape strips: divergent %d, clean %d",
+		counts[colourIdentical], counts[colourUnsized], counts[colourFirstFail], decades, counts[colourDivergent], counts[colourClean])
 }
 
 func hexAt(img image.Image, x, y int) string {
