@@ -28,6 +28,10 @@ type run struct {
 	// know of its trace (nil drops it). In-process engines have nothing to leave.
 	log, rows string
 	note      func(string)
+	// rawDir, when set, is an existing folder where an in-process engine writes every traced
+	// row as .npy, raw_file naming it (the shape's run; an external engine keeps its rows in
+	// rows).
+	rawDir string
 }
 
 func (r run) notef(format string, args ...any) {
@@ -79,7 +83,7 @@ func (t *engineTracer) Trace(r run, progress func(done, total int)) ([]golden.Re
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	res, err := engine.Run(t.e, t.m, engine.Request{
-		PromptID: r.prompt.ID, Tokens: r.tokens, Plan: r.plan, Faults: r.faults, Progress: progress,
+		PromptID: r.prompt.ID, Tokens: r.tokens, Plan: r.plan, Faults: r.faults, RawDir: r.rawDir, Progress: progress,
 	})
 	if res == nil {
 		return nil, err

@@ -39,6 +39,11 @@ type PromptReport struct {
 	Origin      *Origin
 	// Isolated is the failure of the origin's record (FirstTraced when no re-run moved it).
 	Isolated *golden.Failure
+	// Shape is what the divergence looks like at the origin (positions, channels, kind and
+	// hypothesis), from one more run of the origin's stage at every position; ShapeErr says
+	// why there is none where self-bisection ran. Both nil when nothing diverged.
+	Shape    *golden.Shape
+	ShapeErr error
 	// Result is the comparison of the planned trace (golden's record-level outcome).
 	Result *golden.PromptResult
 	Err    error // why the prompt could not be compared
@@ -321,6 +326,7 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 			return fmt.Errorf("self-bisection isolated %s but its runs' first failure is %s", isolated.Line(), res.FirstFail.Line())
 		}
 		pr.Origin = o
+		s.diagnoseShape(pr, r)
 	}
 	origin := res.FirstFail
 	pr.Isolated = origin
