@@ -211,6 +211,7 @@ func (s *session) failureMessage(pr *PromptReport, origin *golden.Failure, cand,
 	var b strings.Builder
 	b.WriteString(pr.Line)
 	b.WriteString("\n")
+	b.WriteString(pr.shapeLine())
 	first := pr.FirstTraced
 	b.WriteString("  | Prompt | Position | Layer | Tensor | Hash Match | MAE | rel_l2 | FIRST_FAIL |\n")
 	row := func(f *golden.Failure, mark string) {
