@@ -63,7 +63,7 @@ func (s *session) shapeOf(o *Origin, r run) (*golden.Shape, error) {
 		sides[i] = map[golden.Key]golden.Record{}
 		for _, rec := range recs {
 			if rec.RawFile == "" {
-				return nil, fmt.Errorf("%s gives no raw rows", t.Device())
+				return nil, fmt.Errorf("%s gives no raw rows (an external engine gives them as .npy files beside its trace, named by raw_file)", t.Device())
 			}
 			rec.RawFile = filepath.Join(ri.rawDir, rec.RawFile)
 			sides[i][golden.KeyOf(rec)] = rec

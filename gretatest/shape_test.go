@@ -238,3 +238,28 @@ func intsText(v []int) []string {
 	}
 	return out
 }
+
+// TestShapeExec diagnoses a bug planted in an external engine (internal/fakeengine through
+// GRETA_BACKEND's exec: form) that writes raw rows beside its trace.
+func TestShapeExec(t *testing.T) {
+	bin := buildFakeEngine(t)
+	m, err := model.Open(model.TinySpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p16, err := prompts.Standard(prompts.P6Len16, m.Tokenizer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &fakeTB{name: "TestShapeExec"}
+	backend := "exec:" + bin + " --model {model} --prompt-file {prompt} --raw-only --plant stage=attn_ctx,layer=5,pos>=16,head=2,zero"
+	pr := Bisect(tb, []Prompt{TokenPrompt("m50", p16.Tokens[:m50Len]...)}, LoadedModel(model.TinySpec, m), Backend(backend),
+		Baseline(), MaxNewTokens(2), Env(func(string) string { return "" }), NoArtifacts(), Update(false)).Prompts[0]
+	if pr.Shape == nil {
+		t.Fatalf("no shape: %v\n%s", pr.ShapeErr, strings.Join(tb.errors, "\n"))
+	}
+	c := shapeCase{pos: "from 16", ch: "heads 2", kind: "zero", hyp: golden.HypothesisMemoryLayout}
+	if errs := checkShapeWords(pr.Shape, c); len(errs) > 0 {
+		t.Errorf("%s\n%s", strings.Join(errs, "\n"), pr.Shape.Line())
+	}
+}
