@@ -217,7 +217,7 @@ func DiagnoseShape(in ShapeInput) (*Shape, error) {
 	}
 	sh.Positions = d.positionShape(rows)
 	sh.Channels = d.channelShape(chans, sh.Channels.NHeads)
-	sh.Hypothesis, sh.Evidence = hypothesis(sh, in.NPrompt, d.growth(rows, chans))
+	sh.Hypothesis, sh.Evidence = hypothesis(sh, in.NPrompt, d.growth(chans))
 	return sh, nil
 }
 
@@ -930,14 +930,12 @@ func (d *shapeData) channelShape(cls []int, nHeads int) ChannelShape {
 	return s
 }
 
-// growth is how much the relative error of the divergent rows grows from the first quarter
-// of them to the last (1 when it does not, or cannot be told).
-func (d *shapeData) growth(rows, chans []int) float64 {
+// growth is how much the relative error grows along the positions: the mean over the last
+// quarter of the rows that differ at all over the mean over the first quarter (1 when it
+// cannot be told). Rows are measured over the divergent channels.
+func (d *shapeData) growth(chans []int) float64 {
 	var errs []float64
-	for r, k := range rows {
-		if k != clsIn {
-			continue
-		}
+	for r := 0; r < d.n; r++ {
 		var num, den float64
 		for c, kc := range chans {
 			if kc == clsIn {
@@ -946,7 +944,7 @@ func (d *shapeData) growth(rows, chans []int) float64 {
 				den += y * y
 			}
 		}
-		if den > 0 && !math.IsNaN(num) && !math.IsInf(num, 0) {
+		if num > 0 && den > 0 && !math.IsNaN(num) && !math.IsInf(num, 0) {
 			errs = append(errs, math.Sqrt(num/den))
 		}
 	}
@@ -961,11 +959,7 @@ func (d *shapeData) growth(rows, chans []int) float64 {
 		}
 		return s / float64(len(v))
 	}
-	first, last := mean(errs[:q]), mean(errs[len(errs)-q:])
-	if first <= 0 {
-		return 1
-	}
-	return last / first
+	return mean(errs[len(errs)-q:]) / mean(errs[:q])
 }
 
 // hypothesis maps a shape onto the seed's four hypotheses, first rule that fits.
@@ -984,6 +978,9 @@ func hypothesis(sh *Shape, nPrompt int, growth float64) (Hypothesis, string) {
 		return HypothesisMemoryLayout, fmt.Sprintf("%s at %s: an index or stride into the rows is off", what, st)
 	case pos.Decode && pos.Pattern != PositionsScattered:
 		return HypothesisKVCache, fmt.Sprintf("the %d prompt positions are clean and the decode positions diverge: the decode path, which reads the KV cache, differs from the prefill", nPrompt)
+	case k.Name == KindNoise && (st == QPostRope || st == KPostRope) && growth >= 2:
+		return HypothesisPositionEncoding, fmt.Sprintf("differences of %s ulp (median) with both signs after RoPE, with clean inputs, growing %sx from the first positions that differ to the last: the rotation's angles lose precision as positions grow",
+			formatNum(k.ULPMedian), formatNum(growth))
 	case k.Name == KindNoise:
 		return HypothesisPrecision, fmt.Sprintf("differences of %s ulp (median; at most %s) with both signs: rounding or accumulation order",
 			formatNum(k.ULPMedian), formatNum(k.ULPMax))
@@ -1001,11 +998,8 @@ func hypothesis(sh *Shape, nPrompt int, growth float64) (Hypothesis, string) {
 	case k.Name == KindNaN:
 		return HypothesisMemoryLayout, fmt.Sprintf("NaN in part of the rows of %s: memory read before anything was written", st)
 	case st == QPostRope || st == KPostRope:
-		e := fmt.Sprintf("%s diverges while %s before RoPE is clean at every position: the rotation (its angles, the position it is given or the pairing of dimensions)", st, map[Stage]Stage{QPostRope: QPreRope, KPostRope: KPreRope}[st])
-		if growth >= 2 {
-			e += fmt.Sprintf("; the error grows %sx from the first divergent positions to the last", formatNum(growth))
-		}
-		return HypothesisPositionEncoding, e
+		return HypothesisPositionEncoding, fmt.Sprintf("%s diverges while %s before RoPE is clean at every position: the rotation (its angles, the position it is given or the pairing of dimensions)",
+			st, map[Stage]Stage{QPostRope: QPreRope, KPostRope: KPreRope}[st])
 	case st == AttnCtx:
 		e := "q, k and v are clean at every position and the attention context is not: attention read keys or values other than those written (the cache's contents, its length or the mask)"
 		if ch.Pattern == ChannelsHeads {

@@ -277,6 +277,22 @@ func TestDiagnoseShapeNoiseOnly(t *testing.T) {
 		t.Errorf("line %q", sh.Line())
 	}
 
+	// Noise after RoPE that grows with position: the angles.
+	cand2, base2 := synthRows(rng, 64, 64, 0)
+	for p := range cand2 {
+		for i := range cand2[p] {
+			u := 1 + float64(p)*1e-7*float64(1-2*rng.IntN(2))
+			cand2[p][i] = float32(float64(base2[p][i]) * u)
+		}
+	}
+	sh, err = golden.DiagnoseShape(golden.ShapeInput{Stage: golden.KPostRope, Origin: 1, HeadDim: 32, NPrompt: 64, Pos: seq(64), Cand: cand2, Base: base2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sh.Kind.Name != golden.KindNoise || sh.Hypothesis != golden.HypothesisPositionEncoding || !strings.Contains(sh.Evidence, "growing") {
+		t.Errorf("noise growing with position after RoPE: %s", sh.Line())
+	}
+
 	// Identical rows have no shape.
 	if _, err := golden.DiagnoseShape(golden.ShapeInput{Stage: golden.AttnOut, HeadDim: 32, Pos: seq(30), Cand: base, Base: base}); err == nil ||
 		!strings.Contains(err.Error(), "equal the baseline's bit for bit") {
