@@ -34,6 +34,13 @@
 // the golden when it has their records and a live run of the reference backend otherwise.
 // The failure's first line names the origin; the report says how many runs it took.
 //
+// # Shape
+//
+// Then the origin's stage runs once more on each side at every position, with raw rows,
+// and the failure's second line says what the divergence looks like there: its positions,
+// channels and kind, and the seed hypothesis it points to (golden.DiagnoseShape); it is on
+// PromptReport.Shape and in every report. A clean run runs nothing more.
+//
 // # Fault injection
 //
 // Inject, InjectSpec or GRETA_INJECT ("stage=k_post_rope,layer=3,pos>=826,scale=1.001";
@@ -63,7 +70,7 @@
 // there. Placeholders: {model}, {prompt} (a file with the prompt's text, or its token ids
 // comma-separated), {tokens} (a file with the token ids), {prompt_id}, {out}. Raw rows the
 // engine writes (raw_file) are sketched, so a tolerance policy can size differences, and
-// kept with the artifacts' traces.
+// kept with the artifacts' traces; the shape's run needs them.
 //
 // Each run's output goes to <artifacts>/<date>/<suite>/run/<prompt_id>.log. A run that
 // exits non-zero or is killed is a CRASH, one that outlives ExecTimeout (its process group
