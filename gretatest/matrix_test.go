@@ -94,18 +94,7 @@ const matrixBackendEnv = "GRETA_MATRIX_BACKEND"
 // all of them; the standard-prompt cases compare with the committed goldens.
 func TestSelfBisectMatrix(t *testing.T) {
 	backend := cmp.Or(os.Getenv(matrixBackendEnv), "cpu")
-	m, err := model.Open(model.TinySpec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p16, err := prompts.Standard(prompts.P6Len16, m.Tokenizer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	byID := map[string]Prompt{"m50": TokenPrompt("m50", p16.Tokens[:m50Len]...)}
-	for _, p := range StandardPrompts() {
-		byID[p.ID] = p
-	}
+	m, byID := tinyPrompts(t)
 	cases := matrixCases(testing.Short())
 	cache := NewCache()
 	start := time.Now()

@@ -86,18 +86,7 @@ func shapeCases() []shapeCase {
 // number) and hypothesis, and that the shape's line follows the FIRST_FAIL line. -short
 // runs every third 50-token case. A clean run diagnoses nothing.
 func TestShapeDiagnosis(t *testing.T) {
-	m, err := model.Open(model.TinySpec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p16, err := prompts.Standard(prompts.P6Len16, m.Tokenizer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	byID := map[string]Prompt{"m50": TokenPrompt("m50", p16.Tokens[:m50Len]...)}
-	for _, p := range StandardPrompts() {
-		byID[p.ID] = p
-	}
+	m, byID := tinyPrompts(t)
 	var cases []shapeCase
 	for i, c := range shapeCases() {
 		if !testing.Short() || (c.prompt == "m50" && i%3 == 0) {
@@ -243,17 +232,10 @@ func intsText(v []int) []string {
 // GRETA_BACKEND's exec: form) that writes raw rows beside its trace.
 func TestShapeExec(t *testing.T) {
 	bin := buildFakeEngine(t)
-	m, err := model.Open(model.TinySpec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p16, err := prompts.Standard(prompts.P6Len16, m.Tokenizer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, byID := tinyPrompts(t)
 	tb := &fakeTB{name: "TestShapeExec"}
 	backend := "exec:" + bin + " --model {model} --prompt-file {prompt} --raw-only --plant stage=attn_ctx,layer=5,pos>=16,head=2,zero"
-	pr := Bisect(tb, []Prompt{TokenPrompt("m50", p16.Tokens[:m50Len]...)}, LoadedModel(model.TinySpec, m), Backend(backend),
+	pr := Bisect(tb, []Prompt{byID["m50"]}, LoadedModel(model.TinySpec, m), Backend(backend),
 		Baseline(), MaxNewTokens(2), Env(func(string) string { return "" }), NoArtifacts(), Update(false)).Prompts[0]
 	if pr.Shape == nil {
 		t.Fatalf("no shape: %v\n%s", pr.ShapeErr, strings.Join(tb.errors, "\n"))
@@ -262,4 +244,23 @@ func TestShapeExec(t *testing.T) {
 	if errs := checkShapeWords(pr.Shape, c); len(errs) > 0 {
 		t.Errorf("%s\n%s", strings.Join(errs, "\n"), pr.Shape.Line())
 	}
+}
+
+// tinyPrompts opens the tiny model and names the prompts the planted-fault tests use: m50
+// (the first 50 tokens of p6_len_16) and the standard prompts.
+func tinyPrompts(t *testing.T) (*model.Model, map[string]Prompt) {
+	t.Helper()
+	m, err := model.Open(model.TinySpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p16, err := prompts.Standard(prompts.P6Len16, m.Tokenizer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]Prompt{"m50": TokenPrompt("m50", p16.Tokens[:m50Len]...)}
+	for _, p := range StandardPrompts() {
+		byID[p.ID] = p
+	}
+	return m, byID
 }
