@@ -3,6 +3,7 @@ package gretatest
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -113,7 +114,10 @@ func TestSelfBisectMatrix(t *testing.T) {
 			t.Parallel()
 			f := trace.Fault{Stage: c.stage, Layer: c.layer, PosMin: c.pos, PosMax: -1, Scale: matrixScale}
 			opts := []Option{LoadedModel(model.TinySpec, m), Backend(backend), Inject(f), Share(cache),
-				NoArtifacts(), Env(func(string) string { return "" }), MaxNewTokens(3), Update(false)}
+				NoArtifacts(), Env(func(string) string { return "" }), Update(false)}
+			if c.prompt == "m50" { // the standard prompts' goldens were recorded with the default plan
+				opts = append(opts, MaxNewTokens(3))
+			}
 			if c.prompt == "m50" || backend != "cpu" {
 				opts = append(opts, Baseline(), Reference(backend))
 			}
@@ -131,6 +135,11 @@ func TestSelfBisectMatrix(t *testing.T) {
 				t.Errorf("first line %q does not name the origin %s", pr.Line, want)
 			}
 			checkLayerRuns(t, pr, trace.DefaultLayers)
+			// The shape at the origin is the planted scale, from the planted position on.
+			if sh := pr.Shape; sh == nil || sh.Kind.Name != golden.KindScale || math.Abs(sh.Kind.Factor-matrixScale) > 1e-5 ||
+				sh.Positions.First != c.pos || sh.Channels.Pattern != golden.ChannelsAll {
+				t.Errorf("shape %v, want a uniform scale x%g of every channel from position %d (%v)", shapeLineOf(pr), matrixScale, c.pos, pr.ShapeErr)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			stats["layerRuns"] += pr.Origin.LayerRuns

@@ -101,12 +101,12 @@ func TestShapeDiagnosis(t *testing.T) {
 	})
 	opts := func(extra ...Option) []Option {
 		return append([]Option{LoadedModel(model.TinySpec, m), Backend("cpu"), Share(cache), NoArtifacts(),
-			Env(func(string) string { return "" }), MaxNewTokens(3), Update(false)}, extra...)
+			Env(func(string) string { return "" }), Update(false)}, extra...)
 	}
 	t.Run("clean", func(t *testing.T) {
 		t.Parallel()
 		tb := &fakeTB{name: "TestB361"}
-		rep := Bisect(tb, []Prompt{byID["m50"]}, opts(Baseline())...)
+		rep := Bisect(tb, []Prompt{byID["m50"]}, opts(Baseline(), MaxNewTokens(3))...)
 		pr := rep.Prompts[0]
 		if len(tb.errors) != 0 || pr.Shape != nil || pr.ShapeErr != nil || pr.Result == nil || pr.Result.Shape != nil {
 			t.Errorf("a clean run: errors %q, shape %v, shape error %v", tb.errors, pr.Shape, pr.ShapeErr)
@@ -116,11 +116,14 @@ func TestShapeDiagnosis(t *testing.T) {
 		t.Run(c.prompt+"/"+c.fault, func(t *testing.T) {
 			t.Parallel()
 			o := opts(InjectSpec(c.fault))
-			if c.noDecode {
+			switch {
+			case c.noDecode:
 				o = append(o, MaxNewTokens(0))
+			case c.prompt == "m50":
+				o = append(o, MaxNewTokens(3))
 			}
 			if c.prompt == "m50" {
-				o = append(o, Baseline())
+				o = append(o, Baseline()) // the standard prompts compare with their goldens, of the default plan
 			}
 			tb := &fakeTB{name: "TestB361"}
 			pr := Bisect(tb, []Prompt{byID[c.prompt]}, o...).Prompts[0]
@@ -263,4 +266,12 @@ func tinyPrompts(t *testing.T) (*model.Model, map[string]Prompt) {
 		byID[p.ID] = p
 	}
 	return m, byID
+}
+
+// shapeLineOf is the shape's line, or "none".
+func shapeLineOf(pr *PromptReport) string {
+	if pr.Shape == nil {
+		return "none"
+	}
+	return pr.Shape.Line()
 }
