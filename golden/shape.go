@@ -315,10 +315,11 @@ func relDiff(c, b float32, rms float64) float64 {
 	return math.Abs(float64(c)-float64(b)) / (math.Abs(float64(b)) + shapeRowShare*rms)
 }
 
+// maxRel is the largest relDiff of two rows over their finite elements.
 func maxRel(cand, base []float32, rms float64) float64 {
 	m := 0.0
 	for i := range base {
-		if r := relDiff(cand[i], base[i], rms); r > m { // NaN never wins
+		if r := relDiff(cand[i], base[i], rms); r > m && !math.IsInf(r, 0) { // NaN never wins
 			m = r
 		}
 	}
@@ -382,29 +383,41 @@ func (d *shapeData) fitKind() ErrorKind {
 	if k, ok := d.fitMove(); ok {
 		return k
 	}
-	// A different kind at each position?
-	var kinds []string
-	count := map[string]int{}
+	// A kind for each position, not the same for all: group the rows by kind.
+	type group struct {
+		kind     ErrorKind
+		rows     int
+		lo, hi   float64 // the range of the kind's number
+		numbered bool
+	}
+	var groups []*group
 	for r := 0; r < d.n; r++ {
 		if !slices.Contains(d.aff[r*d.w:(r+1)*d.w], true) {
 			continue
 		}
 		k, ok := d.fitRows(r, r+1)
 		if !ok {
-			kinds = nil
+			groups = nil
 			break
 		}
-		t := k.text()
-		if count[t] == 0 {
-			kinds = append(kinds, t)
+		x, numbered := k.number()
+		i := slices.IndexFunc(groups, func(g *group) bool { return g.kind.Name == k.Name })
+		if i < 0 {
+			groups = append(groups, &group{kind: k, lo: x, hi: x, numbered: numbered})
+			i = len(groups) - 1
 		}
-		count[t]++
+		g := groups[i]
+		g.rows++
+		g.lo, g.hi = min(g.lo, x), max(g.hi, x)
 	}
 	d.model = allVisible
-	if len(kinds) > 1 {
-		parts := make([]string, len(kinds))
-		for i, t := range kinds {
-			parts[i] = fmt.Sprintf("%s at %s", t, plural(count[t], "position"))
+	if len(groups) > 1 || len(groups) == 1 && groups[0].lo != groups[0].hi {
+		parts := make([]string, len(groups))
+		for i, g := range groups {
+			parts[i] = fmt.Sprintf("%s at %s", g.kind.text(), plural(g.rows, "position"))
+			if g.numbered && g.lo != g.hi {
+				parts[i] = fmt.Sprintf("%s from %s to %s at %s", g.kind.Name, sig(g.lo), sig(g.hi), plural(g.rows, "position"))
+			}
 		}
 		return d.ulps(ErrorKind{Name: KindMixed, Detail: strings.Join(parts, "; ")}, nil)
 	}
@@ -1151,6 +1164,19 @@ func (k ErrorKind) text() string {
 		return "mixed: " + k.Detail
 	}
 	return "unrecognised: " + k.Detail
+}
+
+// number is the kind's number (factor, offset or shift) when it has one.
+func (k ErrorKind) number() (float64, bool) {
+	switch k.Name {
+	case KindScale, KindAffine:
+		return k.Factor, true
+	case KindOffset:
+		return k.Offset, true
+	case KindShift:
+		return float64(k.Shift), true
+	}
+	return 0, false
 }
 
 // sig writes x with up to 6 significant digits.

@@ -113,6 +113,16 @@ func synthCases() []synthCase {
 		{name: "mixed", stage: golden.MLPOut, faults: "stage=mlp_out,pos=10,scale=1.5;stage=mlp_out,pos=20,zero", n: 30,
 			pos: golden.PositionShape{Pattern: golden.PositionsScattered, First: 10, Last: 20}, ch: all,
 			kind: golden.KindMixed, hyp: golden.HypothesisNone, line: "mixed: uniform scale x1.5 at 1 position; zeros (a missing write) at 1 position"},
+		{name: "scale varying by position", stage: golden.AttnOut, n: 30,
+			edit: func(cand, _ [][]float32) {
+				for p := 10; p < 30; p++ {
+					for i := range cand[p] {
+						cand[p][i] *= 1 + float32(p)/100
+					}
+				}
+			},
+			pos: golden.PositionShape{Pattern: golden.PositionsFrom, First: 10, Last: 29}, ch: all,
+			kind: golden.KindMixed, hyp: golden.HypothesisNone, line: "kind: mixed: scale from 1.1 to 1.29 at 20 positions"},
 		{name: "swap", stage: golden.ResidualPostMLP, n: 30,
 			edit: func(cand, _ [][]float32) { cand[10], cand[20] = cand[20], cand[10] },
 			pos:  golden.PositionShape{Pattern: golden.PositionsScattered, First: 10, Last: 20}, ch: all,
@@ -314,6 +324,27 @@ func TestDiagnoseShapeRejectsBadInput(t *testing.T) {
 	} {
 		if _, err := golden.DiagnoseShape(tt.in); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("DiagnoseShape: %v, want %q", err, tt.want)
+		}
+	}
+}
+
+// BenchmarkDiagnoseShape diagnoses a TinyLlama-sized stage: 1658 positions of width 2048
+// (32 heads of 64), one head scaled from position 826, with cross-device noise.
+func BenchmarkDiagnoseShape(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	cand, base := synthRows(rng, 1658, 2048, 1e-6)
+	for p := 826; p < len(cand); p++ {
+		for i := 3 * 64; i < 4*64; i++ {
+			cand[p][i] *= 1.01
+		}
+	}
+	qc, qb := synthRows(rng, 827, 2048, 1e-6)
+	in := golden.ShapeInput{Stage: golden.AttnCtx, Layer: 5, Origin: 826, HeadDim: 64, NPrompt: 1653, Pos: seq(1658),
+		Cand: cand, Base: base, QuietCand: qc, QuietBase: qb}
+	for b.Loop() {
+		sh, err := golden.DiagnoseShape(in)
+		if err != nil || sh.Kind.Name != golden.KindScale || sh.Channels.Pattern != golden.ChannelsHeads {
+			b.Fatalf("%v %v", sh, err)
 		}
 	}
 }
