@@ -9,7 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/trace"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 )
 
 const synthHeadDim = 32
@@ -160,14 +160,14 @@ func synthRows(rng *rand.Rand, n, w int, noise float64) (cand, base [][]float32)
 
 func plant(t *testing.T, st golden.Stage, spec string, cand [][]float32) {
 	t.Helper()
-	faults, err := trace.ParseFaults(spec)
+	faults, err := engine.ParseFaults(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if faults, err = trace.ResolveFaults(faults, synthHeadDim, synthWidth); err != nil {
+	if faults, err = engine.ResolveFaults(faults, synthHeadDim, synthWidth); err != nil {
 		t.Fatal(err)
 	}
-	tap := &trace.Tap{Faults: faults}
+	tap := &engine.Tap{Faults: faults}
 	for p, row := range cand {
 		tap.Rows(st, 0, p, len(row), row)
 	}

@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
+	"github.com/gretabisect/gretabisect/internal/driver"
 	"github.com/gretabisect/gretabisect/internal/model"
 	_ "github.com/gretabisect/gretabisect/internal/ref" // registers the "cpu" backend
 	"github.com/gretabisect/gretabisect/internal/trace"
@@ -21,7 +21,7 @@ type run struct {
 	prompt Prompt
 	tokens []int32
 	plan   trace.Plan
-	faults []trace.Fault
+	faults []engine.Fault
 
 	// What an external engine leaves: log is the file its output is appended to, rows the
 	// folder keeping its raw rows ("" keeps neither), note receives what the reader must
@@ -51,11 +51,15 @@ type tracer interface {
 
 // openTracer starts backend name ("cpu", "hip", "exec:COMMAND", any registered engine);
 // timeout bounds each run of an external engine.
-func openTracer(name, modelSpec string, m *model.Model, timeout time.Duration) (tracer, error) {
+func (c *config) openTracer(name string, m *model.Model) (tracer, error) {
 	if cmd, ok := strings.CutPrefix(name, execPrefix); ok {
-		return newExecTracer(cmd, modelSpec, m, timeout)
+		return newExecTracer(cmd, c.model, m, *c.timeout)
 	}
-	e, err := engine.Open(name, m)
+	open := func() (engine.Engine, error) { return engine.Open(name, &m.Model) }
+	if f, ok := c.engines[name]; ok {
+		open = func() (engine.Engine, error) { return f(&m.Model) }
+	}
+	e, err := open()
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +86,7 @@ func (t *engineTracer) Close() error { return t.e.Close() }
 func (t *engineTracer) Trace(r run, progress func(done, total int)) ([]golden.Record, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	res, err := engine.Run(t.e, t.m, engine.Request{
+	res, err := driver.Run(t.e, t.m, driver.Request{
 		PromptID: r.prompt.ID, Tokens: r.tokens, Plan: r.plan, Faults: r.faults, RawDir: r.rawDir, Progress: progress,
 	})
 	if res == nil {

@@ -11,7 +11,7 @@ import (
 	"sync"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
@@ -130,7 +130,7 @@ func newSession(t TB, cfg *config) (*session, error) {
 		return nil, fmt.Errorf("model %q: %w", cfg.model, err)
 	}
 	s := &session{cfg: cfg, m: m, modelName: modelName(cfg.model), plan: cfg.plan()}
-	if s.cut, err = openTracer(cfg.backend, cfg.model, m, *cfg.timeout); err != nil {
+	if s.cut, err = cfg.openTracer(cfg.backend, m); err != nil {
 		if cfg.ownCache {
 			cfg.cache.Close()
 		}
@@ -156,7 +156,7 @@ func (s *session) close() {
 // reference opens the reference backend on first use.
 func (s *session) reference() (tracer, error) {
 	s.refOnce.Do(func() {
-		s.ref, s.refErr = openTracer(s.cfg.reference, s.cfg.model, s.m, *s.cfg.timeout)
+		s.ref, s.refErr = s.cfg.openTracer(s.cfg.reference, s.m)
 		if s.refErr != nil {
 			s.refErr = fmt.Errorf("reference backend %q: %w", s.cfg.reference, s.refErr)
 		}
@@ -241,7 +241,7 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 		path := s.goldenPath(pr.Device, p.ID)
 		if s.cfg.updating() {
 			if len(s.cfg.faults) > 0 {
-				return fmt.Errorf("refusing to record %s with faults injected (%s)", path, trace.FormatFaults(s.cfg.faults))
+				return fmt.Errorf("refusing to record %s with faults injected (%s)", path, engine.FormatFaults(s.cfg.faults))
 			}
 			if crash != nil {
 				return fmt.Errorf("refusing to record %s from a run that ended early: %s", path, strings.TrimPrefix(crash.Line(p.ID), p.ID+": "))

@@ -10,6 +10,11 @@
 // a divergence fails with one line naming the first divergent tensor and its root-cause
 // category, followed by a short first-failure table and the paths of the full reports.
 //
+// The backend under test is a registered engine (Backend, GRETA_BACKEND: "cpu", "hip" under
+// the rocm tag, or any name given to engine.Register), an engine passed by value (Engine),
+// or an external program (exec:). Package gretatest/engine is the contract an engine of
+// any module implements.
+//
 // # Golden traces
 //
 // One file per device, model and prompt: <GoldenDir>/<device>/<model>/<prompt_id>_trace.jsonl
@@ -44,7 +49,7 @@
 // # Fault injection
 //
 // Inject, InjectSpec or GRETA_INJECT ("stage=k_post_rope,layer=3,pos>=826,scale=1.001";
-// syntax in trace.ParseFaults, several faults separated by ';') perturbs rows inside the
+// syntax in engine.ParseFaults, several faults separated by ';') perturbs rows inside the
 // backend's forward pass, before tracing, so everything downstream sees them: a rehearsal
 // proving the harness finds what it should. Golden files are never recorded with faults.
 //

@@ -13,11 +13,10 @@ import (
 	"time"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/prompts"
 	"github.com/gretabisect/gretabisect/internal/synth"
-	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
 var fakeEngine struct {
@@ -372,7 +371,7 @@ type errorString string
 
 func (e errorString) Error() string { return string(e) }
 
-func (c *crashingEngine) Forward(tokens []int32, pos0 int, tap *trace.Tap) (logits []float32, err error) {
+func (c *crashingEngine) Forward(tokens []int32, pos0 int, tap *engine.Tap) (logits []float32, err error) {
 	t := *tap
 	sink := t.Sink
 	t.Sink = func(st golden.Stage, layer, pos int, row []float32) {
@@ -392,7 +391,7 @@ func (c *crashingEngine) Forward(tokens []int32, pos0 int, tap *trace.Tap) (logi
 }
 
 func init() {
-	engine.Register("toycrash", func(m *model.Model) (engine.Engine, error) {
+	engine.Register("toycrash", func(m *engine.Model) (engine.Engine, error) {
 		e := &toyEngine{cfg: m.Config, device: "toy"}
 		e.Reset()
 		return &crashingEngine{toyEngine: e, stage: golden.AttnCtx, layer: 2, err: kernelFault}, nil

@@ -2,9 +2,8 @@ package gretatest
 
 import (
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/model"
-	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
 // toyEngine is a small causal model with the stage structure of a Llama layer (row-local
@@ -21,22 +20,22 @@ type toyEngine struct {
 const toyDim = 4
 
 func toyModel() *model.Model {
-	return &model.Model{Config: model.Config{Arch: "toy", NLayer: 10, Dim: toyDim, CtxLen: 64, Vocab: 16}}
+	return &model.Model{Model: engine.Model{Config: model.Config{Arch: "toy", NLayer: 10, Dim: toyDim, CtxLen: 64, Vocab: 16}}}
 }
 
 func init() {
-	engine.Register("toy", func(m *model.Model) (engine.Engine, error) {
+	engine.Register("toy", func(m *engine.Model) (engine.Engine, error) {
 		e := &toyEngine{cfg: m.Config, device: "toy"}
 		e.Reset()
 		return e, nil
 	})
 	// The same device built another way: its goldens are not the toy's.
-	engine.Register("toyv2", func(m *model.Model) (engine.Engine, error) {
+	engine.Register("toyv2", func(m *engine.Model) (engine.Engine, error) {
 		e := &toyEngine{cfg: m.Config, device: "toy", variant: "v2"}
 		e.Reset()
 		return e, nil
 	})
-	engine.Register("toygpu", func(m *model.Model) (engine.Engine, error) {
+	engine.Register("toygpu", func(m *engine.Model) (engine.Engine, error) {
 		e := &toyEngine{cfg: m.Config, device: "toygpu", jitter: true}
 		e.Reset()
 		return e, nil
@@ -50,7 +49,7 @@ func (e *toyEngine) Reset() {
 	e.kv = make([][][2][]float32, e.cfg.NLayer)
 }
 
-func (e *toyEngine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, error) {
+func (e *toyEngine) Forward(tokens []int32, pos0 int, tap *engine.Tap) ([]float32, error) {
 	n, d := len(tokens), toyDim
 	x := make([]float32, n*d)
 	for i, t := range tokens {

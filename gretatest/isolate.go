@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
@@ -169,7 +170,7 @@ func isolate(pr prober, plan trace.Plan, first *golden.Failure, nLayer, nPrompt 
 
 // firstMixingStage is the first traced stage whose row depends on other positions: the
 // attention context (or, when it is not traced, the first traced stage after it).
-func firstMixingStage(sel *trace.Selection) golden.Stage {
+func firstMixingStage(sel *engine.Selection) golden.Stage {
 	for _, st := range sel.Stages() {
 		if st >= golden.AttnCtx && st != golden.Logits {
 			return st

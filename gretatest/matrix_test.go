@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/prompts"
 	"github.com/gretabisect/gretabisect/internal/trace"
@@ -112,7 +113,7 @@ func TestSelfBisectMatrix(t *testing.T) {
 		name := fmt.Sprintf("%s/%s/layer%d/pos%d", c.prompt, c.stage, c.layer, c.pos)
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			f := trace.Fault{Stage: c.stage, Layer: c.layer, PosMin: c.pos, PosMax: -1, Scale: matrixScale}
+			f := engine.Fault{Stage: c.stage, Layer: c.layer, PosMin: c.pos, PosMax: -1, Scale: matrixScale}
 			opts := []Option{LoadedModel(model.TinySpec, m), Backend(backend), Inject(f), Share(cache),
 				NoArtifacts(), Env(func(string) string { return "" }), Update(false)}
 			if c.prompt == "m50" { // the standard prompts' goldens were recorded with the default plan

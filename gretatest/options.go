@@ -3,9 +3,11 @@ package gretatest
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/execengine"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/testutil"
@@ -16,7 +18,7 @@ import (
 const (
 	EnvModel     = "GRETA_MODEL"     // model: a GGUF path or "tiny"
 	EnvBackend   = "GRETA_BACKEND"   // backend: "cpu", "hip", or "exec:COMMAND"
-	EnvInject    = "GRETA_INJECT"    // faults, in trace.ParseFaults syntax
+	EnvInject    = "GRETA_INJECT"    // faults, in engine.ParseFaults syntax
 	EnvArtifacts = "GRETA_ARTIFACTS" // artifacts folder, kept whatever the outcome
 	// EnvExecTimeout bounds each run of an external engine: a Go duration ("90s", "30m")
 	// or seconds; 0 waits forever.
@@ -46,10 +48,11 @@ type config struct {
 	model     string
 	loaded    *model.Model
 	backend   string
+	engines   map[string]engine.Factory // engines given by value (Engine), by name
 	reference string
 	refSet    bool // Reference was given: injected faults do not change it
 	live      bool // compare with a live reference run instead of the golden files
-	faults    []trace.Fault
+	faults    []engine.Fault
 	faultsSet bool
 	policy    *golden.Policy
 	timeout   *time.Duration // of each exec run; nil: GRETA_EXEC_TIMEOUT, else the default
@@ -97,7 +100,7 @@ func newConfig(opts []Option) (*config, error) {
 	}
 	if !c.faultsSet {
 		if spec := c.env(EnvInject); spec != "" {
-			faults, err := trace.ParseFaults(spec)
+			faults, err := engine.ParseFaults(spec)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", EnvInject, err)
 			}
@@ -210,6 +213,28 @@ func LoadedModel(name string, m *model.Model) Option {
 	return func(c *config) error { c.model, c.loaded = name, m; return nil }
 }
 
+// Engine sets the backend under test to the engine open builds, named name in messages and
+// manifests: an engine of another module, passed by value (see package engine for the
+// contract). Its Device names the golden files it is compared with exactly; a device
+// without goldens of its own is compared with the CPU reference's under the tolerance
+// policy. With injected faults, the engine without them is the live baseline. Default:
+// none (Backend's engine).
+func Engine(name string, open engine.Factory) Option {
+	return func(c *config) error {
+		switch {
+		case open == nil:
+			return fmt.Errorf("gretatest.Engine(%q): no factory", name)
+		case name == "" || strings.HasPrefix(name, execPrefix):
+			return fmt.Errorf("gretatest.Engine(%q): want a name that is not empty and does not start with %q", name, execPrefix)
+		}
+		if c.engines == nil {
+			c.engines = map[string]engine.Factory{}
+		}
+		c.engines[name], c.backend = open, name
+		return nil
+	}
+}
+
 // Backend sets the backend under test: a registered engine ("cpu"; "hip" under the rocm
 // build tag) or "exec:COMMAND" for an external engine (see the package documentation).
 // Default: GRETA_BACKEND, else "cpu" ("hip" when built with -tags rocm).
@@ -247,15 +272,18 @@ func Baseline() Option {
 
 // Inject adds faults to the backend under test (before tracing, so everything downstream
 // sees them). Default: the faults of GRETA_INJECT, replaced by this option.
-func Inject(faults ...trace.Fault) Option {
-	return func(c *config) error { c.faults, c.faultsSet = append([]trace.Fault(nil), faults...), true; return nil }
+func Inject(faults ...engine.Fault) Option {
+	return func(c *config) error {
+		c.faults, c.faultsSet = append([]engine.Fault(nil), faults...), true
+		return nil
+	}
 }
 
 // InjectSpec is Inject with faults written as GRETA_INJECT writes them
-// ("stage=k_post_rope,layer=3,pos>=826,scale=1.001"; see trace.ParseFaults).
+// ("stage=k_post_rope,layer=3,pos>=826,scale=1.001"; see engine.ParseFaults).
 func InjectSpec(spec string) Option {
 	return func(c *config) error {
-		faults, err := trace.ParseFaults(spec)
+		faults, err := engine.ParseFaults(spec)
 		if err != nil {
 			return fmt.Errorf("gretatest.InjectSpec: %w", err)
 		}

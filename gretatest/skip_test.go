@@ -5,12 +5,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gretabisect/gretabisect/internal/engine"
-	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 )
 
 func init() {
-	engine.Register("nogpu", func(*model.Model) (engine.Engine, error) {
+	engine.Register("nogpu", func(*engine.Model) (engine.Engine, error) {
 		return nil, fmt.Errorf("hip: %w: 0 devices visible", engine.ErrNoDevice)
 	})
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/sebdah/goldie/v2"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/trace"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 )
 
 // recordToyGolden writes the toy engine's golden trace of toyPrompt under root, as -update
@@ -205,7 +205,7 @@ func TestTheTest(t *testing.T) {
 		// reference included.
 		tb = &fakeTB{name: "TestTheTest"}
 		rep = Bisect(tb, []Prompt{toyPrompt()}, toyGoldenOptions(t, root, Backend("toygpu"),
-			Inject(trace.Fault{Stage: golden.MLPOut, Layer: 6, PosMin: 16, PosMax: 16, Scale: 1.5}))...)
+			Inject(engine.Fault{Stage: golden.MLPOut, Layer: 6, PosMin: 16, PosMax: 16, Scale: 1.5}))...)
 		want := "toy50: FIRST_FAIL pos=16 layer=6 tensor=mlp_out category=MLP_OUTPUT ("
 		if pr := rep.Prompts[0]; !strings.HasPrefix(pr.Line, want) || pr.Policy != golden.Tolerance.Name {
 			t.Errorf("line %q under %q, want %q...: %q", pr.Line, pr.Policy, want, tb.errors)
@@ -225,7 +225,7 @@ func TestTheTest(t *testing.T) {
 		}
 		tb := &fakeTB{name: "TestTheTest"}
 		Bisect(tb, []Prompt{toyPrompt()}, toyGoldenOptions(t, root, Update(true),
-			Inject(trace.Fault{Stage: golden.V, Layer: 1, PosMax: -1, Scale: 2}))...)
+			Inject(engine.Fault{Stage: golden.V, Layer: 1, PosMax: -1, Scale: 2}))...)
 		want := []string{"toy50: refusing to record " + path + " with faults injected (stage=v,layer=1,scale=2)"}
 		if diff := cmp.Diff(want, tb.errors); diff != "" {
 			t.Errorf("errors (-want +got):\n%s", diff)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	_ "github.com/gretabisect/gretabisect/internal/testutil"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
@@ -82,7 +83,7 @@ func TestToyMatrix(t *testing.T) {
 		name := fmt.Sprintf("%s/layer%d/pos%d", c.stage, c.layer, c.pos)
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			f := trace.Fault{Stage: c.stage, Layer: c.layer, PosMin: c.pos, PosMax: c.pos, Scale: 1.5, Add: 0.25}
+			f := engine.Fault{Stage: c.stage, Layer: c.layer, PosMin: c.pos, PosMax: c.pos, Scale: 1.5, Add: 0.25}
 			tb := &fakeTB{name: "TestToy"}
 			rep := Bisect(tb, []Prompt{toyPrompt()}, toyOptions(t, Inject(f), Share(cache), NoArtifacts())...)
 			pr := rep.Prompts[0]

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gretabisect/gretabisect/gretatest"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/execengine"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/trace"
@@ -74,7 +75,7 @@ func runBisect(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, "bisect", fmt.Errorf("--timeout: %w", err))
 	}
-	faults, err := trace.ParseFaults(*inject)
+	faults, err := engine.ParseFaults(*inject)
 	if err != nil {
 		return fail(stderr, "bisect", fmt.Errorf("--inject: %w", err))
 	}

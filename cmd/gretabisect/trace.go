@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
+	"github.com/gretabisect/gretabisect/internal/driver"
 	"github.com/gretabisect/gretabisect/internal/execengine"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/prompts"
@@ -144,7 +145,7 @@ func traceMain(f traceFlags, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	faults, err := trace.ParseFaults(f.inject)
+	faults, err := engine.ParseFaults(f.inject)
 	if err != nil {
 		return fmt.Errorf("--inject: %w", err)
 	}
@@ -248,7 +249,7 @@ type backend struct {
 func (f traceFlags) openBackend(m *model.Model) (*backend, error) {
 	command, ok := strings.CutPrefix(f.backend, execengine.Prefix)
 	if !ok {
-		e, err := engine.Open(f.backend, m)
+		e, err := engine.Open(f.backend, &m.Model)
 		return &backend{e: e}, err
 	}
 	if f.raw {
@@ -271,7 +272,7 @@ func (b *backend) close() {
 // runOne traces one prompt on one route and writes dir/<prompt_id>_trace.jsonl. A run that
 // ended early writes what it recorded and returns a *golden.Crash located in the plan.
 func (f traceFlags) runOne(b *backend, m *model.Model, p prompts.Prompt, route string, plan trace.Plan,
-	faults []trace.Fault, dir string, stderr io.Writer) ([]golden.Record, error) {
+	faults []engine.Fault, dir string, stderr io.Writer) ([]golden.Record, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -284,14 +285,14 @@ func (f traceFlags) runOne(b *backend, m *model.Model, p prompts.Prompt, route s
 	if b.ext != nil {
 		recs, err = f.runExternal(b.ext, p, route, sel, plan, faults, dir, stderr)
 	} else {
-		req := engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan, Faults: faults, Route: route}
+		req := driver.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan, Faults: faults, Route: route}
 		if f.raw {
 			req.RawDir = dir
 		}
 		prog := newProgress(stderr, label, f.quiet)
 		req.Progress = prog.update
-		var res *engine.Result
-		res, err = engine.Run(b.e, m, req)
+		var res *driver.Result
+		res, err = driver.Run(b.e, m, req)
 		prog.done()
 		if res != nil {
 			recs, generated = res.Records, len(res.Generated)
@@ -324,8 +325,8 @@ func (f traceFlags) runOne(b *backend, m *model.Model, p prompts.Prompt, route s
 // runExternal runs an external engine on one route. Its records must say they were computed
 // on that route: an engine that ignores GRETA_TRACE_ROUTE would make a route check compare a
 // route with itself.
-func (f traceFlags) runExternal(ext *execengine.Command, p prompts.Prompt, route string, sel *trace.Selection,
-	plan trace.Plan, faults []trace.Fault, dir string, stderr io.Writer) ([]golden.Record, error) {
+func (f traceFlags) runExternal(ext *execengine.Command, p prompts.Prompt, route string, sel *engine.Selection,
+	plan trace.Plan, faults []engine.Fault, dir string, stderr io.Writer) ([]golden.Record, error) {
 	out, err := ext.Trace(execengine.Run{
 		PromptID: p.ID, Text: f.text, Tokens: p.Tokens, Sel: sel, MaxNewTokens: plan.MaxNewTokens,
 		Route: route, Faults: faults, Log: filepath.Join(dir, "run", p.ID+".log"), RowsDir: dir,

@@ -8,10 +8,8 @@ import (
 	"testing"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/engine"
-	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/ref"
-	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
 // runCmd runs the command line and returns its exit code, stdout and stderr.
@@ -79,17 +77,17 @@ func TestTraceRouteCheck(t *testing.T) {
 // only the decode route has.
 type decodeFault struct{ engine.Engine }
 
-func (d decodeFault) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, error) {
+func (d decodeFault) Forward(tokens []int32, pos0 int, tap *engine.Tap) ([]float32, error) {
 	if len(tokens) == 1 && pos0 == 3 {
 		t2 := *tap
-		t2.Faults = append(t2.Faults, trace.Fault{Stage: golden.KPostRope, Layer: 1, PosMin: 3, PosMax: 3, Scale: 1, Add: 0.5})
+		t2.Faults = append(t2.Faults, engine.Fault{Stage: golden.KPostRope, Layer: 1, PosMin: 3, PosMax: 3, Scale: 1, Add: 0.5})
 		tap = &t2
 	}
 	return d.Engine.Forward(tokens, pos0, tap)
 }
 
 func init() {
-	engine.Register("cpu-decode-fault", func(m *model.Model) (engine.Engine, error) {
+	engine.Register("cpu-decode-fault", func(m *engine.Model) (engine.Engine, error) {
 		e, err := ref.New(m)
 		return decodeFault{e}, err
 	})

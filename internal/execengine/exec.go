@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
@@ -33,7 +34,7 @@ const (
 	EnvMaxNewTokens = "GRETA_MAX_NEW_TOKENS" // tokens to generate after the prompt
 	EnvTraceRoute   = "GRETA_TRACE_ROUTE"    // "prefill" (one batched pass) or "decode" (a token at a time)
 	EnvTracePlan    = "GRETA_TRACE_PLAN"     // a JSON file holding the whole plan (PlanFile)
-	EnvInject       = "GRETA_INJECT"         // faults, in trace.ParseFaults syntax
+	EnvInject       = "GRETA_INJECT"         // faults, in engine.ParseFaults syntax
 )
 
 // EnvTimeout sets how long one run may take before it is killed as hung: a Go duration
@@ -88,10 +89,10 @@ type Run struct {
 	PromptID     string
 	Text         string  // the prompt's text; "" gives {prompt} the token ids
 	Tokens       []int32 // BOS included
-	Sel          *trace.Selection
+	Sel          *engine.Selection
 	MaxNewTokens int
 	Route        string // golden.RoutePrefill ("" too) or golden.RouteDecode
-	Faults       []trace.Fault
+	Faults       []engine.Fault
 	// Log is the file the engine's stdout and stderr are appended to, after a header line
 	// naming the run; "" keeps no log (the last line is still quoted on a crash).
 	Log string
@@ -267,7 +268,7 @@ func PlanEnv(r Run) []string {
 		env = append(env, trace.EnvPosPrefix+strconv.Itoa(p)+"=1")
 	}
 	if len(r.Faults) > 0 {
-		env = append(env, EnvInject+"="+trace.FormatFaults(r.Faults))
+		env = append(env, EnvInject+"="+engine.FormatFaults(r.Faults))
 	}
 	return env
 }

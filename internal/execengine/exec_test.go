@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	_ "github.com/gretabisect/gretabisect/internal/testutil"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
@@ -207,7 +208,7 @@ exit 1
 	plan.MaxNewTokens = 2
 	const nLayer, nPrompt = 10, 60
 	r := Run{PromptID: "p", Tokens: make([]int32, nPrompt), Sel: plan.Resolve(nLayer, nPrompt), MaxNewTokens: 2, Route: golden.RouteDecode,
-		Faults: []trace.Fault{{Stage: golden.V, Layer: 5, PosMin: 16, PosMax: -1, Scale: 1.5}}}
+		Faults: []engine.Fault{{Stage: golden.V, Layer: 5, PosMin: 16, PosMax: -1, Scale: 1.5}}}
 	t.Setenv("GRETA_MODEL", "not for the engine")
 	if _, err := cmd.Trace(r); err == nil {
 		t.Fatal("no error from an engine that exits 1")

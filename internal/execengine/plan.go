@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
@@ -37,7 +38,7 @@ func newPlanFile(r Run, traceFile string) PlanFile {
 	p := PlanFile{
 		PromptID: r.PromptID, PromptTokens: len(r.Tokens), MaxNewTokens: r.MaxNewTokens, Route: routeOf(r),
 		Layers: r.Sel.Layers(), Positions: r.Sel.Positions(), Stages: []string{}, TraceFile: traceFile,
-		Inject: trace.FormatFaults(r.Faults),
+		Inject: engine.FormatFaults(r.Faults),
 	}
 	for _, st := range r.Sel.Stages() {
 		p.Stages = append(p.Stages, st.String())

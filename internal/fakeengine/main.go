@@ -48,7 +48,8 @@ import (
 	"time"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
+	"github.com/gretabisect/gretabisect/internal/driver"
 	"github.com/gretabisect/gretabisect/internal/execengine"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/prompts"
@@ -114,11 +115,11 @@ func run(args []string) error {
 	if *promptFile == "" {
 		return fmt.Errorf("--prompt-file is required")
 	}
-	faults, err := trace.ParseFaults(*plant)
+	faults, err := engine.ParseFaults(*plant)
 	if err != nil {
 		return fmt.Errorf("--plant: %w", err)
 	}
-	injected, err := trace.ParseFaults(os.Getenv("GRETA_INJECT"))
+	injected, err := engine.ParseFaults(os.Getenv("GRETA_INJECT"))
 	if err != nil {
 		return fmt.Errorf("GRETA_INJECT: %w", err)
 	}
@@ -159,16 +160,16 @@ func run(args []string) error {
 	if dir == "" {
 		dir = "."
 	}
-	req := engine.Request{PromptID: id, Tokens: p.Tokens, Plan: plan, Faults: faults, Route: route}
+	req := driver.Request{PromptID: id, Tokens: p.Tokens, Plan: plan, Faults: faults, Route: route}
 	if md.rawOnly {
 		req.RawDir = dir
 	}
-	e, err := engine.Open("cpu", m)
+	e, err := engine.Open("cpu", &m.Model)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	res, err := engine.Run(e, m, req)
+	res, err := driver.Run(e, m, req)
 	if err != nil {
 		return err
 	}

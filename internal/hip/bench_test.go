@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/prompts"
@@ -42,7 +43,7 @@ func BenchmarkPrefill(b *testing.B) {
 		b.Fatal(err)
 	}
 	n := len(p.Tokens)
-	// traced: sketches computed on the device (what engine.Run does); traced-hostsketch:
+	// traced: sketches computed on the device (what driver.Run does); traced-hostsketch:
 	// every row sketched by the recorder on the host.
 	for _, tc := range []struct {
 		name   string
@@ -54,7 +55,7 @@ func BenchmarkPrefill(b *testing.B) {
 			var forward, closing time.Duration // Forward, then the recorder's drain in Close
 			prefill := func() {
 				rec := trace.NewRecorder(p.ID, n, m.Config.NLayer, "")
-				tap := &trace.Tap{Sel: sel, Sink: rec.Sink}
+				tap := &engine.Tap{Sel: sel, Sink: rec.Sink}
 				if tc.device {
 					tap.SketchSink = rec.SinkSketched
 				}
@@ -89,7 +90,7 @@ func BenchmarkPrefill(b *testing.B) {
 	b.Run("traced-nosink", func(b *testing.B) {
 		sel := trace.DefaultPlan().Resolve(m.Config.NLayer, n)
 		rows := 0
-		tap := &trace.Tap{Sel: sel, Sink: func(golden.Stage, int, int, []float32) { rows++ }}
+		tap := &engine.Tap{Sel: sel, Sink: func(golden.Stage, int, int, []float32) { rows++ }}
 		for b.Loop() {
 			if _, err := e.Forward(p.Tokens, 0, tap); err != nil {
 				b.Fatal(err)
@@ -102,7 +103,7 @@ func BenchmarkPrefill(b *testing.B) {
 	b.Run("traced-nosink-devsketch", func(b *testing.B) {
 		sel := trace.DefaultPlan().Resolve(m.Config.NLayer, n)
 		var rows atomic.Int64 // SketchSink runs on several goroutines
-		tap := &trace.Tap{Sel: sel, Sink: func(golden.Stage, int, int, []float32) {},
+		tap := &engine.Tap{Sel: sel, Sink: func(golden.Stage, int, int, []float32) {},
 			SketchSink: func(golden.Stage, int, int, []float32, *golden.Sketch) { rows.Add(1) }}
 		for b.Loop() {
 			if _, err := e.Forward(p.Tokens, 0, tap); err != nil {

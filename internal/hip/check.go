@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/model/layout"
 )
@@ -11,8 +12,8 @@ import (
 // checkModel refuses what model.Check refuses, a model the kernels do not implement yet
 // (NEOX RoPE, RoPE frequency factors or scaling, q/k/v biases), and a configuration beyond
 // the kernels' 32-bit indexing, before anything touches a device.
-func checkModel(m *model.Model) error {
-	if err := m.Check(); err != nil {
+func checkModel(m *engine.Model) error {
+	if err := model.Check(m); err != nil {
 		return fmt.Errorf("hip: %w", err)
 	}
 	c := m.Config

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/model/layout"
 )
@@ -37,13 +38,13 @@ func handModel() *model.Model {
 			WGate: mat("ffn_gate", 12, 8), WUp: mat("ffn_up", 12, 8), WDown: mat("ffn_down", 8, 12),
 		})
 	}
-	return &model.Model{Config: c, Weights: w}
+	return &model.Model{Model: engine.Model{Config: c, Weights: w}}
 }
 
 // TestCheckModel: the backend refuses what model.Check refuses, and what its 32-bit
 // indexing cannot address, before any device work.
 func TestCheckModel(t *testing.T) {
-	if err := checkModel(handModel()); err != nil {
+	if err := checkModel(&handModel().Model); err != nil {
 		t.Fatalf("checkModel(consistent model) = %v, want nil", err)
 	}
 	tests := []struct {
@@ -73,7 +74,7 @@ func TestCheckModel(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := handModel()
 			tc.break_(m)
-			err := checkModel(m)
+			err := checkModel(&m.Model)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("checkModel() = %v, want an error containing %q", err, tc.want)
 			}

@@ -8,13 +8,13 @@
 // through kernels/hip_nvidia.h), whichever LD_LIBRARY_PATH finds first.
 //
 // Importing the package under the rocm tag registers the engine as "hip" with
-// internal/engine. The device is chosen by the GPU runtime's visibility variable
+// gretatest/engine. The device is chosen by the GPU runtime's visibility variable
 // (HIP_VISIBLE_DEVICES or CUDA_VISIBLE_DEVICES) and then by GRETA_DEVICE, an index among the
 // visible devices (default 0). GRETA_SYNC=1 makes every kernel launch wait for the device,
 // so an execution fault is reported by the kernel that caused it.
 package hip
 
-import "github.com/gretabisect/gretabisect/internal/engine"
+import "github.com/gretabisect/gretabisect/gretatest/engine"
 
 // ErrNoDevice is returned (wrapped) when no usable GPU is visible. It is engine.ErrNoDevice,
 // so callers that only know the engine registry can skip on it too.

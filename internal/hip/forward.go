@@ -13,8 +13,8 @@ import (
 	"runtime"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/engine"
-	"github.com/gretabisect/gretabisect/internal/trace"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
+	"github.com/gretabisect/gretabisect/internal/driver"
 )
 
 // The forward pass on the device, read top to bottom: Forward splits a call into passes,
@@ -25,7 +25,7 @@ import (
 // token: the decode route), extending the KV cache, and returns the logits of the last
 // position, valid until the next call. Logits are computed for that position and the
 // positions the tap plans.
-func (e *Engine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, error) {
+func (e *Engine) Forward(tokens []int32, pos0 int, tap *engine.Tap) ([]float32, error) {
 	c := e.c
 	n := len(tokens)
 	if n == 0 {
@@ -39,16 +39,16 @@ func (e *Engine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, e
 			return nil, fmt.Errorf("hip: token %d at position %d outside the vocabulary (0..%d)", t, pos0+i, c.Vocab-1)
 		}
 	}
-	return e.runSpan(engine.Span{Tokens: tokens, Pos0: pos0, N: n, Lo: 0, Hi: c.NLayer, WantLast: true}, tap)
+	return e.runSpan(driver.Span{Tokens: tokens, Pos0: pos0, N: n, Lo: 0, Hi: c.NLayer, WantLast: true}, tap)
 }
 
 // Replay runs layers lo..hi from rows, the residual stream entering layer lo at positions
 // pos0.., uploaded in the passes Forward uses (engine.Replayer).
-func (e *Engine) Replay(lo, hi, pos0 int, rows []float32, tap *trace.Tap) error {
-	if err := engine.CheckReplay(e.c, lo, hi, pos0, len(rows)); err != nil {
+func (e *Engine) Replay(lo, hi, pos0 int, rows []float32, tap *engine.Tap) error {
+	if err := driver.CheckReplay(e.c, lo, hi, pos0, len(rows)); err != nil {
 		return fmt.Errorf("hip: %w", err)
 	}
-	_, err := e.runSpan(engine.Span{Rows: rows, Pos0: pos0, N: len(rows) / e.c.Dim, Lo: lo, Hi: hi}, tap)
+	_, err := e.runSpan(driver.Span{Rows: rows, Pos0: pos0, N: len(rows) / e.c.Dim, Lo: lo, Hi: hi}, tap)
 	return err
 }
 
@@ -57,7 +57,7 @@ func (e *Engine) Replay(lo, hi, pos0 int, rows []float32, tap *trace.Tap) error 
 // bit (the few-row product of decode is kept for passes of at most GRETA_MATVEC_MAX_ROWS
 // positions, and even passes never shrink a long prompt to that). It returns the last
 // pass's logits of its last position when s wants them.
-func (e *Engine) runSpan(s engine.Span, tap *trace.Tap) ([]float32, error) {
+func (e *Engine) runSpan(s driver.Span, tap *engine.Tap) ([]float32, error) {
 	if e.allocs == nil {
 		return nil, fmt.Errorf("hip: engine is closed")
 	}
@@ -77,7 +77,7 @@ func (e *Engine) runSpan(s engine.Span, tap *trace.Tap) ([]float32, error) {
 
 // pass runs one pass of s through the device. Logits are computed for the planned
 // positions and, when s.WantLast, for the last position, whose logits it returns.
-func (e *Engine) pass(s engine.Span, tap *trace.Tap) ([]float32, error) {
+func (e *Engine) pass(s driver.Span, tap *engine.Tap) ([]float32, error) {
 	if err := e.grow(s.N); err != nil {
 		return nil, err
 	}
@@ -102,7 +102,7 @@ func (e *Engine) pass(s engine.Span, tap *trace.Tap) ([]float32, error) {
 
 // forward launches the model's kernels for the pass s. Read it top to bottom: it is the
 // model, one trace call per stage.
-func (e *Engine) forward(s engine.Span, tap *trace.Tap) error {
+func (e *Engine) forward(s driver.Span, tap *engine.Tap) error {
 	c := e.c
 	n, pos0 := s.N, s.Pos0
 	dim, ffn, qd, kvd := c.Dim, c.FFNDim, e.qDim, e.kvDim
@@ -214,7 +214,7 @@ func (e *Engine) forward(s engine.Span, tap *trace.Tap) error {
 }
 
 // uploadRows copies the rows of a replay into the residual stream.
-func (e *Engine) uploadRows(s engine.Span) error {
+func (e *Engine) uploadRows(s driver.Span) error {
 	x, err := view(e.x, 0, len(s.Rows))
 	if err == nil {
 		err = upload(x, s.Rows)
@@ -309,7 +309,7 @@ func (e *Engine) add(stage string, layer, n int) error {
 // finish computes the final norm and the logits of the rows that need them into staging,
 // applies the logits faults, flushes and returns the last row's logits, valid once the
 // recording goroutine is done.
-func (e *Engine) finish(s engine.Span, tap *trace.Tap) ([]float32, error) {
+func (e *Engine) finish(s driver.Span, tap *engine.Tap) ([]float32, error) {
 	c := e.c
 	n, pos0 := s.N, s.Pos0
 	rows := e.hostInts[e.logitRowsList.off : e.logitRowsList.off+e.logitRowsList.n]

@@ -14,13 +14,12 @@ import (
 	"strings"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/model"
-	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
 func init() {
-	engine.Register(Name, func(m *model.Model) (engine.Engine, error) { return New(m) })
+	engine.Register(Name, func(m *engine.Model) (engine.Engine, error) { return New(m) })
 }
 
 // Engine runs one model on the GPU. It is not safe for concurrent use.
@@ -95,7 +94,7 @@ type stagingChunk struct {
 const stagingChunkLen = 1 << 22 // elements
 
 // New checks m (see checkModel), selects the device and uploads the weights.
-func New(m *model.Model) (*Engine, error) {
+func New(m *engine.Model) (*Engine, error) {
 	if err := checkModel(m); err != nil {
 		return nil, err
 	}
@@ -321,7 +320,7 @@ func fail(rc C.int, kernel, stage string, layer int, shapes string, args ...any)
 
 // trace applies the tap's faults to stage st's output b (n rows of width w at pos0) on the
 // device, then gathers the planned rows into staging for finish to record.
-func (e *Engine) trace(tap *trace.Tap, st golden.Stage, layer, pos0, n, w int, b buf) error {
+func (e *Engine) trace(tap *engine.Tap, st golden.Stage, layer, pos0, n, w int, b buf) error {
 	if !tap.Active(st, layer) {
 		return nil
 	}
@@ -360,14 +359,14 @@ func (e *Engine) trace(tap *trace.Tap, st golden.Stage, layer, pos0, n, w int, b
 // the tap's order, one launch per run of consecutive matching rows of b. rows maps b's rows
 // to pass rows (nil: row i is pass row i). A row shift needs rows of earlier passes, which
 // the device does not keep: it is refused.
-func (e *Engine) faults(tap *trace.Tap, st golden.Stage, layer, pos0, n, w int, b buf, rows []int32) error {
+func (e *Engine) faults(tap *engine.Tap, st golden.Stage, layer, pos0, n, w int, b buf, rows []int32) error {
 	if tap == nil {
 		return nil
 	}
-	// The kernel's GRETA_FAULT_* are trace.Kind's values: a difference does not compile.
-	_ = [1]struct{}{}[(trace.Affine-C.GRETA_FAULT_AFFINE)|(trace.Zero-C.GRETA_FAULT_ZERO)|(trace.NaN-C.GRETA_FAULT_NAN)|
-		(trace.Inf-C.GRETA_FAULT_INF)|(trace.Sign-C.GRETA_FAULT_SIGN)|(trace.RoundF16-C.GRETA_FAULT_ROUND_F16)|
-		(trace.RoundBF16-C.GRETA_FAULT_ROUND_BF16)]
+	// The kernel's GRETA_FAULT_* are engine.Kind's values: a difference does not compile.
+	_ = [1]struct{}{}[(engine.Affine-C.GRETA_FAULT_AFFINE)|(engine.Zero-C.GRETA_FAULT_ZERO)|(engine.NaN-C.GRETA_FAULT_NAN)|
+		(engine.Inf-C.GRETA_FAULT_INF)|(engine.Sign-C.GRETA_FAULT_SIGN)|(engine.RoundF16-C.GRETA_FAULT_ROUND_F16)|
+		(engine.RoundBF16-C.GRETA_FAULT_ROUND_BF16)]
 	pos := func(i int) int {
 		if rows != nil {
 			return pos0 + int(rows[i])
@@ -381,7 +380,7 @@ func (e *Engine) faults(tap *trace.Tap, st golden.Stage, layer, pos0, n, w int, 
 				i++
 				continue
 			}
-			if f.Kind == trace.Shift {
+			if f.Kind == engine.Shift {
 				return fmt.Errorf("hip: fault %s: a row shift is not supported on the hip backend (it takes rows of earlier passes, which the device does not keep); plant it on the cpu backend", f)
 			}
 			j := i + 1

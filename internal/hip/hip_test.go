@@ -19,7 +19,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
+	"github.com/gretabisect/gretabisect/internal/driver"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/prompts"
 	"github.com/gretabisect/gretabisect/internal/ref"
@@ -34,7 +35,7 @@ const EnvBigModel = "GRETA_MODEL"
 // openGPU starts the engine on m, skipping the test when no GPU is visible.
 func openGPU(t testing.TB, m *model.Model) *Engine {
 	t.Helper()
-	e, err := New(m)
+	e, err := New(&m.Model)
 	if errors.Is(err, ErrNoDevice) {
 		t.Skipf("no GPU to run on: %v", err)
 	}
@@ -86,9 +87,9 @@ func standardPrompts(t testing.TB, m *model.Model) []prompts.Prompt {
 	return ps
 }
 
-func run(t testing.TB, e engine.Engine, m *model.Model, p prompts.Prompt, route string, faults ...trace.Fault) []golden.Record {
+func run(t testing.TB, e engine.Engine, m *model.Model, p prompts.Prompt, route string, faults ...engine.Fault) []golden.Record {
 	t.Helper()
-	res, err := engine.Run(e, m, engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: trace.DefaultPlan(),
+	res, err := driver.Run(e, m, driver.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: trace.DefaultPlan(),
 		Route: route, Faults: faults})
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +138,7 @@ func TestMatchesReference(t *testing.T) {
 		m := ms[name]
 		t.Run(name, func(t *testing.T) {
 			gpu := openGPU(t, m)
-			cpu, err := ref.New(m)
+			cpu, err := ref.New(&m.Model)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -240,7 +241,7 @@ func TestPassesChangeNoBit(t *testing.T) {
 func TestDecodeRoute(t *testing.T) {
 	m := testModels(t)["tiny"]
 	gpu := openGPU(t, m)
-	cpu, err := ref.New(m)
+	cpu, err := ref.New(&m.Model)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,28 +257,28 @@ func TestDecodeRoute(t *testing.T) {
 func TestFaultLocalisation(t *testing.T) {
 	m := testModels(t)["tiny"]
 	gpu := openGPU(t, m)
-	cpu, err := ref.New(m)
+	cpu, err := ref.New(&m.Model)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cpu.Close()
 	p := standardPrompts(t, m)[1]
 	clean := run(t, cpu, m, p, golden.RoutePrefill)
-	faults := []trace.Fault{
+	faults := []engine.Fault{
 		{Stage: golden.EmbedOut, PosMin: 820, PosMax: -1, Scale: 1, Add: 0.01},
 		{Stage: golden.KPostRope, Layer: 3, PosMin: 826, PosMax: -1, Scale: 1.5},
 		{Stage: golden.AttnIn, Layer: 1, PosMin: 0, PosMax: 5, Scale: 1.01},
 		{Stage: golden.V, Layer: 0, PosMin: 826, PosMax: 826, Scale: 1.01},
 		{Stage: golden.AttnCtx, Layer: 2, PosMin: 826, PosMax: -1, Scale: 1, Add: 0.01},
 		{Stage: golden.MLPOut, Layer: 8, PosMin: 826, PosMax: 826, Scale: 1.02},
-		{Stage: golden.ResidualPostMLP, Layer: trace.AnyLayer, PosMin: 826, PosMax: 826, Scale: 1.001},
+		{Stage: golden.ResidualPostMLP, Layer: engine.AnyLayer, PosMin: 826, PosMax: 826, Scale: 1.001},
 		{Stage: golden.Logits, PosMin: 826, PosMax: 826, Scale: 1, Add: 1},
 		// The shapes the device kernel applies besides scale and add.
-		{Stage: golden.AttnCtx, Layer: 2, PosMin: 826, PosMax: -1, HeadLo: 1, HeadLen: 1, Kind: trace.Zero},
-		{Stage: golden.MLPOut, Layer: 4, PosMax: -1, Every: 64, Phase: 5, ChLo: 10, ChLen: 20, Kind: trace.Sign},
-		{Stage: golden.QPostRope, Layer: 1, PosMin: 826, PosMax: -1, Kind: trace.RoundBF16},
-		{Stage: golden.V, Layer: 0, PosMin: 826, PosMax: 826, ChLo: 3, ChLen: 1, Kind: trace.NaN},
-		{Stage: golden.Logits, PosMin: 826, PosMax: 826, ChLo: 7, ChLen: 1, Kind: trace.Inf},
+		{Stage: golden.AttnCtx, Layer: 2, PosMin: 826, PosMax: -1, HeadLo: 1, HeadLen: 1, Kind: engine.Zero},
+		{Stage: golden.MLPOut, Layer: 4, PosMax: -1, Every: 64, Phase: 5, ChLo: 10, ChLen: 20, Kind: engine.Sign},
+		{Stage: golden.QPostRope, Layer: 1, PosMin: 826, PosMax: -1, Kind: engine.RoundBF16},
+		{Stage: golden.V, Layer: 0, PosMin: 826, PosMax: 826, ChLo: 3, ChLen: 1, Kind: engine.NaN},
+		{Stage: golden.Logits, PosMin: 826, PosMax: 826, ChLo: 7, ChLen: 1, Kind: engine.Inf},
 	}
 	first := func(recs []golden.Record) string {
 		rep, err := golden.CompareRecords(recs, clean, golden.Tolerance)
@@ -310,8 +311,8 @@ func TestShiftRefused(t *testing.T) {
 	m := testModels(t)["tiny"]
 	gpu := openGPU(t, m)
 	p := standardPrompts(t, m)[0]
-	_, err := engine.Run(gpu, m, engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: trace.DefaultPlan(),
-		Faults: []trace.Fault{{Stage: golden.V, Layer: 1, PosMin: 2, PosMax: -1, Kind: trace.Shift, Shift: 1}}})
+	_, err := driver.Run(gpu, m, driver.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: trace.DefaultPlan(),
+		Faults: []engine.Fault{{Stage: golden.V, Layer: 1, PosMin: 2, PosMax: -1, Kind: engine.Shift, Shift: 1}}})
 	if err == nil || !strings.Contains(err.Error(), "fault stage=v,layer=1,pos>=2,shift=1: a row shift is not supported on the hip backend") {
 		t.Errorf("a shift on the GPU: %v", err)
 	}
@@ -322,7 +323,7 @@ func TestShiftRefused(t *testing.T) {
 func TestNewRefusesInconsistentModel(t *testing.T) {
 	m := handModel()
 	m.Weights.Layers[1].Wv.Name, m.Weights.Layers[1].Wv.Rows = "blk.1.attn_v.weight", 5
-	_, err := New(m)
+	_, err := New(&m.Model)
 	if err == nil || !strings.Contains(err.Error(), `tensor "blk.1.attn_v.weight": 5x8 with 32 values, the config wants 4x8`) {
 		t.Fatalf("New(inconsistent model) = %v, want the tensor named", err)
 	}

@@ -14,8 +14,8 @@ import (
 	"sync"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/engine"
-	"github.com/gretabisect/gretabisect/internal/trace"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
+	"github.com/gretabisect/gretabisect/internal/driver"
 )
 
 // Tracing beside the forward pass: plan lists the rows each traced stage hands over, flush
@@ -67,7 +67,7 @@ type pendingRows struct {
 // startRecording starts the goroutine that waits for each flush's copies and hands the
 // rows to the tap, one batch per flush, in order. After an error it only spends the
 // remaining tickets.
-func (e *Engine) startRecording(tap *trace.Tap) {
+func (e *Engine) startRecording(tap *engine.Tap) {
 	e.records = make(chan traceBatch, e.c.NLayer+2) // at most one batch per layer and one for embed_out
 	e.recorded = make(chan error, 1)
 	go func(in <-chan traceBatch, done chan<- error) {
@@ -97,7 +97,7 @@ func (e *Engine) startRecording(tap *trace.Tap) {
 // out in contiguous runs of about equal size, so the sink's copies of the final rows take
 // more than one core. That reorders them, and the recorder then sorts: only the final
 // flush's rows are worth it.
-func handOver(tap *trace.Tap, batch []recordRows, parts int) {
+func handOver(tap *engine.Tap, batch []recordRows, parts int) {
 	type row struct {
 		r *recordRows
 		j int
@@ -285,7 +285,7 @@ func (e *Engine) uploadCoefficients(w int) (buf, error) {
 }
 
 // planSums makes room in sums for rows rows of sketch sums this pass.
-func (e *Engine) planSums(tap *trace.Tap, rows int) error {
+func (e *Engine) planSums(tap *engine.Tap, rows int) error {
 	e.sketching = tap.TakesSketches()
 	e.sumsUsed, e.sumsFlush, e.run.n = 0, 0, 0
 	if !e.sketching || rows <= e.sumsCap {
@@ -313,7 +313,7 @@ func (e *Engine) planSums(tap *trace.Tap, rows int) error {
 // plan uploads the pass's tokens (none for a replay) and, for every traced stage of the
 // layers it runs, the rows the tap wants, in one copy. When the pass reaches the logits,
 // the rows that get them are the planned ones and, when s.WantLast, the last one.
-func (e *Engine) plan(s engine.Span, tap *trace.Tap) error {
+func (e *Engine) plan(s driver.Span, tap *engine.Tap) error {
 	c, n, pos0 := e.c, s.N, s.Pos0
 	e.hostInts = append(e.hostInts[:0], s.Tokens...)
 	e.lists = e.lists[:0]

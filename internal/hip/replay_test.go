@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
+	"github.com/gretabisect/gretabisect/internal/driver"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/ownerr"
 	"github.com/gretabisect/gretabisect/internal/prompts"
@@ -38,7 +39,7 @@ func TestReplayBitIdentical(t *testing.T) {
 		n := len(tc.p.Tokens)
 		sel := plan.Resolve(nl, n)
 		rows := ownerr.NewRows()
-		if _, err := engine.Run(e, m, engine.Request{PromptID: tc.p.ID, Tokens: tc.p.Tokens, Plan: plan, Route: tc.route,
+		if _, err := driver.Run(e, m, driver.Request{PromptID: tc.p.ID, Tokens: tc.p.Tokens, Plan: plan, Route: tc.route,
 			Keep: ownerr.KeepForReplay(rows, sel, nl)}); err != nil {
 			t.Fatal(err)
 		}
@@ -67,7 +68,7 @@ func TestReplayBitIdentical(t *testing.T) {
 	}
 }
 
-// TestReplayRejectsBadCalls: the engine's refusals, in the words of engine.CheckReplay.
+// TestReplayRejectsBadCalls: the engine's refusals, in the words of driver.CheckReplay.
 func TestReplayRejectsBadCalls(t *testing.T) {
 	m := handModel()
 	e := openGPU(t, m)
@@ -100,7 +101,7 @@ func TestOwnError(t *testing.T) {
 func testOwnError(t *testing.T, m *model.Model) {
 	c := m.Config
 	gpu := openGPU(t, m)
-	cpu, err := ref.New(m)
+	cpu, err := ref.New(&m.Model)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +112,7 @@ func testOwnError(t *testing.T, m *model.Model) {
 	sel := plan.Resolve(c.NLayer, len(p.Tokens))
 	rows := ownerr.NewRows()
 	start := time.Now()
-	if _, err := engine.Run(cpu, m, engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan,
+	if _, err := driver.Run(cpu, m, driver.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan,
 		Keep: ownerr.KeepForReplay(rows, sel, c.NLayer)}); err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +120,7 @@ func testOwnError(t *testing.T, m *model.Model) {
 		time.Since(start).Round(time.Millisecond))
 	refRun := ownerr.Run{Config: c, Rows: rows, Prompt: len(p.Tokens)}
 	candRows := ownerr.NewRows()
-	if _, err := engine.Run(gpu, m, engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan,
+	if _, err := driver.Run(gpu, m, driver.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan,
 		Keep: ownerr.KeepRows(candRows, sel, c.NLayer)}); err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +145,7 @@ func testOwnError(t *testing.T, m *model.Model) {
 	}
 	t.Logf("floors of %s on %s (noise.json):\n%s", m.Name, gpu.Device(), b.String())
 
-	for _, f := range []trace.Fault{
+	for _, f := range []engine.Fault{
 		{Stage: golden.AttnIn, Layer: 1, PosMin: 826, PosMax: -1, Scale: 1.0001},
 		{Stage: golden.QPostRope, Layer: 4, PosMin: 3, PosMax: -1, Scale: 1.0001},
 		{Stage: golden.AttnCtx, Layer: 8, PosMin: 826, PosMax: -1, Scale: 1.0001},
@@ -153,7 +154,7 @@ func testOwnError(t *testing.T, m *model.Model) {
 	} {
 		want := ownerr.Key{Stage: f.Stage, Layer: f.Layer, Pos: f.PosMin}
 		t.Run(fmt.Sprintf("%s_L%d_pos%d", f.Stage, f.Layer, f.PosMin), func(t *testing.T) {
-			recs, err := ownerr.Own(gpu, refRun, sel, ownerr.Options{Faults: []trace.Fault{f}})
+			recs, err := ownerr.Own(gpu, refRun, sel, ownerr.Options{Faults: []engine.Fault{f}})
 			if err != nil {
 				t.Fatal(err)
 			}

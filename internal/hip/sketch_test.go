@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
@@ -27,9 +28,9 @@ func TestDeviceSketches(t *testing.T) {
 			widths := map[int]int{} // rows checked by width
 			var mu sync.Mutex
 			plain := 0
-			tap := &trace.Tap{
+			tap := &engine.Tap{
 				Sel: trace.DefaultPlan().Resolve(c.NLayer, n),
-				Faults: []trace.Fault{
+				Faults: []engine.Fault{
 					{Stage: golden.AttnOut, Layer: 1, PosMin: 0, PosMax: -1, Scale: 1.5, Add: 0.25},
 					{Stage: golden.Logits, PosMin: n - 1, PosMax: n - 1, Scale: 1, Add: 1},
 				},

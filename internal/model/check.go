@@ -5,16 +5,17 @@ import (
 	"math"
 	"strings"
 
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/model/layout"
 )
 
-// Check refuses a configuration no engine can run and any weight whose shape is not the one
+// Check refuses a model's configuration no engine can run and any weight whose shape is not the one
 // the configuration implies, naming the tensor: the architecture's RoPE style and biases,
 // rope_freqs.weight (rope_dim/2 positive finite factors) and the biases when the
 // configuration has them, and no such tensors when it has not. Load and Open bind only such
 // models; Check guards the models built by hand (tests, generators) before an engine sizes
-// buffers from the configuration.
-func (m *Model) Check() error {
+// buffers from the configuration. Every engine of this module calls it first.
+func Check(m *engine.Model) error {
 	if m == nil || m.Weights == nil {
 		return fmt.Errorf("model: no weights")
 	}
@@ -53,11 +54,11 @@ func (m *Model) Check() error {
 			name, mat.Rows, mat.Cols, len(mat.Data), rows, cols)
 	}
 	for _, s := range tensorsOf(c) {
-		if v := w.vector(s); v != nil {
+		if v := vectorOf(w, s); v != nil {
 			if len(*v) != int(s.Shape[0]) {
 				return fmt.Errorf("model: tensor %q: %d values, the config wants %d", s.Name, len(*v), s.Shape[0])
 			}
-		} else if err := shape(w.matrix(s), s.Name, int(s.Shape[1]), int(s.Shape[0])); err != nil {
+		} else if err := shape(matrixOf(w, s), s.Name, int(s.Shape[1]), int(s.Shape[0])); err != nil {
 			return err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/model/layout"
 )
 
@@ -25,7 +26,7 @@ func handModel() *Model {
 			WUp: mat(blk+"ffn_up.weight", 12, 8), WDown: mat(blk+"ffn_down.weight", 8, 12),
 		})
 	}
-	return &Model{Config: c, Weights: w}
+	return &Model{Model: engine.Model{Config: c, Weights: w}}
 }
 
 // handQwen is handModel as a qwen2 model: NEOX RoPE and q/k/v biases.
@@ -51,7 +52,7 @@ func handLlama3() *Model {
 // with the tensor or the setting named.
 func TestCheck(t *testing.T) {
 	for _, m := range []*Model{handModel(), handQwen(), handLlama3()} {
-		if err := m.Check(); err != nil {
+		if err := Check(&m.Model); err != nil {
 			t.Fatalf("Check(consistent %s model) = %v, want nil", m.Config.Arch, err)
 		}
 	}
@@ -116,7 +117,7 @@ func TestCheck(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := handModel()
 			tc.break_(m)
-			err := m.Check()
+			err := Check(&m.Model)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Check() = %v, want an error containing %q", err, tc.want)
 			}
@@ -131,7 +132,7 @@ func TestLoadedModelPassesCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if err := m.Check(); err != nil {
+	if err := Check(&m.Model); err != nil {
 		t.Errorf("Check(%s) = %v", TinySpec, err)
 	}
 }

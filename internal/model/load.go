@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/gguf"
 	"github.com/gretabisect/gretabisect/internal/model/layout"
 	"github.com/gretabisect/gretabisect/internal/synth"
@@ -109,13 +110,13 @@ func FromFile(f *gguf.File, name string) (*Model, error) {
 		if err != nil {
 			return nil, fmt.Errorf("model: %w", err)
 		}
-		w.bind(s, data)
+		bind(w, s, data)
 	}
 	if c.TiedOutput {
 		w.Output = w.TokEmbd
 	}
 	m.Weights = w
-	if err := m.Check(); err != nil { // the shapes again, and the values of rope_freqs
+	if err := Check(&m.Model); err != nil { // the shapes again, and the values of rope_freqs
 		return nil, err
 	}
 	return m, nil
@@ -178,7 +179,7 @@ func header(f *gguf.File, name string) (*Model, error) {
 	if tok.Size() != c.Vocab {
 		return nil, fmt.Errorf("model: tokenizer has %d tokens but %s has %d rows", tok.Size(), emb.Name, c.Vocab)
 	}
-	return &Model{Config: c, Tokenizer: tok, Name: name, FileType: typeSummary(f), File: f}, nil
+	return &Model{Model: engine.Model{Config: c, Name: name, FileType: typeSummary(f)}, Tokenizer: tok, File: f}, nil
 }
 
 // tensorsOf lists the tensors c requires.
@@ -191,17 +192,17 @@ func tensorsOf(c Config) []layout.Tensor {
 // maxVocab bounds the vocabulary (token_embd's row count); real vocabularies stay far below.
 const maxVocab = 1 << 22
 
-// bind stores a tensor's data in the field of its role.
-func (w *Weights) bind(s layout.Tensor, data []float32) {
-	if v := w.vector(s); v != nil {
+// bind stores a tensor's data in w's field of its role.
+func bind(w *Weights, s layout.Tensor, data []float32) {
+	if v := vectorOf(w, s); v != nil {
 		*v = data
 		return
 	}
-	*w.matrix(s) = Matrix{Name: s.Name, Rows: int(s.Shape[1]), Cols: int(s.Shape[0]), Data: data}
+	*matrixOf(w, s) = Matrix{Name: s.Name, Rows: int(s.Shape[1]), Cols: int(s.Shape[0]), Data: data}
 }
 
-// vector returns the field of a one-dimensional tensor's role, nil for a matrix.
-func (w *Weights) vector(s layout.Tensor) *[]float32 {
+// vectorOf returns w's field of a one-dimensional tensor's role, nil for a matrix.
+func vectorOf(w *Weights, s layout.Tensor) *[]float32 {
 	switch s.Role {
 	case layout.RopeFreqs:
 		return &w.RopeFreqs
@@ -221,8 +222,8 @@ func (w *Weights) vector(s layout.Tensor) *[]float32 {
 	return nil
 }
 
-// matrix returns the field of a matrix tensor's role.
-func (w *Weights) matrix(s layout.Tensor) *Matrix {
+// matrixOf returns w's field of a matrix tensor's role.
+func matrixOf(w *Weights, s layout.Tensor) *Matrix {
 	switch s.Role {
 	case layout.TokEmbd:
 		return &w.TokEmbd

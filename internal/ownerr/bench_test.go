@@ -4,12 +4,12 @@ import (
 	"os"
 	"testing"
 
-	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
+	"github.com/gretabisect/gretabisect/internal/driver"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/ownerr"
 	"github.com/gretabisect/gretabisect/internal/prompts"
 	"github.com/gretabisect/gretabisect/internal/ref"
-	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
 // EnvBenchModel names a GGUF file for BenchmarkOwn (a tinyllama-preset F32 model, say:
@@ -46,7 +46,7 @@ func BenchmarkOwn(b *testing.B) {
 		cpu := cpuTime()
 		for b.Loop() {
 			rows := ownerr.NewRows()
-			if _, err := engine.Run(e, m, engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan,
+			if _, err := driver.Run(e, m, driver.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan,
 				Keep: ownerr.KeepForReplay(rows, sel, c.NLayer)}); err != nil {
 				b.Fatal(err)
 			}
@@ -59,13 +59,13 @@ func BenchmarkOwn(b *testing.B) {
 	if run.Rows == nil {
 		b.Skip("no reference run")
 	}
-	one := trace.NewSelection(sel.Stages(), []int{c.NLayer / 2}, c.NLayer, sel.Positions(), len(p.Tokens)+plan.MaxNewTokens)
+	one := engine.NewSelection(sel.Stages(), []int{c.NLayer / 2}, c.NLayer, sel.Positions(), len(p.Tokens)+plan.MaxNewTokens)
 	for _, cand := range []struct {
 		name string
-		new  func(*model.Model) (*ref.Engine, error)
+		new  func(*engine.Model) (*ref.Engine, error)
 	}{{ref.Name, ref.New}, {ref.F64AccName, ref.NewF64Acc}} {
 		b.Run("replay-layer/"+cand.name, func(b *testing.B) {
-			e, err := cand.new(m)
+			e, err := cand.new(&m.Model)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -16,7 +16,7 @@
 //     that stage (ref.Inputs lists them), and the candidate's row is compared with that.
 //
 // The reference's rows come from a live run of the CPU reference, since goldens hold hashes
-// and sketches only: pass KeepForReplay (or KeepRows) as engine.Request.Keep. Measured with
+// and sketches only: pass KeepForReplay (or KeepRows) as driver.Request.Keep. Measured with
 // BenchmarkOwn for p6_len_32 (1658 positions, the default plan over every layer, on 2
 // cores): on the tiny model the run keeps 24 MB and the replay of one layer costs a tenth
 // of a forward pass; on a TinyLlama-sized F32 model the run takes 272 CPU-seconds and keeps
@@ -44,10 +44,10 @@
 //
 //	sel := plan.Resolve(nLayer, len(tokens))                      // the rows compared
 //	rows := ownerr.NewRows()                                      // the reference's live run
-//	engine.Run(cpu, m, engine.Request{..., Keep: ownerr.KeepForReplay(rows, sel, nLayer)})
+//	driver.Run(cpu, m, driver.Request{..., Keep: ownerr.KeepForReplay(rows, sel, nLayer)})
 //	ref := ownerr.Run{Config: m.Config, Rows: rows, Prompt: len(tokens)}
 //	candRows := ownerr.NewRows()                                  // the candidate's normal run
-//	engine.Run(cand, m, engine.Request{..., Keep: ownerr.KeepRows(candRows, sel, nLayer)})
+//	driver.Run(cand, m, driver.Request{..., Keep: ownerr.KeepRows(candRows, sel, nLayer)})
 //	recs, err := ownerr.Own(cand.(engine.Replayer), ref, sel, ownerr.Options{Candidate: candRows})
 //	floors, _ := ownerr.ReadFloorsFile(ownerr.NoisePath(goldenDir, cand.Device(), model)) // nil: defaults
 //	first := floors.FirstOver(m.Config, recs, ownerr.Factor)      // FIRST_FAIL, or nil

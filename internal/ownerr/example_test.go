@@ -4,7 +4,8 @@ import (
 	"fmt"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
+	"github.com/gretabisect/gretabisect/internal/driver"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/ownerr"
 	"github.com/gretabisect/gretabisect/internal/prompts"
@@ -23,21 +24,21 @@ func Example() {
 	plan.AllLayers = true
 	sel := plan.Resolve(m.Config.NLayer, len(p.Tokens))
 
-	cpu, _ := ref.New(m)
+	cpu, _ := ref.New(&m.Model)
 	defer cpu.Close()
 	rows := ownerr.NewRows()
-	engine.Run(cpu, m, engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan,
+	driver.Run(cpu, m, driver.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan,
 		Keep: ownerr.KeepForReplay(rows, sel, m.Config.NLayer)})
 	run := ownerr.Run{Config: m.Config, Rows: rows, Prompt: len(p.Tokens)}
 
-	cand, _ := ref.NewF64Acc(m) // another device, as far as the reference can tell
+	cand, _ := ref.NewF64Acc(&m.Model) // another device, as far as the reference can tell
 	defer cand.Close()
 	clean, _ := ownerr.Own(cand, run, sel, ownerr.Options{})
 	floors := ownerr.Calibrate(ownerr.MethodReplay, clean)
 	fmt.Println("clean build:", floors.FirstOver(m.Config, clean, ownerr.Factor) == nil)
 
-	bug := trace.Fault{Stage: golden.AttnCtx, Layer: 3, PosMin: 2, PosMax: -1, Scale: 1.0001}
-	buggy, _ := ownerr.Own(cand, run, sel, ownerr.Options{Faults: []trace.Fault{bug}})
+	bug := engine.Fault{Stage: golden.AttnCtx, Layer: 3, PosMin: 2, PosMax: -1, Scale: 1.0001}
+	buggy, _ := ownerr.Own(cand, run, sel, ownerr.Options{Faults: []engine.Fault{bug}})
 	first := floors.FirstOver(m.Config, buggy, ownerr.Factor)
 	fmt.Printf("FIRST_FAIL %v: own error %.1e, over %d x its floor\n", first.Key, first.Own.RelL2, ownerr.Factor)
 	// Output:

@@ -5,7 +5,8 @@ import (
 	"testing"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
+	"github.com/gretabisect/gretabisect/internal/driver"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/ownerr"
 	"github.com/gretabisect/gretabisect/internal/prompts"
@@ -35,7 +36,7 @@ func standard(t testing.TB, m *model.Model, id string) prompts.Prompt {
 }
 
 // onShort returns the tiny model, p0_short and the selection of plan for it.
-func onShort(t testing.TB, plan trace.Plan) (*model.Model, prompts.Prompt, *trace.Selection) {
+func onShort(t testing.TB, plan trace.Plan) (*model.Model, prompts.Prompt, *engine.Selection) {
 	t.Helper()
 	m := tiny(t)
 	p := standard(t, m, prompts.P0Short)
@@ -43,15 +44,15 @@ func onShort(t testing.TB, plan trace.Plan) (*model.Model, prompts.Prompt, *trac
 }
 
 // keeper returns the Keep of a run for rows.
-type keeper func(rows *ownerr.Rows, sel *trace.Selection, nLayer int) *engine.Keep
+type keeper func(rows *ownerr.Rows, sel *engine.Selection, nLayer int) *driver.Keep
 
 // runKeeping runs prompt p through e with plan and faults, keeping rows for sel with keep,
 // and returns the run and its records.
-func runKeeping(t testing.TB, e engine.Engine, m *model.Model, p prompts.Prompt, plan trace.Plan, sel *trace.Selection,
-	keep keeper, faults ...trace.Fault) (ownerr.Run, []golden.Record) {
+func runKeeping(t testing.TB, e engine.Engine, m *model.Model, p prompts.Prompt, plan trace.Plan, sel *engine.Selection,
+	keep keeper, faults ...engine.Fault) (ownerr.Run, []golden.Record) {
 	t.Helper()
 	rows := ownerr.NewRows()
-	res, err := engine.Run(e, m, engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan, Faults: faults,
+	res, err := driver.Run(e, m, driver.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan, Faults: faults,
 		Keep: keep(rows, sel, m.Config.NLayer)})
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +66,7 @@ func openRef(t testing.TB, m *model.Model, f64 bool) *ref.Engine {
 	if f64 {
 		newE = ref.NewF64Acc
 	}
-	e, err := newE(m)
+	e, err := newE(&m.Model)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,8 @@ import (
 	"testing"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
+	"github.com/gretabisect/gretabisect/internal/driver"
 	"github.com/gretabisect/gretabisect/internal/ownerr"
 	"github.com/gretabisect/gretabisect/internal/prompts"
 	"github.com/gretabisect/gretabisect/internal/ref"
@@ -42,7 +43,7 @@ func TestOwnOfReferenceIsExact(t *testing.T) {
 		t.Run(route, func(t *testing.T) {
 			sel := plan.Resolve(c.NLayer, len(p.Tokens))
 			rows := ownerr.NewRows()
-			_, err := engine.Run(openRef(t, m, false), m, engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan,
+			_, err := driver.Run(openRef(t, m, false), m, driver.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan,
 				Route: route, Keep: ownerr.KeepForReplay(rows, sel, c.NLayer)})
 			if err != nil {
 				t.Fatal(err)
@@ -90,7 +91,7 @@ func randomTokens(n, vocab int) []int32 {
 // layer, with the reference's run they were replayed on.
 type cleanCandidate struct {
 	p    prompts.Prompt
-	sel  *trace.Selection
+	sel  *engine.Selection
 	ref  ownerr.Run
 	recs []ownerr.Record
 }
@@ -168,8 +169,8 @@ func TestOwnOfCandidate(t *testing.T) {
 }
 
 // fault plants x -> x*scale + add at one (stage, layer) from position pos on.
-func fault(st golden.Stage, layer, pos int, scale, add float32) trace.Fault {
-	return trace.Fault{Stage: st, Layer: layer, PosMin: pos, PosMax: -1, Scale: scale, Add: add}
+func fault(st golden.Stage, layer, pos int, scale, add float32) engine.Fault {
+	return engine.Fault{Stage: st, Layer: layer, PosMin: pos, PosMax: -1, Scale: scale, Add: add}
 }
 
 // rms is the root mean square of the reference's row at k.
@@ -253,7 +254,7 @@ func keyOf(r *ownerr.Record) string {
 
 // faultyOwn is the candidate's own errors with fault f planted: the clean records of the
 // layers f does not touch, and the faulted layer (or embed_out) computed again.
-func faultyOwn(t *testing.T, cand *ref.Engine, clean *cleanCandidate, f trace.Fault) []ownerr.Record {
+func faultyOwn(t *testing.T, cand *ref.Engine, clean *cleanCandidate, f engine.Fault) []ownerr.Record {
 	t.Helper()
 	m := tiny(t)
 	c := m.Config
@@ -268,10 +269,10 @@ func faultyOwn(t *testing.T, cand *ref.Engine, clean *cleanCandidate, f trace.Fa
 		plan := allLayers()
 		plan.MaxNewTokens = 0
 		candRun, _ := runKeeping(t, cand, m, prefix, plan, clean.sel, ownerr.KeepRows, f)
-		sel := trace.NewSelection([]golden.Stage{golden.EmbedOut}, nil, c.NLayer, clean.sel.Positions(), clean.ref.Prompt+5)
+		sel := engine.NewSelection([]golden.Stage{golden.EmbedOut}, nil, c.NLayer, clean.sel.Positions(), clean.ref.Prompt+5)
 		redone, err = ownerr.Own(cand, clean.ref, sel, ownerr.Options{Candidate: candRun.Rows})
 	default:
-		redone, err = ownerr.Replay(cand, clean.ref, layer, layer, clean.sel, ownerr.Options{Faults: []trace.Fault{f}})
+		redone, err = ownerr.Replay(cand, clean.ref, layer, layer, clean.sel, ownerr.Options{Faults: []engine.Fault{f}})
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -296,7 +297,7 @@ func TestToleranceMissesWhatOwnErrorFinds(t *testing.T) {
 	m, p, sel := onShort(t, plan)
 	c := m.Config
 	_, base := runKeeping(t, openRef(t, m, false), m, p, plan, sel, ownerr.KeepRows)
-	for _, f := range []trace.Fault{
+	for _, f := range []engine.Fault{
 		fault(golden.AttnIn, 1, 2, 1.0001, 0),
 		fault(golden.AttnCtx, 3, 3, 1.0001, 0),
 		fault(golden.MLPOut, 8, 4, 1.0001, 0),
@@ -318,7 +319,7 @@ func TestOwnRefusesMissingReferenceRows(t *testing.T) {
 	plan := allLayers()
 	m, p, sel := onShort(t, plan)
 	c := m.Config
-	sel = trace.NewSelection(sel.Stages(), sel.Layers(), c.NLayer, []int{3, 4}, len(p.Tokens))
+	sel = engine.NewSelection(sel.Stages(), sel.Layers(), c.NLayer, []int{3, 4}, len(p.Tokens))
 	refRun, _ := runKeeping(t, openRef(t, m, false), m, p, plan, sel, ownerr.KeepRows) // no replay inputs at 0..2
 	_, err := ownerr.Own(openRef(t, m, true), refRun, sel, ownerr.Options{})
 	if err == nil || !strings.Contains(err.Error(), "the reference's residual_pre_attn layer 0 pos 0 is missing (keep it with KeepForReplay)") {

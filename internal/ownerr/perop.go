@@ -4,8 +4,8 @@ import (
 	"fmt"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/ref"
-	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
 // PerOp computes the own error of every selected row per operation, for a candidate that
@@ -22,7 +22,7 @@ import (
 //
 // base.Rows, when set (the reference's rows of the same prompt, KeepRows), adds each
 // record's Total and Inherited; base.Config must be r's model's.
-func PerOp(r *ref.Engine, base Run, cand *Rows, sel *trace.Selection) ([]Record, error) {
+func PerOp(r *ref.Engine, base Run, cand *Rows, sel *engine.Selection) ([]Record, error) {
 	nLayer := base.Config.NLayer
 	var out []Record
 	var in [][]float32

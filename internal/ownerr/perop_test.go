@@ -11,7 +11,8 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
+	"github.com/gretabisect/gretabisect/internal/driver"
 	"github.com/gretabisect/gretabisect/internal/ownerr"
 	"github.com/gretabisect/gretabisect/internal/prompts"
 	"github.com/gretabisect/gretabisect/internal/trace"
@@ -60,7 +61,7 @@ func TestPerOpLocalisesFaults(t *testing.T) {
 	c := m.Config
 	base, _ := runKeeping(t, openRef(t, m, false), m, p, plan, sel, ownerr.KeepRows)
 	r := openRef(t, m, false)
-	perOp := func(faults ...trace.Fault) []ownerr.Record {
+	perOp := func(faults ...engine.Fault) []ownerr.Record {
 		cand, _ := runKeeping(t, openRef(t, m, true), m, p, plan, sel, ownerr.KeepForOps, faults...)
 		recs, err := ownerr.PerOp(r, base, cand.Rows, sel)
 		if err != nil {
@@ -73,7 +74,7 @@ func TestPerOpLocalisesFaults(t *testing.T) {
 	if over := floors.FirstOver(c, clean, ownerr.Factor); over != nil {
 		t.Fatalf("clean run: %v over its floor (own %.3g)", over.Key, over.Own.RelL2)
 	}
-	faults := []trace.Fault{
+	faults := []engine.Fault{
 		fault(golden.AttnIn, 2, 3, 1.0001, 0),
 		fault(golden.QPostRope, 0, 1, 1.0001, 0),
 		fault(golden.AttnCtx, 5, 4, 1.0001, 0),
@@ -121,7 +122,7 @@ func TestPerOpNamesMissingRows(t *testing.T) {
 			}
 		}
 	}
-	only := trace.NewSelection(sel.Stages(), []int{2}, c.NLayer, []int{3, 4}, len(p.Tokens))
+	only := engine.NewSelection(sel.Stages(), []int{2}, c.NLayer, []int{3, 4}, len(p.Tokens))
 	recs, err := ownerr.PerOp(openRef(t, m, false), ownerr.Run{Config: c}, partial, only)
 	if err != nil {
 		t.Fatal(err)
@@ -159,8 +160,8 @@ func TestPerOpFromRawTrace(t *testing.T) {
 	dir := t.TempDir()
 	f := fault(golden.AttnCtx, 2, 3, 1.0001, 0)
 	rows := ownerr.NewRows()
-	res, err := engine.Run(openRef(t, m, true), m, engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan,
-		Faults: []trace.Fault{f}, RawDir: dir, Keep: ownerr.KeepRows(rows, sel, c.NLayer)})
+	res, err := driver.Run(openRef(t, m, true), m, driver.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan,
+		Faults: []engine.Fault{f}, RawDir: dir, Keep: ownerr.KeepRows(rows, sel, c.NLayer)})
 	if err != nil {
 		t.Fatal(err)
 	}

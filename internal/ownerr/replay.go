@@ -7,9 +7,9 @@ import (
 	"sync"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
+	"github.com/gretabisect/gretabisect/internal/driver"
 	"github.com/gretabisect/gretabisect/internal/model"
-	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
 // Record is the own error of one row of a candidate backend.
@@ -55,7 +55,7 @@ type Run struct {
 // Options are what a candidate adds to a replay.
 type Options struct {
 	// Faults are planted in the candidate during the replay, as in its own run.
-	Faults []trace.Fault
+	Faults []engine.Fault
 	// Candidate holds the candidate's rows of its own run (KeepRows): they give Total and
 	// Inherited, and embed_out's own error. nil: those stay unknown.
 	Candidate *Rows
@@ -72,7 +72,7 @@ type Options struct {
 // Cost: one forward pass of cand over the layers (and positions) replayed, and the
 // reference's rows (ref.Rows, KeepForReplay): the residual of every replayed layer at every
 // position, dim float32 values each.
-func Own(cand engine.Replayer, ref Run, sel *trace.Selection, opt Options) ([]Record, error) {
+func Own(cand engine.Replayer, ref Run, sel *engine.Selection, opt Options) ([]Record, error) {
 	var out []Record
 	for _, l := range replayLayers(sel, ref.Config.NLayer) {
 		recs, err := replay(cand, ref, l, l, sel, opt)
@@ -96,7 +96,7 @@ func Own(cand engine.Replayer, ref Run, sel *trace.Selection, opt Options) ([]Re
 // reference's. For a layer after lo the error includes what it inherited from the replayed
 // layers before it: a range whose last rows are within their floors holds no layer that is
 // wrong by more, which is what a bisection over layers asks.
-func Replay(cand engine.Replayer, ref Run, lo, hi int, sel *trace.Selection, opt Options) ([]Record, error) {
+func Replay(cand engine.Replayer, ref Run, lo, hi int, sel *engine.Selection, opt Options) ([]Record, error) {
 	recs, err := replay(cand, ref, lo, hi, sel, opt)
 	if err != nil {
 		return nil, err
@@ -105,9 +105,9 @@ func Replay(cand engine.Replayer, ref Run, lo, hi int, sel *trace.Selection, opt
 	return recs, nil
 }
 
-func replay(cand engine.Replayer, ref Run, lo, hi int, sel *trace.Selection, opt Options) ([]Record, error) {
+func replay(cand engine.Replayer, ref Run, lo, hi int, sel *engine.Selection, opt Options) ([]Record, error) {
 	c := ref.Config
-	if err := engine.CheckReplay(c, lo, hi, 0, c.Dim); err != nil {
+	if err := driver.CheckReplay(c, lo, hi, 0, c.Dim); err != nil {
 		return nil, fmt.Errorf("ownerr: %w", err)
 	}
 	positions := sel.Positions()
@@ -120,8 +120,8 @@ func replay(cand engine.Replayer, ref Run, lo, hi int, sel *trace.Selection, opt
 		layers = append(layers, l)
 	}
 	comp := &comparer{ref: ref.Rows, cand: opt.Candidate}
-	tap := &trace.Tap{
-		Sel:    trace.NewSelection(sel.Stages(), layers, c.NLayer, positions, last+1),
+	tap := &engine.Tap{
+		Sel:    engine.NewSelection(sel.Stages(), layers, c.NLayer, positions, last+1),
 		Faults: opt.Faults,
 		Sink:   comp.sink,
 	}

@@ -7,8 +7,8 @@ import (
 	"sync"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/engine"
-	"github.com/gretabisect/gretabisect/internal/trace"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
+	"github.com/gretabisect/gretabisect/internal/driver"
 )
 
 // Key names one row of a run: its stage, its layer as records number it (-1 for embed_out,
@@ -106,7 +106,7 @@ func RowsFromTrace(dir string, recs []golden.Record) (*Rows, error) {
 	return rows, nil
 }
 
-// What a run must keep for own errors of a selection (trace.Selection: stages, layers and
+// What a run must keep for own errors of a selection (engine.Selection: stages, layers and
 // positions compared). Logits are selected with the logits stage, embed_out likewise.
 type need int
 
@@ -117,30 +117,30 @@ const (
 	needCompared need = 0 // the selected rows only
 )
 
-// KeepForReplay returns the engine.Request.Keep of the reference's run for Replay and Own:
+// KeepForReplay returns the driver.Request.Keep of the reference's run for Replay and Own:
 // it holds in rows every selected row, and the residual stream entering each selected layer
 // at every position up to the last selected one (the replay's input; for logits, the
 // residual leaving the last layer).
-func KeepForReplay(rows *Rows, sel *trace.Selection, nLayer int) *engine.Keep {
+func KeepForReplay(rows *Rows, sel *engine.Selection, nLayer int) *driver.Keep {
 	return keep(rows, sel, nLayer, needReplayInputs)
 }
 
-// KeepForOps returns the engine.Request.Keep of a candidate's run for PerOp: every selected
+// KeepForOps returns the driver.Request.Keep of a candidate's run for PerOp: every selected
 // row and every row its operation reads (attn_ctx reads the keys and values of every earlier
 // position of its layer).
-func KeepForOps(rows *Rows, sel *trace.Selection, nLayer int) *engine.Keep {
+func KeepForOps(rows *Rows, sel *engine.Selection, nLayer int) *driver.Keep {
 	return keep(rows, sel, nLayer, needOpInputs)
 }
 
-// KeepRows returns the engine.Request.Keep that holds the selected rows only: a candidate's
+// KeepRows returns the driver.Request.Keep that holds the selected rows only: a candidate's
 // normal run, whose rows give the end-to-end errors beside the own errors.
-func KeepRows(rows *Rows, sel *trace.Selection, nLayer int) *engine.Keep {
+func KeepRows(rows *Rows, sel *engine.Selection, nLayer int) *driver.Keep {
 	return keep(rows, sel, nLayer, needCompared)
 }
 
-func keep(rows *Rows, sel *trace.Selection, nLayer int, n need) *engine.Keep {
+func keep(rows *Rows, sel *engine.Selection, nLayer int, n need) *driver.Keep {
 	w := wanted(sel, nLayer, n)
-	return &engine.Keep{
+	return &driver.Keep{
 		Sel:  w.bounds(),
 		Want: func(st golden.Stage, layer, pos int) bool { return w.want(Key{st, layerOf(st, layer), pos}) },
 		Put:  rows.Put,
@@ -149,13 +149,13 @@ func keep(rows *Rows, sel *trace.Selection, nLayer int, n need) *engine.Keep {
 
 // wantSet is the rows a need asks for: the selection, plus rows by key.
 type wantSet struct {
-	sel    *trace.Selection
+	sel    *engine.Selection
 	nLayer int
 	extra  map[Key]bool
 	last   int // the last selected position
 }
 
-func wanted(sel *trace.Selection, nLayer int, n need) *wantSet {
+func wanted(sel *engine.Selection, nLayer int, n need) *wantSet {
 	w := &wantSet{sel: sel, nLayer: nLayer, extra: map[Key]bool{}}
 	pos := sel.Positions()
 	if len(pos) == 0 {
@@ -190,7 +190,7 @@ func (w *wantSet) want(k Key) bool {
 
 // bounds is the smallest selection holding every wanted row: what the engine computes and
 // hands over for want to filter.
-func (w *wantSet) bounds() *trace.Selection {
+func (w *wantSet) bounds() *engine.Selection {
 	stages, layers, positions := w.sel.Stages(), w.sel.Layers(), w.sel.Positions()
 	for k := range w.extra {
 		stages, positions = append(stages, k.Stage), append(positions, k.Pos)
@@ -198,12 +198,12 @@ func (w *wantSet) bounds() *trace.Selection {
 			layers = append(layers, k.Layer)
 		}
 	}
-	return trace.NewSelection(stages, layers, w.nLayer, positions, w.last+1)
+	return engine.NewSelection(stages, layers, w.nLayer, positions, w.last+1)
 }
 
 // replayLayers lists the layers Own replays: the selected ones, and n_layer when logits are
 // selected.
-func replayLayers(sel *trace.Selection, nLayer int) []int {
+func replayLayers(sel *engine.Selection, nLayer int) []int {
 	layers := sel.Layers()
 	if slices.Contains(sel.Stages(), golden.Logits) {
 		layers = append(layers, nLayer)
@@ -212,7 +212,7 @@ func replayLayers(sel *trace.Selection, nLayer int) []int {
 }
 
 // stageLayers lists the layers, as records number them, of the selected rows of st.
-func stageLayers(st golden.Stage, sel *trace.Selection, nLayer int) []int {
+func stageLayers(st golden.Stage, sel *engine.Selection, nLayer int) []int {
 	if !st.Info().PerLayer {
 		return []int{golden.LayerOf(st, 0, nLayer)}
 	}

@@ -6,7 +6,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
+	"github.com/gretabisect/gretabisect/internal/driver"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/prompts"
 	"github.com/gretabisect/gretabisect/internal/synth"
@@ -62,7 +63,7 @@ func benchModel(b *testing.B) *model.Model {
 
 func benchEngine(b *testing.B, m *model.Model) *Engine {
 	b.Helper()
-	e, err := New(m)
+	e, err := New(&m.Model)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -120,7 +121,7 @@ func BenchmarkDefaultTrace(b *testing.B) {
 	for b.Loop() {
 		n = 0
 		for _, p := range all {
-			res, err := engine.Run(e, m, engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: trace.DefaultPlan()})
+			res, err := driver.Run(e, m, driver.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: trace.DefaultPlan()})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -140,10 +141,10 @@ func BenchmarkCandidatePrefill(b *testing.B) {
 	tokens := randomTokens(512, m.Config.Vocab, 1)
 	for _, c := range []struct {
 		name string
-		new  func(*model.Model) (*Engine, error)
+		new  func(*engine.Model) (*Engine, error)
 	}{{Name, New}, {F64AccName, NewF64Acc}} {
 		b.Run(c.name, func(b *testing.B) {
-			e, err := c.new(m)
+			e, err := c.new(&m.Model)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -11,7 +11,8 @@ import (
 	"github.com/sebdah/goldie/v2"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
+	"github.com/gretabisect/gretabisect/internal/driver"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/prompts"
 	"github.com/gretabisect/gretabisect/internal/trace"
@@ -44,7 +45,7 @@ func TestDeterminism(t *testing.T) {
 		name   string
 		m      *model.Model
 		prompt prompts.Prompt
-		newE   func(*model.Model) (*Engine, error)
+		newE   func(*engine.Model) (*Engine, error)
 	}{
 		{"tiny", tiny, short, New},
 		{"tiny", tiny, prompts.Prompt{ID: "random64", Tokens: randomTokens(64, tiny.Config.Vocab, 5)}, New},
@@ -89,15 +90,15 @@ func TestDeterminism(t *testing.T) {
 }
 
 // traceDigest runs one traced prompt on a fresh engine and digests the result.
-func traceDigest(t *testing.T, newE func(*model.Model) (*Engine, error), m *model.Model, p prompts.Prompt, route string,
+func traceDigest(t *testing.T, newE func(*engine.Model) (*Engine, error), m *model.Model, p prompts.Prompt, route string,
 	plan trace.Plan) string {
 	t.Helper()
-	e, err := newE(m)
+	e, err := newE(&m.Model)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	res, err := engine.Run(e, m, engine.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan, Route: route})
+	res, err := driver.Run(e, m, driver.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: plan, Route: route})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 package ref
 
-import "github.com/gretabisect/gretabisect/internal/model"
+import "github.com/gretabisect/gretabisect/gretatest/engine"
 
 // F64AccName is the registry name, and the device, of the float64-accumulating candidate.
 const F64AccName = "cpu-f64acc"
@@ -11,7 +11,7 @@ const F64AccName = "cpu-f64acc"
 // another device in tests that need one without a GPU (calibration, replay, own error):
 // its rows differ from the reference's by float32 rounding, as a GPU's do. It is as
 // deterministic as the reference: the same bits on every run, machine and thread count.
-func NewF64Acc(m *model.Model) (*Engine, error) { return newEngine(m, f64Kernels, F64AccName) }
+func NewF64Acc(m *engine.Model) (*Engine, error) { return newEngine(m, f64Kernels, F64AccName) }
 
 var f64Kernels = kernels{dot: dot64, matmul: matmul64}
 

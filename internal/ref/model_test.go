@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/model/layout"
 	_ "github.com/gretabisect/gretabisect/internal/testutil"
@@ -95,7 +96,7 @@ func randomModel(c model.Config, seed uint64) *model.Model {
 			L.Bq, L.Bk, L.Bv = uniform(c.NHead*c.HeadDim, -0.5, 0.5), uniform(c.NHeadKV*c.HeadDim, -0.5, 0.5), uniform(c.NHeadKV*c.HeadDim, -0.5, 0.5)
 		}
 	}
-	return &model.Model{Config: c, Weights: w}
+	return &model.Model{Model: engine.Model{Config: c, Weights: w}}
 }
 
 // randomTokens returns n reproducible token ids starting with 1 (BOS).

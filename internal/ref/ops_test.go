@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 )
 
 // TestRecomputeBitIdentical recomputes every stage of every layer at several positions from
@@ -17,11 +17,11 @@ func TestRecomputeBitIdentical(t *testing.T) {
 	tokens := randomTokens(70, testConfig.Vocab, 6)
 	for _, eng := range []struct {
 		name string
-		new  func(*model.Model) (*Engine, error)
+		new  func(*engine.Model) (*Engine, error)
 	}{{"cpu", New}, {"cpu-f64acc", NewF64Acc}} {
 		t.Run(eng.name, func(t *testing.T) {
 			run := captureWith(t, eng.new, m, tokens, golden.RoutePrefill)
-			e, err := eng.new(m)
+			e, err := eng.new(&m.Model)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -63,7 +63,7 @@ func TestRecomputeBitIdentical(t *testing.T) {
 
 func TestRecomputeRejectsBadInput(t *testing.T) {
 	m := randomModel(testConfig, 1)
-	e, err := New(m)
+	e, err := New(&m.Model)
 	if err != nil {
 		t.Fatal(err)
 	}

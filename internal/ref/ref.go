@@ -9,7 +9,7 @@
 // The inner loops come in four implementations with the same bits: portable Go, SSE
 // assembly (amd64 by default; the purego tag turns it off), and AVX2 or AVX-512 through
 // simd/archsimd (GOEXPERIMENT=simd). Importing the package registers it with
-// internal/engine as "cpu".
+// gretatest/engine as "cpu".
 package ref
 
 import (
@@ -18,19 +18,19 @@ import (
 	"runtime"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/detmath"
-	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/internal/driver"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/model/layout"
-	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
 // Name is the backend's name in the engine registry.
 const Name = "cpu"
 
 func init() {
-	engine.Register(Name, func(m *model.Model) (engine.Engine, error) { return New(m) })
-	engine.Register(F64AccName, func(m *model.Model) (engine.Engine, error) { return NewF64Acc(m) })
+	engine.Register(Name, func(m *engine.Model) (engine.Engine, error) { return New(m) })
+	engine.Register(F64AccName, func(m *engine.Model) (engine.Engine, error) { return NewF64Acc(m) })
 }
 
 // chunk is the most prompt tokens one pass through the layers handles: each weight matrix
@@ -39,7 +39,7 @@ const chunk = 64
 
 // Engine runs one model. It is not safe for concurrent use.
 type Engine struct {
-	m      *model.Model
+	m      *engine.Model
 	c      model.Config
 	pool   *pool
 	k      kernels // the inner loops, chosen at construction
@@ -81,11 +81,11 @@ type Engine struct {
 // New builds the reference engine for m, whose KV cache grows up to the model's context
 // length. It checks that every weight has the shape the configuration implies, so a bad
 // model fails here with the tensor's name instead of panicking in a kernel.
-func New(m *model.Model) (*Engine, error) { return newEngine(m, refKernels, Name) }
+func New(m *engine.Model) (*Engine, error) { return newEngine(m, refKernels, Name) }
 
-func newEngine(m *model.Model, k kernels, device string) (*Engine, error) {
+func newEngine(m *engine.Model, k kernels, device string) (*Engine, error) {
 	c := m.Config
-	if err := m.Check(); err != nil {
+	if err := model.Check(m); err != nil {
 		return nil, fmt.Errorf("ref: %w", err)
 	}
 	workers := runtime.GOMAXPROCS(0)
@@ -186,7 +186,7 @@ func (e *Engine) Close() error {
 // (one batched pass each), extending the KV cache, and returns the logits of the last
 // position, valid until the next call. Logits are computed only for that position and for
 // positions the tap plans.
-func (e *Engine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, error) {
+func (e *Engine) Forward(tokens []int32, pos0 int, tap *engine.Tap) ([]float32, error) {
 	c := e.c
 	if len(tokens) == 0 {
 		return nil, fmt.Errorf("ref: no tokens")
@@ -199,22 +199,22 @@ func (e *Engine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, e
 			return nil, fmt.Errorf("ref: token %d at position %d outside the vocabulary (0..%d)", t, pos0+i, c.Vocab-1)
 		}
 	}
-	e.run(engine.Span{Tokens: tokens, Pos0: pos0, N: len(tokens), Lo: 0, Hi: c.NLayer, WantLast: true}, tap)
+	e.run(driver.Span{Tokens: tokens, Pos0: pos0, N: len(tokens), Lo: 0, Hi: c.NLayer, WantLast: true}, tap)
 	return e.last, nil
 }
 
 // Replay runs layers lo..hi from rows, the residual stream entering layer lo at positions
 // pos0.., in the chunks Forward uses (engine.Replayer).
-func (e *Engine) Replay(lo, hi, pos0 int, rows []float32, tap *trace.Tap) error {
-	if err := engine.CheckReplay(e.c, lo, hi, pos0, len(rows)); err != nil {
+func (e *Engine) Replay(lo, hi, pos0 int, rows []float32, tap *engine.Tap) error {
+	if err := driver.CheckReplay(e.c, lo, hi, pos0, len(rows)); err != nil {
 		return fmt.Errorf("ref: %w", err)
 	}
-	e.run(engine.Span{Rows: rows, Pos0: pos0, N: len(rows) / e.c.Dim, Lo: lo, Hi: hi}, tap)
+	e.run(driver.Span{Rows: rows, Pos0: pos0, N: len(rows) / e.c.Dim, Lo: lo, Hi: hi}, tap)
 	return nil
 }
 
 // run splits s into chunks and runs them in order.
-func (e *Engine) run(s engine.Span, tap *trace.Tap) {
+func (e *Engine) run(s driver.Span, tap *engine.Tap) {
 	e.reserve(s.Pos0 + s.N)
 	for i := 0; i < s.N; i += chunk {
 		j := min(i+chunk, s.N)
@@ -231,7 +231,7 @@ func (e *Engine) SetProgress(f func(done int)) { e.progress = f }
 
 // forward runs one chunk of s.N <= 64 positions through layers s.Lo..s.Hi. Read it top to
 // bottom: it is the model, one tap per stage.
-func (e *Engine) forward(s engine.Span, tap *trace.Tap) {
+func (e *Engine) forward(s driver.Span, tap *engine.Tap) {
 	c, w := e.c, e.m.Weights
 	nt, dim, pos0 := s.N, c.Dim, s.Pos0
 	x, xb, q, att, out := e.x[:nt*dim], e.xb[:nt*dim], e.q[:nt*e.qDim], e.att[:nt*e.qDim], e.out[:nt*dim]

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/model/layout"
 	"github.com/gretabisect/gretabisect/internal/trace"
@@ -26,10 +27,10 @@ func capture(t *testing.T, m *model.Model, tokens []int32, route string) map[row
 }
 
 // captureWith is capture on an engine built by newE.
-func captureWith(t *testing.T, newE func(*model.Model) (*Engine, error), m *model.Model, tokens []int32,
+func captureWith(t *testing.T, newE func(*engine.Model) (*Engine, error), m *model.Model, tokens []int32,
 	route string) map[rowKey][]float32 {
 	t.Helper()
-	return captureRoute(t, newE, m, len(tokens), route, func(e *Engine, pos0, n int, tap *trace.Tap) error {
+	return captureRoute(t, newE, m, len(tokens), route, func(e *Engine, pos0, n int, tap *engine.Tap) error {
 		_, err := e.Forward(tokens[pos0:pos0+n], pos0, tap)
 		return err
 	})
@@ -38,17 +39,17 @@ func captureWith(t *testing.T, newE func(*model.Model) (*Engine, error), m *mode
 // captureRoute calls step on a fresh engine (newE) for positions 0..n-1 as route computes
 // them: all in one call (prefill), or one call a position (decode). It returns every row
 // of every stage traced.
-func captureRoute(t *testing.T, newE func(*model.Model) (*Engine, error), m *model.Model, n int, route string,
-	step func(e *Engine, pos0, n int, tap *trace.Tap) error) map[rowKey][]float32 {
+func captureRoute(t *testing.T, newE func(*engine.Model) (*Engine, error), m *model.Model, n int, route string,
+	step func(e *Engine, pos0, n int, tap *engine.Tap) error) map[rowKey][]float32 {
 	t.Helper()
-	e, err := newE(m)
+	e, err := newE(&m.Model)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
 	rows := map[rowKey][]float32{}
 	all := trace.Plan{AllLayers: true, AllPositions: true, Prefill: true}
-	tap := &trace.Tap{
+	tap := &engine.Tap{
 		Sel: all.Resolve(m.Config.NLayer, n),
 		Sink: func(st golden.Stage, layer, pos int, row []float32) {
 			k := rowKey{st, golden.LayerOf(st, layer, m.Config.NLayer), pos}
@@ -245,7 +246,7 @@ func TestForwardMatchesFloat64(t *testing.T) {
 	}
 	engines := []struct {
 		name string
-		new  func(*model.Model) (*Engine, error)
+		new  func(*engine.Model) (*Engine, error)
 	}{{Name, New}, {F64AccName, NewF64Acc}} // the candidate is as correct as the reference
 	for _, c := range cases {
 		want := forward64(c.m, c.tokens)

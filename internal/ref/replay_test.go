@@ -8,18 +8,18 @@ import (
 	"testing"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/model"
-	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
 // replayCapture replays layers lo..hi of a fresh engine (newE) from in, the residual rows
 // entering layer lo at positions 0..n-1, on route, and returns every row it traces.
-func replayCapture(t *testing.T, newE func(*model.Model) (*Engine, error), m *model.Model, lo, hi int, in []float32,
+func replayCapture(t *testing.T, newE func(*engine.Model) (*Engine, error), m *model.Model, lo, hi int, in []float32,
 	route string) map[rowKey][]float32 {
 	t.Helper()
 	dim := m.Config.Dim
 	given := slices.Clone(in)
-	rows := captureRoute(t, newE, m, len(in)/dim, route, func(e *Engine, pos0, n int, tap *trace.Tap) error {
+	rows := captureRoute(t, newE, m, len(in)/dim, route, func(e *Engine, pos0, n int, tap *engine.Tap) error {
 		return e.Replay(lo, hi, pos0, in[pos0*dim:(pos0+n)*dim], tap)
 	})
 	if !slices.Equal(given, in) {
@@ -53,7 +53,7 @@ func TestReplayBitIdentical(t *testing.T) {
 	ranges := [][2]int{{0, 0}, {1, 1}, {1, 2}, {0, 2}, {2, 3}, {0, 3}, {3, 3}}
 	for _, eng := range []struct {
 		name string
-		new  func(*model.Model) (*Engine, error)
+		new  func(*engine.Model) (*Engine, error)
 	}{{"cpu", New}, {"cpu-f64acc", NewF64Acc}} {
 		for _, route := range []string{golden.RoutePrefill, golden.RouteDecode} {
 			want := captureWith(t, eng.new, m, tokens, route)
@@ -88,7 +88,7 @@ func TestReplayBitIdentical(t *testing.T) {
 // TestReplayLeavesOtherLayers: a replay of layer 1 writes that layer's KV cache only.
 func TestReplayLeavesOtherLayers(t *testing.T) {
 	m := randomModel(testConfig, 4)
-	e, err := New(m)
+	e, err := New(&m.Model)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestReplayLeavesOtherLayers(t *testing.T) {
 
 func TestReplayRejectsBadCalls(t *testing.T) {
 	m := randomModel(testConfig, 1)
-	e, err := New(m)
+	e, err := New(&m.Model)
 	if err != nil {
 		t.Fatal(err)
 	}

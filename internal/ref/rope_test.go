@@ -105,7 +105,7 @@ func TestRopeFrequencyFactorsByHand(t *testing.T) {
 
 func TestForwardRejectsBadInput(t *testing.T) {
 	m := randomModel(testConfig, 1)
-	e, err := New(m)
+	e, err := New(&m.Model)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestNewRejectsBadShapes(t *testing.T) {
 	for _, tc := range tests {
 		m := randomModel(testConfig, 1)
 		tc.change(m)
-		if _, err := New(m); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := New(&m.Model); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want %q", tc.name, err, tc.want)
 		}
 	}
@@ -155,7 +155,7 @@ func TestNewRejectsBadShapes(t *testing.T) {
 // by replay from given rows.
 func TestForwardDoesNotAllocate(t *testing.T) {
 	m := randomModel(testConfig, 1)
-	e, err := New(m)
+	e, err := New(&m.Model)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,13 +7,13 @@ import (
 	"testing"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/corpus"
 	"github.com/gretabisect/gretabisect/internal/gguf"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/model/layout"
 	"github.com/gretabisect/gretabisect/internal/ref"
 	"github.com/gretabisect/gretabisect/internal/synth"
-	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
 // tinyPresets are the presets small enough to generate and run in every test run.
@@ -324,7 +324,7 @@ func TestTinyActivationsStaySane(t *testing.T) {
 func activationsStaySane(t *testing.T, m *model.Model) {
 	c := m.Config
 	ids := m.Tokenizer.Encode(corpus.Text, true, false)[:128]
-	e, err := ref.New(m)
+	e, err := ref.New(&m.Model)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,8 +343,8 @@ func activationsStaySane(t *testing.T, m *model.Model) {
 	}
 	sumSq, count := map[key]float64{}, map[key]int{}
 	var logitStd []float32
-	tap := &trace.Tap{
-		Sel: trace.NewSelection([]golden.Stage{golden.ResidualPostMLP, golden.AttnOut, golden.MLPOut, golden.Logits},
+	tap := &engine.Tap{
+		Sel: engine.NewSelection([]golden.Stage{golden.ResidualPostMLP, golden.AttnOut, golden.MLPOut, golden.Logits},
 			layers, c.NLayer, positions, len(ids)),
 		Sink: func(st golden.Stage, layer, pos int, row []float32) {
 			if st == golden.Logits {

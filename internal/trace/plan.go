@@ -1,3 +1,6 @@
+// Package trace turns what a run should record into the engine API's selection (Plan,
+// Resolve, the seed's environment variables) and the rows an engine hands over into trace
+// records (Recorder).
 package trace
 
 import (
@@ -7,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 )
 
 // WindowLen is the number of consecutive positions in each of the early, middle and late
@@ -59,7 +63,7 @@ func DefaultPlan() Plan {
 // Resolve selects the rows of p for a model of nLayer layers and a prompt of nPrompt tokens
 // followed by p.MaxNewTokens generated ones. Layers and positions beyond the model or the
 // prompt are dropped, not errors: one plan serves every model and prompt.
-func (p Plan) Resolve(nLayer, nPrompt int) *Selection {
+func (p Plan) Resolve(nLayer, nPrompt int) *engine.Selection {
 	layers := p.Layers
 	if p.AllLayers {
 		layers = seq(0, nLayer)
@@ -77,7 +81,7 @@ func (p Plan) Resolve(nLayer, nPrompt int) *Selection {
 	if p.Decode {
 		pos = append(pos, seq(nPrompt, nPrompt+p.MaxNewTokens)...)
 	}
-	return NewSelection(stages, layers, nLayer, pos, nPrompt+max(p.MaxNewTokens, 0))
+	return engine.NewSelection(stages, layers, nLayer, pos, nPrompt+max(p.MaxNewTokens, 0))
 }
 
 // promptPositions lists the planned prompt positions (unsorted, maybe repeated, maybe out of

@@ -6,6 +6,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 )
 
 // marked returns a sketch of n elements that no row has, so a test can tell it was kept.
@@ -18,7 +19,7 @@ func marked(n int) *golden.Sketch {
 }
 
 func TestRecordSketchedRoutes(t *testing.T) {
-	sel := NewSelection([]golden.Stage{golden.AttnIn}, []int{0}, 1, []int{1}, 3)
+	sel := engine.NewSelection([]golden.Stage{golden.AttnIn}, []int{0}, 1, []int{1}, 3)
 	type call struct {
 		Pos    int
 		Sketch bool
@@ -36,7 +37,7 @@ func TestRecordSketchedRoutes(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []call
-			tap := &Tap{Sel: sel, Sink: func(st golden.Stage, layer, pos int, row []float32) {
+			tap := &engine.Tap{Sel: sel, Sink: func(st golden.Stage, layer, pos int, row []float32) {
 				got = append(got, call{pos, false})
 			}}
 			if tc.sketch {
@@ -53,7 +54,7 @@ func TestRecordSketchedRoutes(t *testing.T) {
 			}
 		})
 	}
-	var nilTap *Tap
+	var nilTap *engine.Tap
 	nilTap.RecordSketched(golden.AttnIn, 0, 1, []float32{1}, nil) // must not panic
 }
 

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 )
 
 // Metadata keys, without the "<architecture>." prefix they carry in a file.
@@ -35,24 +37,14 @@ const (
 	KeyRopeScalingAttnFactor = "rope.scaling.attn_factor"
 )
 
-// RopeStyle is how RoPE pairs the elements of a head, fixed by the architecture as
-// llama.cpp's llama_model_rope_type fixes it.
-type RopeStyle uint8
+// RopeStyle is how RoPE pairs the elements of a head (see engine.RopeStyle).
+type RopeStyle = engine.RopeStyle
 
+// The RoPE styles.
 const (
-	// RopeNorm rotates adjacent pairs (x[2i], x[2i+1]) (llama.cpp's LLAMA_ROPE_TYPE_NORM).
-	RopeNorm RopeStyle = iota
-	// RopeNeox rotates the halves of the rotary dimension against each other: pair i is
-	// (x[i], x[i+rope_dim/2]) (LLAMA_ROPE_TYPE_NEOX, GPT-NeoX and the HF rotate_half).
-	RopeNeox
+	RopeNorm = engine.RopeNorm
+	RopeNeox = engine.RopeNeox
 )
-
-func (s RopeStyle) String() string {
-	if s == RopeNeox {
-		return "neox"
-	}
-	return "norm"
-}
 
 // Arch is what a supported general.architecture changes in a file and in the forward pass.
 type Arch struct {

@@ -1,7 +1,4 @@
-// Package trace turns the rows an engine computes into trace records: which rows to record
-// (Plan, Selection), how to perturb them for fault injection (Fault), and the Tap an engine
-// calls once per stage.
-package trace
+package engine
 
 import "github.com/gretabisect/gretabisect/golden"
 
@@ -150,4 +147,18 @@ func (t *Tap) Active(st golden.Stage, layer int) bool {
 		}
 	}
 	return t.Sel != nil && t.Sink != nil && t.Sel.WantAny(st, layer)
+}
+
+// WithFaults returns a tap that applies faults (heads resolved: ResolveFaults) to the rows
+// handed over, before t's own, and records and plans as t does. An engine that wraps another
+// plants a bug this way, for a rehearsal of what a bisect finds. A Shift fault keeps the
+// rows it needs in the tap: keep the returned tap for the whole run (every Forward call of
+// one prompt) rather than deriving one per call.
+func (t *Tap) WithFaults(faults ...Fault) *Tap {
+	u := &Tap{Faults: faults}
+	if t != nil {
+		u.Sel, u.Sink, u.SketchSink = t.Sel, t.Sink, t.SketchSink
+		u.Faults = append(append([]Fault(nil), faults...), t.Faults...)
+	}
+	return u
 }

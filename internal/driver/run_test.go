@@ -1,4 +1,4 @@
-package engine_test
+package driver_test
 
 import (
 	"errors"
@@ -9,7 +9,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gretabisect/gretabisect/golden"
-	"github.com/gretabisect/gretabisect/internal/engine"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
+	"github.com/gretabisect/gretabisect/internal/driver"
 	"github.com/gretabisect/gretabisect/internal/model"
 	_ "github.com/gretabisect/gretabisect/internal/ref" // the "cpu" backend
 	_ "github.com/gretabisect/gretabisect/internal/testutil"
@@ -23,7 +24,7 @@ type fakeEngine struct {
 	calls []string
 }
 
-func (f *fakeEngine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, error) {
+func (f *fakeEngine) Forward(tokens []int32, pos0 int, tap *engine.Tap) ([]float32, error) {
 	f.calls = append(f.calls, fmt.Sprintf("%d+%d", pos0, len(tokens)))
 	var logits []float32
 	for i, tok := range tokens {
@@ -38,7 +39,7 @@ func (f *fakeEngine) Reset()         { f.calls = append(f.calls, "reset") }
 func (f *fakeEngine) Device() string { return "fake" }
 func (f *fakeEngine) Close() error   { return nil }
 
-var fakeModel = &model.Model{Config: model.Config{NLayer: 2, Vocab: 10, CtxLen: 8}}
+var fakeModel = &model.Model{Model: engine.Model{Config: model.Config{NLayer: 2, Vocab: 10, CtxLen: 8}}}
 
 func TestRunRoutes(t *testing.T) {
 	plan := trace.Plan{AllPositions: true, Prefill: true, Decode: true, MaxNewTokens: 3}
@@ -57,7 +58,7 @@ func TestRunRoutes(t *testing.T) {
 		t.Run(tc.route, func(t *testing.T) {
 			e := &fakeEngine{cfg: fakeModel.Config}
 			var progress []string
-			res, err := engine.Run(e, fakeModel, engine.Request{
+			res, err := driver.Run(e, fakeModel, driver.Request{
 				PromptID: "p", Tokens: []int32{1, 5, 2}, Plan: plan, Route: tc.route,
 				Progress: func(done, total int) { progress = append(progress, fmt.Sprintf("%d/%d", done, total)) },
 			})
@@ -103,9 +104,9 @@ func TestRunRoutes(t *testing.T) {
 // negated logits row makes greedy decoding pick the lowest id of the zeros.
 func TestRunFaultSteersGeneration(t *testing.T) {
 	e := &fakeEngine{cfg: fakeModel.Config}
-	res, err := engine.Run(e, fakeModel, engine.Request{
+	res, err := driver.Run(e, fakeModel, driver.Request{
 		PromptID: "p", Tokens: []int32{1, 5}, Plan: trace.Plan{MaxNewTokens: 2},
-		Faults: []trace.Fault{{Stage: golden.Logits, Layer: trace.AnyLayer, PosMin: 1, PosMax: -1, Scale: -1}},
+		Faults: []engine.Fault{{Stage: golden.Logits, Layer: engine.AnyLayer, PosMin: 1, PosMax: -1, Scale: -1}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +126,7 @@ type failingEngine struct {
 	failAt int
 }
 
-func (f *failingEngine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, error) {
+func (f *failingEngine) Forward(tokens []int32, pos0 int, tap *engine.Tap) ([]float32, error) {
 	if pos0 == f.failAt {
 		return nil, errors.New("attention_decode layer 1: launch failed: an illegal memory access was encountered")
 	}
@@ -138,7 +139,7 @@ func (f *failingEngine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]flo
 func TestRunKeepsRecordsOfAFailedRun(t *testing.T) {
 	e := &failingEngine{fakeEngine: fakeEngine{cfg: fakeModel.Config}, failAt: 4}
 	plan := trace.Plan{AllPositions: true, Prefill: true, Decode: true, MaxNewTokens: 3}
-	res, err := engine.Run(e, fakeModel, engine.Request{PromptID: "p", Tokens: []int32{1, 5, 2}, Plan: plan})
+	res, err := driver.Run(e, fakeModel, driver.Request{PromptID: "p", Tokens: []int32{1, 5, 2}, Plan: plan})
 	var crash *golden.Crash
 	if !errors.As(err, &crash) || res == nil {
 		t.Fatalf("error %v, result %v: want a crash with a result", err, res)
@@ -160,29 +161,29 @@ func TestRunKeepsRecordsOfAFailedRun(t *testing.T) {
 func TestRunRejectsBadRequests(t *testing.T) {
 	tests := []struct {
 		name string
-		req  engine.Request
+		req  driver.Request
 		want string
 	}{
-		{"empty prompt", engine.Request{PromptID: "p"}, `prompt "p": no tokens`},
-		{"token out of vocabulary", engine.Request{PromptID: "p", Tokens: []int32{1, 10}},
+		{"empty prompt", driver.Request{PromptID: "p"}, `prompt "p": no tokens`},
+		{"token out of vocabulary", driver.Request{PromptID: "p", Tokens: []int32{1, 10}},
 			`prompt "p": token 10 at position 1 is outside the vocabulary (0..9)`},
-		{"negative token", engine.Request{PromptID: "p", Tokens: []int32{-1}}, "token -1 at position 0"},
-		{"context overflow", engine.Request{PromptID: "p", Tokens: []int32{1, 2, 3, 4}, Plan: trace.Plan{MaxNewTokens: 5}},
+		{"negative token", driver.Request{PromptID: "p", Tokens: []int32{-1}}, "token -1 at position 0"},
+		{"context overflow", driver.Request{PromptID: "p", Tokens: []int32{1, 2, 3, 4}, Plan: trace.Plan{MaxNewTokens: 5}},
 			"4 tokens + 5 new tokens exceed the context length 8"},
-		{"negative new tokens", engine.Request{PromptID: "p", Tokens: []int32{1}, Plan: trace.Plan{MaxNewTokens: -1}},
+		{"negative new tokens", driver.Request{PromptID: "p", Tokens: []int32{1}, Plan: trace.Plan{MaxNewTokens: -1}},
 			"max new tokens -1 is negative"},
-		{"unknown route", engine.Request{PromptID: "p", Tokens: []int32{1}, Route: "sideways"}, `unknown route "sideways"`},
-		{"fault at a missing layer", engine.Request{PromptID: "p", Tokens: []int32{1},
-			Faults: []trace.Fault{{Stage: golden.AttnOut, Layer: 2, PosMax: -1, Scale: 2}}},
+		{"unknown route", driver.Request{PromptID: "p", Tokens: []int32{1}, Route: "sideways"}, `unknown route "sideways"`},
+		{"fault at a missing layer", driver.Request{PromptID: "p", Tokens: []int32{1},
+			Faults: []engine.Fault{{Stage: golden.AttnOut, Layer: 2, PosMax: -1, Scale: 2}}},
 			"fault 1 (stage=attn_out,layer=2,scale=2): layer 2 is outside the model's 2 layers (0..1)"},
-		{"fault outside the stage's channels", engine.Request{PromptID: "p", Tokens: []int32{1},
-			Faults: []trace.Fault{{Stage: golden.Logits, Layer: trace.AnyLayer, PosMax: -1, ChLo: 8, ChLen: 4, Kind: trace.Zero}}},
+		{"fault outside the stage's channels", driver.Request{PromptID: "p", Tokens: []int32{1},
+			Faults: []engine.Fault{{Stage: golden.Logits, Layer: engine.AnyLayer, PosMax: -1, ChLo: 8, ChLen: 4, Kind: engine.Zero}}},
 			"fault 1 (stage=logits,ch=8..11,zero): channels 8..11 outside the 10 channels of logits"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := &fakeEngine{cfg: fakeModel.Config}
-			res, err := engine.Run(e, fakeModel, tc.req)
+			res, err := driver.Run(e, fakeModel, tc.req)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || res != nil {
 				t.Fatalf("error %v, result %v: want no result and an error containing %q", err, res, tc.want)
 			}
@@ -194,12 +195,12 @@ func TestRunRejectsBadRequests(t *testing.T) {
 }
 
 func TestRegistry(t *testing.T) {
-	engine.Register("fake-test", func(m *model.Model) (engine.Engine, error) { return &fakeEngine{cfg: m.Config}, nil })
-	e, err := engine.Open("fake-test", fakeModel)
+	engine.Register("fake-test", func(m *engine.Model) (engine.Engine, error) { return &fakeEngine{cfg: m.Config}, nil })
+	e, err := engine.Open("fake-test", &fakeModel.Model)
 	if err != nil || e.Device() != "fake" {
 		t.Fatalf("Open(fake-test) = %v, %v", e, err)
 	}
-	_, err = engine.Open("nope", fakeModel)
+	_, err = engine.Open("nope", &fakeModel.Model)
 	if err == nil || !strings.Contains(err.Error(), `unknown backend "nope" (known: `) || !strings.Contains(err.Error(), "fake-test") {
 		t.Errorf("Open(nope) error %v, want it to list the known backends", err)
 	}
@@ -219,7 +220,7 @@ type chunkyEngine struct {
 
 func (c *chunkyEngine) SetProgress(f func(int)) { c.progress = f }
 
-func (c *chunkyEngine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, error) {
+func (c *chunkyEngine) Forward(tokens []int32, pos0 int, tap *engine.Tap) ([]float32, error) {
 	for i := 1; i < len(tokens); i++ {
 		if c.progress != nil {
 			c.progress(pos0 + i)
@@ -231,7 +232,7 @@ func (c *chunkyEngine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]floa
 func TestRunReportsProgressInsideForward(t *testing.T) {
 	e := &chunkyEngine{fakeEngine: fakeEngine{cfg: fakeModel.Config}}
 	var got []int
-	_, err := engine.Run(e, fakeModel, engine.Request{PromptID: "p", Tokens: []int32{1, 2, 3},
+	_, err := driver.Run(e, fakeModel, driver.Request{PromptID: "p", Tokens: []int32{1, 2, 3},
 		Plan: trace.Plan{MaxNewTokens: 1}, Progress: func(done, total int) { got = append(got, done) }})
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +248,7 @@ func TestRunReportsProgressInsideForward(t *testing.T) {
 // sketchingEngine hands its logits over with their sketches, as a device backend does.
 type sketchingEngine struct{ fakeEngine }
 
-func (s *sketchingEngine) Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, error) {
+func (s *sketchingEngine) Forward(tokens []int32, pos0 int, tap *engine.Tap) ([]float32, error) {
 	var logits []float32
 	for i, tok := range tokens {
 		tap.Rows(golden.EmbedOut, -1, pos0+i, 2, []float32{float32(tok), float32(pos0 + i)})
@@ -269,20 +270,20 @@ func TestRunKeepsRows(t *testing.T) {
 
 func testRunKeepsRows(t *testing.T, sketching bool) {
 	plan := trace.Plan{Positions: []int{1}, Prefill: true, Stages: []golden.Stage{golden.Logits}, MaxNewTokens: 1}
-	run := func(keep *engine.Keep) []golden.Record {
+	run := func(keep *driver.Keep) []golden.Record {
 		var e engine.Engine = &fakeEngine{cfg: fakeModel.Config}
 		if sketching {
 			e = &sketchingEngine{fakeEngine{cfg: fakeModel.Config}}
 		}
-		res, err := engine.Run(e, fakeModel, engine.Request{PromptID: "p", Tokens: []int32{1, 5, 2}, Plan: plan, Keep: keep})
+		res, err := driver.Run(e, fakeModel, driver.Request{PromptID: "p", Tokens: []int32{1, 5, 2}, Plan: plan, Keep: keep})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return res.Records
 	}
 	var kept []string
-	keep := &engine.Keep{
-		Sel:  trace.NewSelection([]golden.Stage{golden.EmbedOut, golden.Logits}, nil, 2, []int{0, 2, 3}, 4),
+	keep := &driver.Keep{
+		Sel:  engine.NewSelection([]golden.Stage{golden.EmbedOut, golden.Logits}, nil, 2, []int{0, 2, 3}, 4),
 		Want: func(st golden.Stage, layer, pos int) bool { return st == golden.EmbedOut || pos == 3 },
 		Put: func(st golden.Stage, layer, pos int, row []float32) {
 			kept = append(kept, fmt.Sprintf("%s L%d p%d %v", st, layer, pos, row[:2]))
@@ -308,7 +309,7 @@ func testRunKeepsRows(t *testing.T, sketching bool) {
 // only the last wants the last logits.
 func TestSpanPart(t *testing.T) {
 	rows := []float32{0, 0, 1, 1, 2, 2, 3, 3, 4, 4}
-	s := engine.Span{Rows: rows, Pos0: 7, N: 5, Lo: 1, Hi: 2, WantLast: true}
+	s := driver.Span{Rows: rows, Pos0: 7, N: 5, Lo: 1, Hi: 2, WantLast: true}
 	type part struct {
 		Pos0, N  int
 		Rows     []float32
@@ -326,7 +327,7 @@ func TestSpanPart(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("parts (-want +got):\n%s", diff)
 	}
-	tok := engine.Span{Tokens: []int32{5, 6, 7}, N: 3}.Part(1, 2, 4)
+	tok := driver.Span{Tokens: []int32{5, 6, 7}, N: 3}.Part(1, 2, 4)
 	if diff := cmp.Diff([]int32{6, 7}, tok.Tokens); diff != "" || tok.Pos0 != 1 || tok.WantLast || tok.Rows != nil {
 		t.Errorf("part of tokens: %+v", tok)
 	}
@@ -340,7 +341,7 @@ func TestRunFaultsAgreeOnRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := engine.Open("cpu", m)
+	e, err := engine.Open("cpu", &m.Model)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,11 +353,11 @@ func TestRunFaultsAgreeOnRoutes(t *testing.T) {
 	plan := trace.Plan{Layers: []int{1}, AllPositions: true, Prefill: true, Decode: true, MaxNewTokens: 2,
 		Stages: []golden.Stage{golden.V, golden.AttnCtx, golden.MLPOut}}
 	hashes := func(route, spec string) map[golden.Key]string {
-		faults, err := trace.ParseFaults(spec)
+		faults, err := engine.ParseFaults(spec)
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := engine.Run(e, m, engine.Request{PromptID: "p", Tokens: tokens, Plan: plan, Faults: faults, Route: route})
+		res, err := driver.Run(e, m, driver.Request{PromptID: "p", Tokens: tokens, Plan: plan, Faults: faults, Route: route})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,8 +5,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-
-	"github.com/gretabisect/gretabisect/internal/model"
 )
 
 var (
@@ -39,7 +37,7 @@ func Names() []string {
 }
 
 // Open starts backend name on m.
-func Open(name string, m *model.Model) (Engine, error) {
+func Open(name string, m *Model) (Engine, error) {
 	regMu.Lock()
 	f, ok := factories[name]
 	regMu.Unlock()

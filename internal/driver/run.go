@@ -1,4 +1,4 @@
-package engine
+package driver
 
 import (
 	"cmp"
@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
@@ -16,7 +17,7 @@ type Request struct {
 	PromptID string
 	Tokens   []int32 // the prompt, BOS included
 	Plan     trace.Plan
-	Faults   []trace.Fault
+	Faults   []engine.Fault
 	// Route computes the prompt: golden.RoutePrefill (the default: one batched pass) or
 	// golden.RouteDecode (one token at a time through the KV cache). Generated tokens always
 	// take the decode route.
@@ -36,7 +37,7 @@ type Request struct {
 // when Want is nil), after faults. row is only valid during the call, and Put may be
 // called from several goroutines at once.
 type Keep struct {
-	Sel  *trace.Selection
+	Sel  *engine.Selection
 	Want func(st golden.Stage, layer, pos int) bool
 	Put  func(st golden.Stage, layer, pos int, row []float32)
 }
@@ -55,7 +56,7 @@ type Result struct {
 // returns what it recorded before the failure with a *golden.Crash whose reason is the
 // engine's error: the caller can tell where the run stopped. A request it refuses comes back
 // with a nil Result.
-func Run(e Engine, m *model.Model, req Request) (*Result, error) {
+func Run(e engine.Engine, m *model.Model, req Request) (*Result, error) {
 	cfg := m.Config
 	n, gen := len(req.Tokens), req.Plan.MaxNewTokens
 	switch {
@@ -76,12 +77,12 @@ func Run(e Engine, m *model.Model, req Request) (*Result, error) {
 	for i, f := range req.Faults {
 		// A fault at a layer the model lacks would change nothing, and a rehearsal would
 		// then pass for the wrong reason.
-		if f.Stage.Info().PerLayer && f.Layer != trace.AnyLayer && (f.Layer < 0 || f.Layer >= cfg.NLayer) {
+		if f.Stage.Info().PerLayer && f.Layer != engine.AnyLayer && (f.Layer < 0 || f.Layer >= cfg.NLayer) {
 			return nil, fmt.Errorf("engine: fault %d (%s): layer %d is outside the model's %d layers (0..%d)",
 				i+1, f, f.Layer, cfg.NLayer, cfg.NLayer-1)
 		}
 	}
-	faults, err := trace.ResolveFaults(req.Faults, cfg.HeadDim, func(st golden.Stage) int { return StageWidth(cfg, st) })
+	faults, err := engine.ResolveFaults(req.Faults, cfg.HeadDim, cfg.StageWidth)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
@@ -97,7 +98,7 @@ func Run(e Engine, m *model.Model, req Request) (*Result, error) {
 	rec := trace.NewRecorder(req.PromptID, n, cfg.NLayer, req.RawDir)
 	rec.Tokens = append(make([]int32, 0, n+gen), req.Tokens...)
 	rec.Route = route
-	tap := &trace.Tap{Sel: req.Plan.Resolve(cfg.NLayer, n), Faults: faults, Sink: rec.Sink, SketchSink: rec.SinkSketched}
+	tap := &engine.Tap{Sel: req.Plan.Resolve(cfg.NLayer, n), Faults: faults, Sink: rec.Sink, SketchSink: rec.SinkSketched}
 	if req.Keep != nil {
 		keepRows(tap, req.Keep, cfg.NLayer, n+gen)
 	}
@@ -107,7 +108,7 @@ func Run(e Engine, m *model.Model, req Request) (*Result, error) {
 		}
 	}
 
-	if p, ok := e.(Progressor); ok && req.Progress != nil {
+	if p, ok := e.(engine.Progressor); ok && req.Progress != nil {
 		p.SetProgress(progress)
 		defer p.SetProgress(nil)
 	}
@@ -139,7 +140,7 @@ func Run(e Engine, m *model.Model, req Request) (*Result, error) {
 	return res, nil
 }
 
-func runPrompt(e Engine, tokens []int32, route string, tap *trace.Tap, progress func(int)) ([]float32, error) {
+func runPrompt(e engine.Engine, tokens []int32, route string, tap *engine.Tap, progress func(int)) ([]float32, error) {
 	e.Reset()
 	if route == golden.RoutePrefill {
 		logits, err := e.Forward(tokens, 0, tap)
@@ -168,9 +169,9 @@ func argmax(logits []float32) int {
 // keepRows widens tap to the rows of k as well as its own, each sink filtering its own
 // share: the engine sees one selection, the smallest product of stages, layers and positions
 // that holds both.
-func keepRows(tap *trace.Tap, k *Keep, nLayer, nPos int) {
+func keepRows(tap *engine.Tap, k *Keep, nLayer, nPos int) {
 	plan := tap.Sel
-	tap.Sel = trace.NewSelection(union(plan.Stages(), k.Sel.Stages()), union(plan.Layers(), k.Sel.Layers()), nLayer,
+	tap.Sel = engine.NewSelection(union(plan.Stages(), k.Sel.Stages()), union(plan.Layers(), k.Sel.Layers()), nLayer,
 		union(plan.Positions(), k.Sel.Positions()), nPos)
 	keep := func(st golden.Stage, layer, pos int, row []float32) {
 		if k.Sel.Want(st, layer, pos) && (k.Want == nil || k.Want(st, layer, pos)) {
@@ -196,19 +197,4 @@ func union[T cmp.Ordered](a, b []T) []T {
 	out := slices.Concat(a, b)
 	slices.Sort(out)
 	return slices.Compact(out)
-}
-
-// StageWidth is the row width of stage st in a model of configuration c: the query heads for
-// q and the attention context, the key-value heads for k and v, the vocabulary for logits,
-// the model width for the residual stream and everything added to it.
-func StageWidth(c model.Config, st golden.Stage) int {
-	switch st {
-	case golden.QPreRope, golden.QPostRope, golden.AttnCtx:
-		return c.NHead * c.HeadDim
-	case golden.KPreRope, golden.KPostRope, golden.V:
-		return c.NHeadKV * c.HeadDim
-	case golden.Logits:
-		return c.Vocab
-	}
-	return c.Dim
 }

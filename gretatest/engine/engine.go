@@ -1,22 +1,13 @@
-// Package engine is the interface every backend implements, the registry that picks one by
-// name, and the driver that runs a prompt through an engine: prefill or token-by-token
-// decode of the prompt, then greedy generation, with tracing.
 package engine
 
-import (
-	"errors"
-	"fmt"
-
-	"github.com/gretabisect/gretabisect/internal/model"
-	"github.com/gretabisect/gretabisect/internal/trace"
-)
+import "errors"
 
 // Engine runs one loaded model. It owns a KV cache of the model's context length.
 type Engine interface {
 	// Forward runs tokens at positions pos0..pos0+len(tokens)-1 in one batched pass, reading
 	// and extending the KV cache, calls tap at every stage, and returns the logits of the last
 	// position (valid until the next call). One token is the decode route.
-	Forward(tokens []int32, pos0 int, tap *trace.Tap) ([]float32, error)
+	Forward(tokens []int32, pos0 int, tap *Tap) ([]float32, error)
 	// Reset empties the KV cache.
 	Reset()
 	// Device names where it runs, for golden file paths: "cpu", "hip-gfx942", "cuda-sm90".
@@ -49,48 +40,7 @@ type Replayer interface {
 	// (residual_pre_attn of layer lo included, on the engine's copy of rows: rows is only
 	// read, and not kept after the call). embed_out is never traced; logits only when
 	// hi = n_layer, and only for the positions the tap plans.
-	Replay(lo, hi, pos0 int, rows []float32, tap *trace.Tap) error
-}
-
-// CheckReplay returns the error a Replayer gives for arguments outside its model's shape:
-// each backend calls it first, so they refuse bad calls in the same words.
-func CheckReplay(c model.Config, lo, hi, pos0, nRows int) error {
-	switch {
-	case lo < 0 || hi < lo || hi > c.NLayer:
-		return fmt.Errorf("replay of layers %d..%d: want 0 <= lo <= hi <= %d (n_layer)", lo, hi, c.NLayer)
-	case nRows == 0:
-		return fmt.Errorf("replay of layers %d..%d: no rows", lo, hi)
-	case nRows%c.Dim != 0:
-		return fmt.Errorf("replay of layers %d..%d: %d values are not whole rows of %d", lo, hi, nRows, c.Dim)
-	case pos0 < 0 || pos0+nRows/c.Dim > c.CtxLen:
-		return fmt.Errorf("replay of layers %d..%d: positions %d..%d outside the context length %d",
-			lo, hi, pos0, pos0+nRows/c.Dim-1, c.CtxLen)
-	}
-	return nil
-}
-
-// Span is the work of one Forward or Replay call, for backends: positions Pos0..Pos0+N-1
-// through layers Lo..Hi, from Tokens (embedded: Lo = 0) or from Rows (N, dim), the residual
-// stream entering layer Lo. Hi = n_layer adds the final norm and the logits.
-type Span struct {
-	Tokens   []int32
-	Rows     []float32
-	Pos0, N  int
-	Lo, Hi   int
-	WantLast bool // the last position's logits are returned (Forward)
-}
-
-// Part returns positions Pos0+off..Pos0+off+n-1 of s, rows of width dim: one of a backend's
-// chunks or passes. Only the part that ends s wants the last logits.
-func (s Span) Part(off, n, dim int) Span {
-	p := s
-	p.Pos0, p.N, p.WantLast = s.Pos0+off, n, s.WantLast && off+n == s.N
-	if s.Tokens != nil {
-		p.Tokens = s.Tokens[off : off+n]
-	} else {
-		p.Rows = s.Rows[off*dim : (off+n)*dim]
-	}
-	return p
+	Replay(lo, hi, pos0 int, rows []float32, tap *Tap) error
 }
 
 // ErrNoDevice is wrapped by a backend that needs hardware this machine does not have (a GPU):
@@ -98,7 +48,7 @@ func (s Span) Part(off, n, dim int) Span {
 var ErrNoDevice = errors.New("no GPU device")
 
 // Factory opens an engine for a model.
-type Factory func(m *model.Model) (Engine, error)
+type Factory func(m *Model) (Engine, error)
 
 // Varianter is implemented by engines whose arithmetic comes in builds that round
 // differently (kernel variants): golden manifests record the variant, and goldens of one
