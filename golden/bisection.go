@@ -66,7 +66,7 @@ func (pr *PromptResult) Merge(run ExtraRun, cand, base *Trace) error {
 		return fmt.Errorf("extra run %q: %w", run.Step, err2)
 	}
 	pr.Extra = append(pr.Extra, run)
-	pr.settle()
+	pr.settle(pr.grid)
 	if pr.Mismatched > 0 {
 		pr.Status = StatusDiverged
 	}

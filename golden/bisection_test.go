@@ -283,3 +283,67 @@ func TestExtraRunsOnDisk(t *testing.T) {
 		t.Error("MergeExtraRuns of a missing folder: no error")
 	}
 }
+
+// ownFixture is bisectionFixture's prompt judged by own errors: every layer's records have
+// an own error at rounding level except layer 3's attention context from position 2 on,
+// wrong by 1e-4, which the end-to-end tolerance cannot see.
+func ownFixture(t *testing.T) *Report {
+	t.Helper()
+	fx := newBisectionFixture()
+	rep, err := CompareRecords(fx.planCand, fx.planBase, Tolerance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.Policy = Replay
+	o := &OwnResult{Method: "replay", Floors: "testdata/cpu-f64acc/tiny/noise.json"}
+	for l := -1; l <= 5; l++ {
+		for _, s := range Stages() {
+			if s.PerLayer == (l < 0 || l == 5) || (l == -1) != (s.Stage == EmbedOut) {
+				continue
+			}
+			for pos := 0; pos < 5; pos++ {
+				own := 1e-7 * float64(1+int(s.Stage)%3)
+				if l == 3 && s.Stage >= AttnCtx && pos >= 2 {
+					own = 1e-4
+				}
+				inh := &Diff{RelL2: 1e-7 * float64(l+1), MAE: 1e-8}
+				o.Records = append(o.Records, OwnRecord{Key: Key{"p", pos, l, s.Name},
+					Own: OwnError{RelL2: own, MAE: own / 3, Floor: 5e-7, Factor: 4, Inherited: inh, Total: &Diff{RelL2: own + inh.RelL2, MAE: 1e-8}}})
+			}
+		}
+	}
+	if note := rep.Prompts[0].SetOwn(o); note != "" {
+		t.Errorf("note %q: no end-to-end failure was expected", note)
+	}
+	return rep
+}
+
+func TestSetOwnNamesTheFirstOwnError(t *testing.T) {
+	rep := ownFixture(t)
+	p := rep.Prompts[0]
+	if p.Status != StatusDiverged || p.FirstFail == nil || p.FirstFail.Key != (Key{"p", 2, 3, "attn_ctx"}) || p.FirstFail.Reason != ReasonOwn {
+		t.Fatalf("status %s, first %+v", p.Status, p.FirstFail)
+	}
+	// Layer 3: attn_ctx, attn_out, the residuals, ffn_norm_in and mlp_out at positions 2..4.
+	if p.Mismatched != 6*3 {
+		t.Errorf("%d failures, want 18", p.Mismatched)
+	}
+	want := "p: FIRST_FAIL pos=2 layer=3 tensor=attn_ctx category=ATTENTION_MECHANISM (end to end MAE 1e-08, rel_l2 0.0001, own rel_l2 0.0001 (floor 5e-07))"
+	if got := p.Line(); got != want {
+		t.Errorf("Line() = %q, want %q", got, want)
+	}
+	layers := p.Own.Layers()
+	if len(layers) != 7 || layers[4].Layer != 3 || layers[4].Over != 18 || layers[4].Own.TensorName != "attn_ctx" {
+		t.Errorf("layers %+v", layers)
+	}
+	// A clean run whose end-to-end errors exceed the tolerance says why it is clean.
+	fx := newBisectionFixture()
+	clean, err := CompareRecords(fx.planCand, fx.planBase, Tolerance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	note := clean.Prompts[0].SetOwn(&OwnResult{Method: "replay", Floors: "defaults"})
+	if clean.Prompts[0].Status != StatusMatch || !strings.Contains(note, "drift accumulated from rounding") {
+		t.Errorf("clean own errors: status %s, note %q", clean.Prompts[0].Status, note)
+	}
+}

@@ -44,6 +44,9 @@ type Failure struct {
 	HashMatch       bool
 	Diff            *Diff // nil when unknown: no sketch or raw tensor on both sides
 	FirstFail       bool
+	// Own is the record's own error under the replay policy (Reason ReasonOwn when over its
+	// floor); Diff is then its end-to-end error, when known. nil under the other policies.
+	Own *OwnError
 }
 
 // PromptResult is the comparison of one prompt.
@@ -71,8 +74,11 @@ type PromptResult struct {
 	// Shape describes the divergence at its isolated origin (DiagnoseShape); nil when none
 	// was diagnosed. Reports render it.
 	Shape *Shape
+	// Own holds the own errors of the replay policy (SetOwn); nil under the other policies.
+	Own *OwnResult
 
 	grid     map[cellKey]*cell  // heatmap cells
+	ownGrid  map[cellKey]*cell  // the own-error heatmap's cells (SetOwn)
 	nLayer   int                // the layer logits records carry (n_layer), 0 when none
 	compared map[Key]bool       // keys compared so far, so an extra run adds only new ones
 	order    func(a, b Key) int // the prompt's causal order
@@ -242,7 +248,7 @@ func comparePrompt(id string, cand, base *indexed, p Policy) (*PromptResult, err
 	}
 	slices.SortStableFunc(pr.MissingInCandidate, pr.order)
 	slices.SortStableFunc(pr.MissingInBaseline, pr.order)
-	pr.settle()
+	pr.settle(pr.grid)
 	if pr.FirstFail != nil {
 		first := *pr.FirstFail
 		pr.FirstTraced = &first
@@ -346,20 +352,25 @@ func (pr *PromptResult) compareSide(cand, base *indexed, p Policy, missing bool)
 	return compared, failed, first, nil
 }
 
-// settle sorts the failures in causal order and makes the first one the FIRST_FAIL.
-func (pr *PromptResult) settle() {
-	if pr.FirstFail != nil { // before sorting moves what it points at
-		pr.cellAt(pr.FirstFail.Key).first = false
-	}
+// settle sorts the failures in causal order, makes the first one the FIRST_FAIL and outlines
+// its cell in grid (the heatmap that shows it), no other.
+func (pr *PromptResult) settle(grid map[cellKey]*cell) {
 	slices.SortStableFunc(pr.Failures, func(a, b Failure) int { return pr.order(a.Key, b.Key) })
 	pr.Mismatched = len(pr.Failures)
 	pr.FirstFail = nil
 	for i := range pr.Failures {
 		pr.Failures[i].FirstFail = i == 0
 	}
+	for _, g := range []map[cellKey]*cell{pr.grid, pr.ownGrid} {
+		for _, c := range g {
+			c.first = false
+		}
+	}
 	if len(pr.Failures) > 0 {
 		pr.FirstFail = &pr.Failures[0]
-		pr.cellAt(pr.FirstFail.Key).first = true
+		if c := grid[pr.cellKeyOf(pr.FirstFail.Key)]; c != nil {
+			c.first = true
+		}
 	}
 	if pr.FirstTraced != nil {
 		pr.FirstTraced.FirstFail = pr.FirstFail != nil && pr.FirstTraced.Key == pr.FirstFail.Key

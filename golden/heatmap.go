@@ -192,8 +192,18 @@ type heatColumn struct {
 // heatmap lays the prompt's cells out: rows embed_out, the traced layers ascending, logits;
 // columns the stage table.
 func (p *PromptResult) heatmap() heatmap {
+	var tracedFirst *cell
+	if p.FirstTraced != nil && !p.FirstTraced.FirstFail {
+		tracedFirst = p.grid[p.cellKeyOf(p.FirstTraced.Key)]
+	}
+	return p.heatmapOf(p.grid, tracedFirst, "compared")
+}
+
+// heatmapOf lays out grid's cells (the comparison's, or the own errors'), tracedFirst dashed;
+// what says what a cell's records are in its title.
+func (p *PromptResult) heatmapOf(grid map[cellKey]*cell, tracedFirst *cell, what string) heatmap {
 	var rows []int
-	for k := range p.grid {
+	for k := range grid {
 		if !slices.Contains(rows, k.row) {
 			rows = append(rows, k.row)
 		}
@@ -203,10 +213,6 @@ func (p *PromptResult) heatmap() heatmap {
 	notes := p.rowNotes()
 	if len(notes) > 0 {
 		hm.Width += hmNoteW
-	}
-	var tracedFirst *cell
-	if p.FirstTraced != nil && !p.FirstTraced.FirstFail {
-		tracedFirst = p.grid[p.cellKeyOf(p.FirstTraced.Key)]
 	}
 	for _, s := range Stages() {
 		x := hmLabelW + int(s.Stage)*(hmCellW+hmGap) + hmCellW/2 + 4
@@ -235,7 +241,7 @@ func (p *PromptResult) heatmap() heatmap {
 		}
 		for _, s := range Stages() {
 			x := hmLabelW + int(s.Stage)*(hmCellW+hmGap)
-			c := p.grid[cellKey{r, s.Stage}]
+			c := grid[cellKey{r, s.Stage}]
 			if c == nil {
 				if rowHas(r, s) {
 					hr.Slots = append(hr.Slots, heatCell{X: x, Y: y, Title: fmt.Sprintf("%s %s: not traced", hr.Label, s.Name)})
@@ -243,7 +249,7 @@ func (p *PromptResult) heatmap() heatmap {
 				continue
 			}
 			fill, state := c.style()
-			title := fmt.Sprintf("%s %s: %d compared, %d failing, %d missing; %s", hr.Label, s.Name, c.records, c.failed, c.missing, state)
+			title := fmt.Sprintf("%s %s: %d %s, %d failing, %d missing; %s", hr.Label, s.Name, c.records, what, c.failed, c.missing, state)
 			switch {
 			case c.first && len(p.Extra) > 0:
 				title = "FIRST_FAIL (isolated origin). " + title

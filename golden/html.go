@@ -19,6 +19,7 @@ type htmlPrompt struct {
 	More      int // failures beyond MaxTableRows
 	Bisection *htmlBisection
 	ShapeView *htmlShape // the shape section, nil without a shape
+	OwnView   *ownHTML   // the own errors of the replay policy, nil under the other policies
 }
 
 // htmlBisection is what the extra runs did, for a prompt that has them.
@@ -48,7 +49,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	}{Summary: r.Summary(), Policy: r.Policy.Name, Notes: r.Notes, Legend: legend(), FirstColour: colourFirstFail}
 	data.Categories = r.rootCauses()
 	for _, p := range r.Prompts {
-		hp := htmlPrompt{PromptResult: p, Line: p.Line(), Heatmap: p.heatmap(), ShapeView: shapeView(p.Shape)}
+		hp := htmlPrompt{PromptResult: p, Line: p.Line(), Heatmap: p.heatmap(), ShapeView: shapeView(p.Shape), OwnView: ownView(p)}
 		if len(p.Extra) > 0 {
 			hp.Bisection = &htmlBisection{RunsText: p.RunsText(), TracedLine: p.FirstTraced.Line(), Runs: p.extraRunRows()}
 		}

@@ -26,6 +26,10 @@ type Policy struct {
 	Thresholds [NumStages]Threshold
 	// Other applies to stage names outside the table.
 	Other Threshold
+	// Own makes own errors the verdict (the replay policy, PromptResult.SetOwn): a record
+	// fails when its own error exceeds its noise floor by a factor. Thresholds then only
+	// describe the end-to-end comparison that the reports show beside it.
+	Own bool
 }
 
 // Default thresholds for the tolerance policies.
@@ -50,7 +54,23 @@ var (
 	Exact        = Policy{Name: "exact"}
 	Tolerance    = tolerancePolicy("tolerance", DefaultF32)
 	ToleranceF16 = tolerancePolicy("tolerance-f16", DefaultF16)
+	// Replay is the policy for a backend that can replay layers (engine.Replayer) against a
+	// baseline of another device: each record's own error, measured by running its layer
+	// from the reference's inputs, against the noise floor of its (stage, layer) times a
+	// factor (internal/ownerr). A comparison of files cannot replay: analyze does not
+	// offer it.
+	Replay = ownPolicy("replay")
+	// PerOp is the replay policy's twin for an external engine that writes its raw rows but
+	// cannot replay: each operation's own error recomputed by the reference from the engine's
+	// own input rows.
+	PerOp = ownPolicy("per-op")
 )
+
+func ownPolicy(name string) Policy {
+	p := tolerancePolicy(name, DefaultF32)
+	p.Own = true
+	return p
+}
 
 func tolerancePolicy(name string, t Threshold) Policy {
 	p := Policy{Name: name, Tolerance: true, Other: t}

@@ -31,14 +31,18 @@ func (f *Failure) Line() string {
 		detail = fmt.Sprintf("token_id %d want %d", f.TokenID, f.BaselineTokenID)
 	case f.Reason == ReasonShape:
 		detail = fmt.Sprintf("hash %s.. want %s.., row lengths differ", shortHash(f.Hash), shortHash(f.BaselineHash))
+	case f.Own != nil && f.Hash == "" && f.Diff == nil: // own error of a record traced by replay only
+		detail = "end to end n/a"
+	case f.Own != nil && f.Hash == "": // its end-to-end error from raw rows, not from a traced record
+		detail = fmt.Sprintf("end to end MAE %s, rel_l2 %s", formatNum(f.Diff.MAE), formatNum(f.Diff.RelL2))
 	case f.Diff == nil:
 		detail = fmt.Sprintf("hash %s.. want %s.., MAE n/a", shortHash(f.Hash), shortHash(f.BaselineHash))
 	default:
 		detail = fmt.Sprintf("hash %s.. want %s.., MAE %s, rel_l2 %s",
 			shortHash(f.Hash), shortHash(f.BaselineHash), formatNum(f.Diff.MAE), formatNum(f.Diff.RelL2))
 	}
-	return fmt.Sprintf("%s: %s pos=%d layer=%d tensor=%s category=%s (%s)",
-		f.PromptID, tag, f.PosID, f.Layer, f.TensorName, f.Category, detail)
+	return fmt.Sprintf("%s: %s pos=%d layer=%d tensor=%s category=%s (%s%s)",
+		f.PromptID, tag, f.PosID, f.Layer, f.TensorName, f.Category, detail, f.ownLine())
 }
 
 // Line returns one line for a prompt: its FIRST_FAIL line when diverged, its crash's line
@@ -244,6 +248,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		b.Write(missing.Bytes())
 	}
 	b.WriteString(shapeMarkdown(r.Prompts))
+	for _, p := range r.Prompts {
+		writeOwn(&b, p)
+	}
 	if len(r.Notes) > 0 {
 		b.WriteString("\n## Notes\n\n")
 		for _, n := range r.Notes {
@@ -342,21 +349,24 @@ type (
 		MissingInCandidate []jsonKey     `json:"missing_in_candidate"`
 		MissingInBaseline  []jsonKey     `json:"missing_in_baseline"`
 		Shape              *jsonShape    `json:"shape"`
+		Own                *jsonOwn      `json:"own"`
 	}
 	jsonFailure struct {
-		PosID           int       `json:"pos_id"`
-		TokenID         int       `json:"token_id"`
-		Layer           int       `json:"layer"`
-		TensorName      string    `json:"tensor_name"`
-		Category        Category  `json:"category"`
-		HashMatch       bool      `json:"hash_match"`
-		MAE             jsonFloat `json:"mae"`
-		RelL2           jsonFloat `json:"rel_l2"`
-		Reason          string    `json:"reason"`
-		Hash            string    `json:"hash"`
-		BaselineHash    string    `json:"baseline_hash"`
-		BaselineTokenID int       `json:"baseline_token_id"`
-		FirstFail       bool      `json:"first_fail"`
+		PosID           int        `json:"pos_id"`
+		TokenID         int        `json:"token_id"`
+		Layer           int        `json:"layer"`
+		TensorName      string     `json:"tensor_name"`
+		Category        Category   `json:"category"`
+		HashMatch       bool       `json:"hash_match"`
+		MAE             jsonFloat  `json:"mae"`
+		RelL2           jsonFloat  `json:"rel_l2"`
+		Reason          string     `json:"reason"`
+		Hash            string     `json:"hash"`
+		BaselineHash    string     `json:"baseline_hash"`
+		BaselineTokenID int        `json:"baseline_token_id"`
+		FirstFail       bool       `json:"first_fail"`
+		OwnRelL2        *jsonFloat `json:"own_rel_l2,omitempty"` // the replay policy's own error and its floor
+		Floor           *jsonFloat `json:"floor,omitempty"`
 	}
 	// jsonOrigin is how self-bisection isolated first_fail: null when no extra run was made.
 	jsonOrigin struct {
@@ -431,6 +441,10 @@ func toJSONFailure(f *Failure) jsonFailure {
 		mae, rel := f.Diff.MAE, f.Diff.RelL2
 		j.MAE, j.RelL2 = jsonFloat{&mae}, jsonFloat{&rel}
 	}
+	if f.Own != nil {
+		own, floor := float(f.Own.RelL2), float(f.Own.Floor)
+		j.OwnRelL2, j.Floor = &own, &floor
+	}
 	return j
 }
 
@@ -474,7 +488,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 			PromptID: p.PromptID, Status: p.Status, Compared: p.Compared, Mismatched: p.Mismatched,
 			Missing: p.Missing(), Failures: []jsonFailure{}, Crash: toJSONCrash(p.Crash),
 			MissingInCandidate: toJSONKeys(p.MissingInCandidate), MissingInBaseline: toJSONKeys(p.MissingInBaseline),
-			Shape: shapeJSON(p.Shape),
+			Shape: shapeJSON(p.Shape), Own: toJSONOwn(p.Own),
 		}
 		for i := range p.Failures {
 			jp.Failures = append(jp.Failures, toJSONFailure(&p.Failures[i]))

@@ -44,6 +44,7 @@ func TestReportGoldens(t *testing.T) {
 		{"seed_raw_exact", dirs("seed_raw", Exact)},
 		{"demo_tolerance", demoReport},
 		{"origin_exact", func(t *testing.T) *Report { return newBisectionFixture().report(t) }},
+		{"own_replay", ownFixture},
 	}
 	for _, tc := range tests {
 		rep := tc.report(t)

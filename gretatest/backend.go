@@ -12,6 +12,7 @@ import (
 	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/driver"
 	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/ownerr"
 	_ "github.com/gretabisect/gretabisect/internal/ref" // registers the "cpu" backend
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
@@ -32,6 +33,9 @@ type run struct {
 	// row as .npy, raw_file naming it (the shape's run; an external engine keeps its rows in
 	// rows).
 	rawDir string
+	// keep, when set, receives an in-process engine's raw rows beside the records (the replay
+	// policy keeps the backend's own rows of its planned run this way).
+	keep *driver.Keep
 }
 
 func (r run) notef(format string, args ...any) {
@@ -87,7 +91,7 @@ func (t *engineTracer) Trace(r run, progress func(done, total int)) ([]golden.Re
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	res, err := driver.Run(t.e, t.m, driver.Request{
-		PromptID: r.prompt.ID, Tokens: r.tokens, Plan: r.plan, Faults: r.faults, RawDir: r.rawDir, Progress: progress,
+		PromptID: r.prompt.ID, Tokens: r.tokens, Plan: r.plan, Faults: r.faults, RawDir: r.rawDir, Keep: r.keep, Progress: progress,
 	})
 	if res == nil {
 		return nil, err
@@ -102,6 +106,7 @@ type Cache struct {
 	mu     sync.Mutex
 	models map[string]*entry[*model.Model]
 	runs   map[string]*entry[[]golden.Record]
+	rows   map[string]*entry[*ownerr.Rows] // the reference's rows the replay policy keeps
 }
 
 type entry[T any] struct {
@@ -112,7 +117,8 @@ type entry[T any] struct {
 
 // NewCache returns an empty cache.
 func NewCache() *Cache {
-	return &Cache{models: map[string]*entry[*model.Model]{}, runs: map[string]*entry[[]golden.Record]{}}
+	return &Cache{models: map[string]*entry[*model.Model]{}, runs: map[string]*entry[[]golden.Record]{},
+		rows: map[string]*entry[*ownerr.Rows]{}}
 }
 
 func lookup[T any](c *Cache, m map[string]*entry[T], key string, f func() (T, error)) (T, error) {

@@ -13,6 +13,7 @@ import (
 	"github.com/gretabisect/gretabisect/golden"
 	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/model"
+	"github.com/gretabisect/gretabisect/internal/ownerr"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
@@ -20,6 +21,8 @@ import (
 type Report struct {
 	Dir     string          // artifacts folder of this run: <root>/<date>/<suite>
 	Prompts []*PromptReport // in the order of the prompts given
+	// Calibration is what Calibrate measured and wrote; nil without the option.
+	Calibration *Calibration
 }
 
 // PromptReport is the outcome for one prompt.
@@ -104,6 +107,16 @@ func Bisect(t TB, prompts []Prompt, opts ...Option) *Report {
 	if err := s.writeSummaryReports(rep); err != nil {
 		t.Errorf("gretatest: %v", err)
 	}
+	if s.cfg.calibrate {
+		cal, err := s.writeFloors()
+		switch {
+		case err != nil:
+			t.Errorf("gretatest: calibrate: %v", err)
+		case cal != nil:
+			rep.Calibration = cal
+			t.Logf("calibrated %s: margins of the clean own errors against the default floors:\n%s", cal.Path, cal.Table)
+		}
+	}
 	return rep
 }
 
@@ -119,6 +132,8 @@ type session struct {
 	refOnce sync.Once
 	ref     tracer
 	refErr  error
+
+	ownState // the replay policy's reference
 }
 
 func newSession(t TB, cfg *config) (*session, error) {
@@ -147,6 +162,12 @@ func (s *session) close() {
 	s.cut.Close()
 	if s.ref != nil {
 		s.ref.Close()
+	}
+	if s.ownRef != nil {
+		s.ownRef.Close()
+	}
+	if s.tmpRows != "" {
+		os.RemoveAll(s.tmpRows)
 	}
 	if s.cfg.ownCache {
 		s.cfg.cache.Close()
@@ -215,8 +236,17 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 		return err
 	}
 	r := run{prompt: p, tokens: tokens, plan: s.plan, faults: s.cfg.faults,
-		log: s.logPath(p.ID), rows: s.artSub("traces"), note: func(n string) { pr.Notes = append(pr.Notes, n) }}
+		log: s.logPath(p.ID), rows: s.rowsDir(), note: func(n string) { pr.Notes = append(pr.Notes, n) }}
+	if s.cfg.calibrate {
+		return s.calibrate(pr, r)
+	}
+	var candRows *ownerr.Rows // the backend's rows, for the replay policy
+	if s.expectReplay(pr.Device, p.ID) {
+		candRows = ownerr.NewRows()
+		r.keep = ownerr.KeepRows(candRows, s.everyLayer(r), s.m.Config.NLayer)
+	}
 	cand, err := s.cut.Trace(r, s.progress(r))
+	r.keep = nil
 	crash, err := s.crashOf(r, cand, err)
 	if err != nil {
 		return err
@@ -281,6 +311,10 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 	}
 
 	pol := s.policy(pr.Device, baseDevice)
+	perOp := crash == nil && s.perOpPossible(pol, cand)
+	if perOp {
+		pol = golden.PerOp
+	}
 	pr.Policy, pr.policy = pol.Name, pol
 	res, err := compareRun(p.ID, cand, s.planned(r, base, crash), pol, crash)
 	if err != nil {
@@ -288,6 +322,16 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 	}
 	pr.Compared, pr.mismatched = res.Compared, res.Mismatched
 	pr.Result = res
+	switch {
+	case perOp:
+		if err := s.judgePerOp(pr, r, cand); err != nil {
+			return err
+		}
+	case pol.Own && crash == nil:
+		if err := s.judgeOwn(pr, r, candRows); err != nil {
+			return err
+		}
+	}
 	// Artifacts are written when asked for, or when there is something to look at.
 	if s.cfg.artifacts != "" || res.Status != golden.StatusMatch {
 		if err := s.writeTraces(pr, cand, base); err != nil {
@@ -312,7 +356,7 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 		return s.writeReports(pr)
 	}
 	pr.FirstTraced = res.FirstTraced
-	if !s.cfg.noBisect && crash == nil {
+	if !s.cfg.noBisect && crash == nil && !pol.Own {
 		pb := &promptProber{s: s, r: r, golden: base, goldenPol: pol}
 		isolated, o, err := isolate(pb, s.plan, res.FirstFail, s.m.Config.NLayer, len(tokens))
 		if err != nil {
@@ -326,6 +370,8 @@ func (s *session) bisectErr(t TB, p Prompt, pr *PromptReport) error {
 			return fmt.Errorf("self-bisection isolated %s but its runs' first failure is %s", isolated.Line(), res.FirstFail.Line())
 		}
 		pr.Origin = o
+	}
+	if !s.cfg.noBisect && crash == nil {
 		s.diagnoseShape(pr, r)
 	}
 	origin := res.FirstFail
@@ -347,13 +393,17 @@ func firstLine(f *golden.Failure) string {
 }
 
 // policy is the comparison policy for a candidate of device cand against a baseline of
-// device base.
+// device base: exact for the same device; across devices the replay policy when the
+// backend can replay, else the tolerance policy.
 func (s *session) policy(cand, base string) golden.Policy {
 	switch {
 	case s.cfg.policy != nil:
 		return *s.cfg.policy
 	case cand == base:
 		return golden.Exact
+	}
+	if _, ok := s.replayer(); ok {
+		return golden.Replay
 	}
 	return golden.Tolerance
 }

@@ -1,6 +1,7 @@
 package gretatest
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -260,7 +261,8 @@ func TestExecRawRows(t *testing.T) {
 		tb := &fakeTB{name: "TestExecRawRows"}
 		rep := Bisect(tb, StandardPrompts()[:1], execOptions(m, backend+" --raw-only"+rounding, art)...)
 		pr := rep.Prompts[0]
-		if len(tb.errors) != 0 || len(pr.Notes) != 0 || pr.Policy != "tolerance" {
+		// Raw rows make every operation's own error measurable: the per-operation policy.
+		if len(tb.errors) != 0 || len(pr.Notes) != 0 || pr.Policy != golden.PerOp.Name || pr.Result.Own == nil {
 			t.Fatalf("errors %q notes %q policy %q", tb.errors, pr.Notes, pr.Policy)
 		}
 		if pr.Result.WithinTolerance == 0 {
@@ -268,7 +270,7 @@ func TestExecRawRows(t *testing.T) {
 		}
 		var sum strings.Builder
 		rep.WriteSummary(&sum)
-		if want := "| p0_short | - | - | (670 records match) | within tolerance | - | N |"; !strings.Contains(sum.String(), want) {
+		if want := "| p0_short | - | - | (670 records match) | own errors within their floors | - | N |"; !strings.Contains(sum.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, sum.String())
 		}
 		// The artifacts' traces name rows that exist: they compare exactly, from the rows.
@@ -411,5 +413,51 @@ func TestInProcessCrash(t *testing.T) {
 	}
 	if !regexp.MustCompile(`; \d+ of \d+ planned records written\)$`).MatchString(rep.Prompts[0].Line) {
 		t.Errorf("line %q does not end with the records written", rep.Prompts[0].Line)
+	}
+}
+
+// TestExecPerOp plants errors of relative size 1e-4 in the fake external engine writing raw
+// rows only (no sketch), at traced and untraced layers and positions of a 50-token prompt:
+// the per-operation own error names each one exactly, far below the tolerance policy's
+// reach; a clean run of the same engine is not flagged.
+func TestExecPerOp(t *testing.T) {
+	m, backend := execSetup(t)
+	_, byID := tinyPrompts(t)
+	opts := func(plant string) []Option {
+		cmd := backend + " --raw-only"
+		if plant != "" {
+			cmd += " --plant " + plant
+		}
+		return []Option{LoadedModel(model.TinySpec, m), Backend(cmd), Baseline(), Reference("cpu"), MaxNewTokens(3),
+			NoArtifacts(), Share(replayCache), Env(func(string) string { return "" }), Update(false)}
+	}
+	t.Run("clean", func(t *testing.T) {
+		tb := &fakeTB{name: "TestExecPerOp"}
+		rep := Bisect(tb, []Prompt{byID["m50"]}, opts("")...)
+		if pr := rep.Prompts[0]; len(tb.errors) != 0 || pr.Policy != golden.PerOp.Name || pr.Result.Own == nil {
+			t.Fatalf("clean engine: errors %q, policy %q", tb.errors, pr.Policy)
+		}
+	})
+	type tcase struct {
+		stage      golden.Stage
+		layer, pos int
+	}
+	var cases []tcase
+	for _, st := range []golden.Stage{golden.AttnIn, golden.QPostRope, golden.AttnCtx, golden.MLPOut, golden.V, golden.AttnOut} {
+		cases = append(cases, tcase{st, 2, m50Early}, tcase{st, 5, m50Untraced})
+	}
+	if testing.Short() {
+		cases = cases[:4]
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("%s/layer%d/pos%d", c.stage, c.layer, c.pos), func(t *testing.T) {
+			tb := &fakeTB{name: "TestExecPerOp"}
+			rep := Bisect(tb, []Prompt{byID["m50"]}, opts(fmt.Sprintf("stage=%s,layer=%d,pos>=%d,scale=1.0001", c.stage, c.layer, c.pos))...)
+			pr := rep.Prompts[0]
+			want := fmt.Sprintf("m50: FIRST_FAIL pos=%d layer=%d tensor=%s category=%s (", c.pos, c.layer, c.stage, c.stage.Category())
+			if pr.Policy != golden.PerOp.Name || !strings.HasPrefix(pr.Line, want) {
+				t.Fatalf("policy %s, line %q, want %q...\n%s", pr.Policy, pr.Line, want, strings.Join(tb.errors, "\n"))
+			}
+		})
 	}
 }

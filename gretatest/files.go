@@ -56,7 +56,7 @@ func (s *session) readGolden(device, promptID string) (recs []golden.Record, bas
 	path = s.goldenPath(device, promptID)
 	t, err := golden.ReadTrace(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		if ref, rerr := s.reference(); rerr == nil && ref.Device() != device {
+		if ref, rerr := s.ownReference(); rerr == nil && ref.Device() != device {
 			refPath := s.goldenPath(ref.Device(), promptID)
 			if rt, rerr := golden.ReadTrace(refPath); rerr == nil {
 				return rt.Records, ref.Device(), refPath, nil
@@ -222,15 +222,23 @@ func (s *session) failureMessage(pr *PromptReport, origin *golden.Failure, cand,
 		fmt.Fprintf(&b, "  | %s | %d | %d | %s | %s | %s | %s | %s |\n",
 			f.PromptID, f.PosID, f.Layer, f.TensorName, yesNo(f.HashMatch), mae, rel, mark)
 	}
-	if o := pr.Origin; o != nil && origin != first {
+	switch {
+	case first == nil: // the replay policy: no end-to-end failure, an own error over its floor
+		row(origin, "Y (own error)")
+		first = origin
+	case pr.Origin != nil && origin.Key != first.Key:
 		row(first, "N (first traced)")
 		row(origin, "Y (isolated origin)")
-	} else {
+	default:
 		row(first, "Y")
 	}
 	b.WriteString(crashSection(pr))
 	if o := pr.Origin; o != nil {
-		fmt.Fprintf(&b, "self-bisection: %s", o.RunsText())
+		what := "self-bisection"
+		if pr.Result.Own != nil {
+			what = "own errors"
+		}
+		fmt.Fprintf(&b, "%s: %s", what, o.RunsText())
 		for _, st := range o.Steps {
 			b.WriteString("\n  " + st)
 		}
@@ -243,7 +251,11 @@ func (s *session) failureMessage(pr *PromptReport, origin *golden.Failure, cand,
 	}
 	fmt.Fprintf(&b, "candidate %s vs baseline %s, policy %s, %d records compared, %d differ",
 		pr.Device, pr.Baseline, pr.Policy, pr.Compared, pr.mismatched)
-	if extra := pr.Result.Compared - pr.Compared; extra > 0 {
+	if own := pr.Result.Own; own != nil {
+		fmt.Fprintf(&b, " end to end; own errors of %d records by %s, %d over their floor (floors from %s)",
+			len(own.Records), own.Method, pr.Result.Mismatched, own.Floors)
+	}
+	if extra := pr.Result.Compared - pr.Compared; extra > 0 && pr.Result.Own == nil {
 		fmt.Fprintf(&b, "; the extra runs compared %d more, %d differ", extra, pr.Result.Mismatched-pr.mismatched)
 	}
 	b.WriteString("\n")

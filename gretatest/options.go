@@ -61,6 +61,7 @@ type config struct {
 	artifacts   string
 	suite       string
 	noBisect    bool
+	calibrate   bool
 	noArtifacts bool
 	update      *bool // nil: the -update flag decides
 	recordCmd   string
@@ -327,6 +328,16 @@ func RecordWith(command string) Option {
 // Suite names the run in the artifacts layout. Default: "b3_61".
 func Suite(name string) Option {
 	return func(c *config) error { c.suite = name; return nil }
+}
+
+// Calibrate measures the noise floors of the backend under test instead of comparing: on a
+// known-good build, the own error of every (stage, layer) against the reference backend,
+// every layer replayed on the reference's inputs at the planned positions of each prompt,
+// and writes the worst of each to <GoldenDir>/<device>/<model>/noise.json, where the replay
+// policy reads them. Report.Calibration holds them and their margins against the default
+// floors. Refused with injected faults, and for a backend that cannot replay. Default: off.
+func Calibrate() Option {
+	return func(c *config) error { c.calibrate = true; return nil }
 }
 
 // NoSelfBisect reports the first traced divergence without re-running to isolate its origin.

@@ -32,9 +32,17 @@ func (r *Report) WriteSummary(w io.Writer) error {
 			counts[p.Crash.Category()]++
 			failing++
 			continue
+		case p.FirstTraced == nil && p.Isolated != nil: // the replay policy: an own error, nothing over the tolerance
+			failing++
+			writeRow(&b, p.Isolated, "Y (own error)")
+			counts[p.Isolated.Category]++
+			continue
 		case p.FirstTraced == nil:
 			match := "YES"
-			if p.Result != nil && p.Result.WithinTolerance > 0 {
+			switch {
+			case p.Result != nil && p.Result.Own != nil:
+				match = "own errors within their floors"
+			case p.Result != nil && p.Result.WithinTolerance > 0:
 				match = "within tolerance"
 			}
 			fmt.Fprintf(&b, "| %s | - | - | (%d records match) | %s | - | N |\n", p.PromptID, p.Compared, match)

@@ -44,6 +44,16 @@ func (r *Rows) put(k Key, row []float32) {
 	r.rows[k] = row
 }
 
+// Add puts every row of o into r (o's rows win where both hold one): the rows of several
+// runs of one engine on one prompt, for PerOp.
+func (r *Rows) Add(o *Rows) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for k, row := range o.rows {
+		r.put(k, row)
+	}
+}
+
 // Row returns the row under k, nil when there is none. It must not be modified.
 func (r *Rows) Row(k Key) []float32 {
 	r.mu.Lock()
