@@ -1,14 +1,11 @@
 package gretatest
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,41 +15,15 @@ import (
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/prompts"
 	"github.com/gretabisect/gretabisect/internal/synth"
+	"github.com/gretabisect/gretabisect/internal/testutil"
 )
 
-var fakeEngine struct {
-	once sync.Once
-	dir  string
-	bin  string
-	err  error
-}
-
-// buildFakeEngine builds internal/fakeengine, a stand-in for an external engine, once per
-// test binary (TestMain removes it).
-func buildFakeEngine(t *testing.T) string {
-	t.Helper()
-	fakeEngine.once.Do(func() {
-		if fakeEngine.dir, fakeEngine.err = os.MkdirTemp("", "fakeengine-"); fakeEngine.err != nil {
-			return
-		}
-		fakeEngine.bin = filepath.Join(fakeEngine.dir, "fakeengine")
-		out, err := exec.Command("go", "build", "-o", fakeEngine.bin, "github.com/gretabisect/gretabisect/internal/fakeengine").CombinedOutput()
-		if err != nil {
-			fakeEngine.err = err
-			fakeEngine.bin = string(out)
-		}
-	})
-	if fakeEngine.err != nil {
-		t.Fatalf("building the fake engine: %v\n%s", fakeEngine.err, fakeEngine.bin)
-	}
-	return fakeEngine.bin
-}
+// buildFakeEngine builds internal/fakeengine once per test binary.
+func buildFakeEngine(t *testing.T) string { return testutil.FakeEngine(t) }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if fakeEngine.dir != "" {
-		os.RemoveAll(fakeEngine.dir)
-	}
+	testutil.RemoveFakeEngine()
 	os.Exit(code)
 }
 
@@ -413,51 +384,5 @@ func TestInProcessCrash(t *testing.T) {
 	}
 	if !regexp.MustCompile(`; \d+ of \d+ planned records written\)$`).MatchString(rep.Prompts[0].Line) {
 		t.Errorf("line %q does not end with the records written", rep.Prompts[0].Line)
-	}
-}
-
-// TestExecPerOp plants errors of relative size 1e-4 in the fake external engine writing raw
-// rows only (no sketch), at traced and untraced layers and positions of a 50-token prompt:
-// the per-operation own error names each one exactly, far below the tolerance policy's
-// reach; a clean run of the same engine is not flagged.
-func TestExecPerOp(t *testing.T) {
-	m, backend := execSetup(t)
-	_, byID := tinyPrompts(t)
-	opts := func(plant string) []Option {
-		cmd := backend + " --raw-only"
-		if plant != "" {
-			cmd += " --plant " + plant
-		}
-		return []Option{LoadedModel(model.TinySpec, m), Backend(cmd), Baseline(), Reference("cpu"), MaxNewTokens(3),
-			NoArtifacts(), Share(replayCache), Env(func(string) string { return "" }), Update(false)}
-	}
-	t.Run("clean", func(t *testing.T) {
-		tb := &fakeTB{name: "TestExecPerOp"}
-		rep := Bisect(tb, []Prompt{byID["m50"]}, opts("")...)
-		if pr := rep.Prompts[0]; len(tb.errors) != 0 || pr.Policy != golden.PerOp.Name || pr.Result.Own == nil {
-			t.Fatalf("clean engine: errors %q, policy %q", tb.errors, pr.Policy)
-		}
-	})
-	type tcase struct {
-		stage      golden.Stage
-		layer, pos int
-	}
-	var cases []tcase
-	for _, st := range []golden.Stage{golden.AttnIn, golden.QPostRope, golden.AttnCtx, golden.MLPOut, golden.V, golden.AttnOut} {
-		cases = append(cases, tcase{st, 2, m50Early}, tcase{st, 5, m50Untraced})
-	}
-	if testing.Short() {
-		cases = cases[:4]
-	}
-	for _, c := range cases {
-		t.Run(fmt.Sprintf("%s/layer%d/pos%d", c.stage, c.layer, c.pos), func(t *testing.T) {
-			tb := &fakeTB{name: "TestExecPerOp"}
-			rep := Bisect(tb, []Prompt{byID["m50"]}, opts(fmt.Sprintf("stage=%s,layer=%d,pos>=%d,scale=1.0001", c.stage, c.layer, c.pos))...)
-			pr := rep.Prompts[0]
-			want := fmt.Sprintf("m50: FIRST_FAIL pos=%d layer=%d tensor=%s category=%s (", c.pos, c.layer, c.stage, c.stage.Category())
-			if pr.Policy != golden.PerOp.Name || !strings.HasPrefix(pr.Line, want) {
-				t.Fatalf("policy %s, line %q, want %q...\n%s", pr.Policy, pr.Line, want, strings.Join(tb.errors, "\n"))
-			}
-		})
 	}
 }

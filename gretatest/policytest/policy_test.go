@@ -1,4 +1,9 @@
-package gretatest
+// Package policytest tests the policies that judge a backend by its own error (replay, and
+// per operation for an external engine) against the CPU reference, through gretatest's
+// public API: calibration, clean runs and the sensitivity matrix. They replay every layer of
+// long prompts many times, so they have a test binary, and go test's time budget, of their
+// own.
+package policytest
 
 import (
 	"bytes"
@@ -12,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/gretatest"
 	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/driver"
 	"github.com/gretabisect/gretabisect/internal/model"
@@ -21,6 +27,56 @@ import (
 	"github.com/gretabisect/gretabisect/internal/testutil"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.RemoveFakeEngine()
+	os.Exit(code)
+}
+
+// recorder is a gretatest.TB that keeps what Bisect reports.
+type recorder struct {
+	name         string
+	errors, logs []string
+}
+
+func (r *recorder) Helper()      {}
+func (r *recorder) Name() string { return r.name }
+func (r *recorder) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+func (r *recorder) Logf(format string, args ...any) {
+	r.logs = append(r.logs, fmt.Sprintf(format, args...))
+}
+
+// Positions of the 50-token prompt (the first 50 tokens of p6_len_16) under the default plan:
+// windows 0..15, 17..32 and 34..49 are traced, 16 and 33 are not; 50..52 are generated.
+const (
+	m50Len      = 50
+	m50Early    = 2
+	m50Untraced = 16
+	m50Decode   = 51
+	p6Len16Crit = 826
+	p6Len32Crit = 1652
+)
+
+// tinyPrompts opens the tiny model and names the prompts: m50 and the standard prompts.
+func tinyPrompts(t *testing.T) (*model.Model, map[string]gretatest.Prompt) {
+	t.Helper()
+	m, err := model.Open(model.TinySpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p16, err := prompts.Standard(prompts.P6Len16, m.Tokenizer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]gretatest.Prompt{"m50": gretatest.TokenPrompt("m50", p16.Tokens[:m50Len]...)}
+	for _, p := range gretatest.StandardPrompts() {
+		byID[p.ID] = p
+	}
+	return m, byID
+}
 
 // candidate is the in-repository backend that is correct but rounds differently from the
 // reference: another device, as far as the reference can tell, for the replay policy in CI.
@@ -33,15 +89,15 @@ func TestNoiseFloors(t *testing.T) {
 	if testing.Short() {
 		t.Skip("replays every layer of the three standard prompts")
 	}
-	root := filepath.Join("..", "golden", "testdata")
+	root := filepath.Join("..", "..", "golden", "testdata")
 	committed := ownerr.NoisePath(root, candidate, model.TinySpec)
 	dir := t.TempDir()
 	if testutil.Update() {
 		dir = root
 	}
-	tb := &fakeTB{name: "TestNoiseFloors"}
-	rep := Bisect(tb, StandardPrompts(), Backend(candidate), Calibrate(), GoldenDir(dir), Share(replayCache), NoArtifacts(),
-		Env(func(string) string { return "" }))
+	tb := &recorder{name: "TestNoiseFloors"}
+	rep := gretatest.Bisect(tb, gretatest.StandardPrompts(), gretatest.Backend(candidate), gretatest.Calibrate(), gretatest.GoldenDir(dir), gretatest.Share(replayCache), gretatest.NoArtifacts(),
+		gretatest.Env(func(string) string { return "" }))
 	if len(tb.errors) > 0 || rep.Calibration == nil {
 		t.Fatalf("calibration: %q", tb.errors)
 	}
@@ -66,18 +122,18 @@ func TestNoiseFloors(t *testing.T) {
 }
 
 // replayCache shares the reference's runs between the replay tests.
-var replayCache = NewCache()
+var replayCache = gretatest.NewCache()
 
 // TestReplayPolicyClean runs the CPU candidate against the CPU reference's goldens: the
 // replay policy is the default (the candidate replays layers, the goldens are another
 // device's), every layer's own error is measured, and none exceeds its calibrated floor.
 func TestReplayPolicyClean(t *testing.T) {
-	ps := StandardPrompts()
+	ps := gretatest.StandardPrompts()
 	if testing.Short() {
 		ps = ps[:1]
 	}
-	tb := &fakeTB{name: "TestReplayPolicyClean"}
-	rep := Bisect(tb, ps, Backend(candidate), Share(replayCache), NoArtifacts(), Env(func(string) string { return "" }), Update(false))
+	tb := &recorder{name: "TestReplayPolicyClean"}
+	rep := gretatest.Bisect(tb, ps, gretatest.Backend(candidate), gretatest.Share(replayCache), gretatest.NoArtifacts(), gretatest.Env(func(string) string { return "" }), gretatest.Update(false))
 	if len(tb.errors) > 0 {
 		t.Fatalf("clean candidate reported:\n%s", strings.Join(tb.errors, "\n"))
 	}
@@ -158,7 +214,7 @@ func sensitivityCases(short bool) []sensitivityCase {
 	if short {
 		var sub []sensitivityCase
 		for i, c := range cases {
-			if i%4 == i/4%4 { // each of the four kinds of case in turn
+			if i%8 == i/8%4 { // each of the four kinds of case in turn, every other stage
 				sub = append(sub, c)
 			}
 		}
@@ -196,13 +252,13 @@ func TestReplaySensitivity(t *testing.T) {
 			if c.add {
 				f.Scale, f.Add = 1, float32(sensitivityAdd*referenceRMS(t, m, p, c.stage, c.layer, c.pos))
 			}
-			opts := []Option{LoadedModel(model.TinySpec, m), Backend(candidate), Inject(f), Share(replayCache),
-				NoArtifacts(), Env(func(string) string { return "" }), Update(false)}
+			opts := []gretatest.Option{gretatest.LoadedModel(model.TinySpec, m), gretatest.Backend(candidate), gretatest.Inject(f), gretatest.Share(replayCache),
+				gretatest.NoArtifacts(), gretatest.Env(func(string) string { return "" }), gretatest.Update(false)}
 			if c.prompt == "m50" {
-				opts = append(opts, MaxNewTokens(3), Baseline(), Reference("cpu"))
+				opts = append(opts, gretatest.MaxNewTokens(3), gretatest.Baseline(), gretatest.Reference("cpu"))
 			}
-			tb := &fakeTB{name: "TestReplaySensitivity"}
-			rep := Bisect(tb, []Prompt{p}, opts...)
+			tb := &recorder{name: "TestReplaySensitivity"}
+			rep := gretatest.Bisect(tb, []gretatest.Prompt{p}, opts...)
 			pr := rep.Prompts[0]
 			want := fmt.Sprintf("%s: FIRST_FAIL pos=%d layer=%d tensor=%s category=%s (", c.prompt, c.pos,
 				golden.LayerOf(c.stage, c.layer, m.Config.NLayer), c.stage, c.stage.Category())
@@ -222,7 +278,7 @@ func TestReplaySensitivity(t *testing.T) {
 }
 
 // referenceRMS is the RMS of the CPU reference's row of stage st at (layer, pos) of prompt p.
-func referenceRMS(t *testing.T, m *model.Model, p Prompt, st golden.Stage, layer, pos int) float64 {
+func referenceRMS(t *testing.T, m *model.Model, p gretatest.Prompt, st golden.Stage, layer, pos int) float64 {
 	t.Helper()
 	tokens, err := p.Tokens(m)
 	if err != nil {
@@ -250,4 +306,50 @@ func referenceRMS(t *testing.T, m *model.Model, p Prompt, st golden.Stage, layer
 		t.Fatalf("no row of %s layer %d pos %d", st, layer, pos)
 	}
 	return rms
+}
+
+// TestExecPerOp plants errors of relative size 1e-4 in the fake external engine writing raw
+// rows only (no sketch), at traced and untraced layers and positions of a 50-token prompt:
+// the per-operation own error names each one exactly, far below the tolerance policy's
+// reach; a clean run of the same engine is not flagged.
+func TestExecPerOp(t *testing.T) {
+	m, byID := tinyPrompts(t)
+	backend := "exec:" + testutil.FakeEngine(t) + " --model {model} --prompt-file {prompt}"
+	opts := func(plant string) []gretatest.Option {
+		cmd := backend + " --raw-only"
+		if plant != "" {
+			cmd += " --plant " + plant
+		}
+		return []gretatest.Option{gretatest.LoadedModel(model.TinySpec, m), gretatest.Backend(cmd), gretatest.Baseline(), gretatest.Reference("cpu"), gretatest.MaxNewTokens(3),
+			gretatest.NoArtifacts(), gretatest.Share(replayCache), gretatest.Env(func(string) string { return "" }), gretatest.Update(false)}
+	}
+	t.Run("clean", func(t *testing.T) {
+		tb := &recorder{name: "TestExecPerOp"}
+		rep := gretatest.Bisect(tb, []gretatest.Prompt{byID["m50"]}, opts("")...)
+		if pr := rep.Prompts[0]; len(tb.errors) != 0 || pr.Policy != golden.PerOp.Name || pr.Result.Own == nil {
+			t.Fatalf("clean engine: errors %q, policy %q", tb.errors, pr.Policy)
+		}
+	})
+	type tcase struct {
+		stage      golden.Stage
+		layer, pos int
+	}
+	var cases []tcase
+	for _, st := range []golden.Stage{golden.AttnIn, golden.QPostRope, golden.AttnCtx, golden.MLPOut, golden.V, golden.AttnOut} {
+		cases = append(cases, tcase{st, 2, m50Early}, tcase{st, 5, m50Untraced})
+	}
+	if testing.Short() {
+		cases = cases[2:3] // the attention context at an untraced layer and position
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("%s/layer%d/pos%d", c.stage, c.layer, c.pos), func(t *testing.T) {
+			tb := &recorder{name: "TestExecPerOp"}
+			rep := gretatest.Bisect(tb, []gretatest.Prompt{byID["m50"]}, opts(fmt.Sprintf("stage=%s,layer=%d,pos>=%d,scale=1.0001", c.stage, c.layer, c.pos))...)
+			pr := rep.Prompts[0]
+			want := fmt.Sprintf("m50: FIRST_FAIL pos=%d layer=%d tensor=%s category=%s (", c.pos, c.layer, c.stage, c.stage.Category())
+			if pr.Policy != golden.PerOp.Name || !strings.HasPrefix(pr.Line, want) {
+				t.Fatalf("policy %s, line %q, want %q...\n%s", pr.Policy, pr.Line, want, strings.Join(tb.errors, "\n"))
+			}
+		})
+	}
 }
