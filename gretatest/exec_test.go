@@ -306,8 +306,8 @@ func TestExecPrefillOnly(t *testing.T) {
 // dies at its first attention RMSNorm on every prompt. The verdict names that stage.
 func TestSeedCrash(t *testing.T) {
 	bin := buildFakeEngine(t)
-	p := synth.Preset{Name: "seed22", NLayer: 22, Dim: 64, FFNDim: 128, NHead: 4, NHeadKV: 1, CtxLen: 256,
-		Vocab: synth.TinyVocab, RopeBase: 10000, Eps: 1e-5}
+	p := synth.Preset{Name: "seed22", Arch: "llama", NLayer: 22, Dim: 64, FFNDim: 128, NHead: 4, NHeadKV: 1, CtxLen: 256,
+		Vocab: synth.TinyVocab, VocabKind: synth.VocabSPM, RopeBase: 10000, Eps: 1e-5}
 	path := filepath.Join(t.TempDir(), "seed22.gguf")
 	if err := synth.WriteFile(path, p, synth.F32, 1, nil); err != nil {
 		t.Fatal(err)
