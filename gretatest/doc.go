@@ -19,7 +19,8 @@
 //
 // One file per device, model and prompt: <GoldenDir>/<device>/<model>/<prompt_id>_trace.jsonl
 // (device "cpu" for the CPU reference, "hip-gfx942" and so on for GPUs, "exec" for external
-// engines; model "tiny" or a GGUF file's base name). `go test ./... -update` (goldie's flag;
+// engines; model an embedded model's spec, "tiny", "tiny-llama3" or "tiny-qwen2", or a GGUF
+// file's base name). `go test ./... -update` (goldie's flag;
 // GOLDIE_UPDATE=1 works too) re-records them through a temporary file and a rename, with
 // timestamp and git_commit_hash blanked, so identical runs write identical files and a failed
 // run leaves the old file. A missing golden fails with the command that records it. The
@@ -55,7 +56,7 @@
 //
 // # Environment
 //
-//	GRETA_MODEL      model: a GGUF path or "tiny" (default)
+//	GRETA_MODEL      model: a GGUF path, or "tiny" (default), "tiny-llama3" or "tiny-qwen2"
 //	GRETA_BACKEND    backend under test: "cpu" (default), "hip" (default under -tags rocm),
 //	                 or "exec:COMMAND" for an external engine (see below)
 //	GRETA_INJECT     faults to inject

@@ -18,8 +18,8 @@ import (
 	"github.com/gretabisect/gretabisect/golden"
 )
 
-// modelName names a model in golden paths: "tiny", or a GGUF file's base name without
-// ".gguf".
+// modelName names a model in golden paths: an embedded spec ("tiny", "tiny-qwen2"), or a
+// GGUF file's base name without ".gguf".
 func modelName(spec string) string {
 	return strings.TrimSuffix(filepath.Base(spec), ".gguf")
 }

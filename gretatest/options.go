@@ -16,7 +16,7 @@ import (
 
 // Environment variables read for option defaults.
 const (
-	EnvModel     = "GRETA_MODEL"     // model: a GGUF path or "tiny"
+	EnvModel     = "GRETA_MODEL"     // model: a GGUF path or an embedded spec ("tiny")
 	EnvBackend   = "GRETA_BACKEND"   // backend: "cpu", "hip", or "exec:COMMAND"
 	EnvInject    = "GRETA_INJECT"    // faults, in engine.ParseFaults syntax
 	EnvArtifacts = "GRETA_ARTIFACTS" // artifacts folder, kept whatever the outcome
@@ -202,8 +202,8 @@ func MaxNewTokens(n int) Option {
 	}
 }
 
-// Model sets the model: "tiny" (the embedded test model) or a GGUF path. Default:
-// GRETA_MODEL, else "tiny".
+// Model sets the model: an embedded test model, "tiny", "tiny-llama3" or "tiny-qwen2"
+// (generated in memory: see model.Open), or a GGUF path. Default: GRETA_MODEL, else "tiny".
 func Model(spec string) Option {
 	return func(c *config) error { c.model = spec; return nil }
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 
 	"github.com/gretabisect/gretabisect/internal/execengine"
 	"github.com/gretabisect/gretabisect/internal/model"
@@ -91,7 +92,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 
 // modelFlag defines --model, defaulting to $GRETA_MODEL and then the embedded tiny model.
 func modelFlag(fs *flag.FlagSet) *string {
-	return fs.String("model", envOr("GRETA_MODEL", model.TinySpec), "GGUF model `path`, or tiny for the embedded test model ($GRETA_MODEL)")
+	return fs.String("model", envOr("GRETA_MODEL", model.TinySpec),
+		"GGUF model `path`, or an embedded test model: "+strings.Join(model.EmbeddedSpecs(), ", ")+" ($GRETA_MODEL)")
 }
 
 // timeoutFlag defines --timeout, how long a run of an external engine may take,

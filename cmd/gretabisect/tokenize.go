@@ -56,11 +56,11 @@ func runTokenize(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// loadTokenizer returns the tokenizer of a --model value: the embedded model for "tiny",
+// loadTokenizer returns the tokenizer of a --model value: an embedded model's for its spec,
 // else the vocabulary of the GGUF file at that path. Only the vocabulary is read from a
 // file, so vocabulary-only files work and a model's tensors are neither read nor checked.
 func loadTokenizer(spec string) (*tokenizer.Tokenizer, error) {
-	if spec == model.TinySpec {
+	if model.IsEmbedded(spec) {
 		m, err := model.Inspect(spec)
 		if err != nil {
 			return nil, err

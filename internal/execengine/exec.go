@@ -63,9 +63,10 @@ func ParseTimeout(s string) (time.Duration, error) {
 //	./greta_infer --model {model} --prompt-file {prompt}
 //
 // It is split at spaces (no quoting) and these placeholders are replaced in each argument:
-// {model} the model spec (a GGUF path, or "tiny"), {prompt} a file holding the prompt's text
-// (its token ids, comma-separated, when the prompt has no text), {tokens} a file holding the
-// token ids (BOS included), {prompt_id}, and {out} the output folder.
+// {model} the model spec (a GGUF path, or an embedded model's name such as "tiny"),
+// {prompt} a file holding the prompt's text (its token ids, comma-separated, when the prompt
+// has no text), {tokens} a file holding the token ids (BOS included), {prompt_id}, and {out}
+// the output folder.
 type Command struct {
 	args    []string
 	model   string

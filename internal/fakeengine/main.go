@@ -3,7 +3,7 @@
 // seed's GRETA_* variables ask for, writes <prompt_id>_trace.jsonl) and computes with the CPU
 // reference, with a bug planted on request, and it fails the ways real engines fail.
 //
-//	fakeengine --model tiny|PATH --prompt-file FILE [--plant SPEC] [--prompt-id ID] [modes]
+//	fakeengine --model SPEC|PATH --prompt-file FILE [--plant SPEC] [--prompt-id ID] [modes]
 //
 // The prompt file holds comma-separated token ids (BOS included) or text. --plant takes
 // GRETA_INJECT's syntax and perturbs the forward pass like a real bug would; GRETA_INJECT
@@ -93,7 +93,7 @@ type modes struct {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("fakeengine", flag.ContinueOnError)
-	modelSpec := fs.String("model", model.TinySpec, "model: tiny or a GGUF path")
+	modelSpec := fs.String("model", model.TinySpec, "model: an embedded spec (tiny, tiny-llama3, tiny-qwen2) or a GGUF path")
 	promptFile := fs.String("prompt-file", "", "file of comma-separated token ids or text")
 	plant := fs.String("plant", "", "a bug to plant, in GRETA_INJECT syntax")
 	promptID := fs.String("prompt-id", "prompt", "prompt id when GRETA_PROMPT_ID is not set")

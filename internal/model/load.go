@@ -19,10 +19,42 @@ import (
 // TinySpec is the Open spec of the embedded default model.
 const TinySpec = "tiny"
 
-// Open opens a model by spec: "tiny" (or "") is the embedded default model, generated in
-// memory by internal/synth (preset tiny, f32, seed 0) once per process and then parsed
-// like any file; anything else is a path for Load. Callers that honour GRETA_MODEL read it
-// themselves and pass its value here.
+// embedded are the models Open generates in memory, each named by its preset: the default
+// model and the small models of the Llama 3 and Qwen2 families, all f32 from seed 0.
+var embedded = []synth.Preset{synth.Tiny, synth.TinyLlama3, synth.TinyQwen2}
+
+// images holds the GGUF image of each embedded model (index as in embedded), generated on
+// first use. An image is shared by every Model opened from it: its F32 weights alias it and
+// must not be written.
+var images = make([]struct {
+	once sync.Once
+	data []byte
+	err  error
+}, len(embedded))
+
+// EmbeddedSpecs lists the specs of the embedded models, the default first:
+// "tiny", "tiny-llama3", "tiny-qwen2".
+func EmbeddedSpecs() []string {
+	specs := make([]string, len(embedded))
+	for i, p := range embedded {
+		specs[i] = p.Name
+	}
+	return specs
+}
+
+// IsEmbedded reports whether Open generates the model of spec in memory rather than reading
+// a file ("" is the default model). A file whose path is an embedded spec is opened as
+// "./tiny-qwen2".
+func IsEmbedded(spec string) bool { return embeddedIndex(spec) >= 0 }
+
+func embeddedIndex(spec string) int {
+	return slices.IndexFunc(embedded, func(p synth.Preset) bool { return p.Name == cmp.Or(spec, TinySpec) })
+}
+
+// Open opens a model by spec: one of EmbeddedSpecs ("" is "tiny", the embedded default
+// model), generated in memory by internal/synth (that preset, f32, seed 0) once per
+// process and then parsed like any file, its Name the spec; anything else is a path for
+// Load. Callers that honour GRETA_MODEL read it themselves and pass its value here.
 func Open(spec string) (*Model, error) { return open(spec, FromFile) }
 
 // Inspect opens a model by spec as Open does and checks everything Open checks except the
@@ -32,36 +64,25 @@ func Inspect(spec string) (*Model, error) { return open(spec, header) }
 
 // open opens spec's file and hands it to bind (FromFile or header).
 func open(spec string, bind func(*gguf.File, string) (*Model, error)) (*Model, error) {
-	if spec != "" && spec != TinySpec {
+	i := embeddedIndex(spec)
+	if i < 0 {
 		return load(spec, bind)
 	}
-	data, err := tinyBytes()
-	if err != nil {
-		return nil, err
-	}
-	f, err := gguf.Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("model: tiny: %w", err)
-	}
-	return bind(f, TinySpec)
-}
-
-var tiny struct {
-	once sync.Once
-	data []byte
-	err  error
-}
-
-// tinyBytes returns the tiny model's GGUF image, generated on first use. The image is
-// shared by every Model opened from it: its F32 weights alias it and must not be written.
-func tinyBytes() ([]byte, error) {
-	tiny.once.Do(func() {
-		tiny.data, tiny.err = synth.Generate(synth.Tiny, synth.F32, 0)
-		if tiny.err != nil {
-			tiny.err = fmt.Errorf("model: generating the tiny model: %w", tiny.err)
+	name := embedded[i].Name
+	img := &images[i]
+	img.once.Do(func() {
+		if img.data, img.err = synth.Generate(embedded[i], synth.F32, 0); img.err != nil {
+			img.err = fmt.Errorf("model: generating the %s model: %w", name, img.err)
 		}
 	})
-	return tiny.data, tiny.err
+	if img.err != nil {
+		return nil, img.err
+	}
+	f, err := gguf.Parse(img.data)
+	if err != nil {
+		return nil, fmt.Errorf("model: %s: %w", name, err)
+	}
+	return bind(f, name)
 }
 
 // Load memory-maps the GGUF file at path and binds it (see FromFile). The model's Name is
