@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -38,13 +39,20 @@ const (
 	matrixScale = 1.001
 )
 
-// matrixCases covers every stage at traced (0, 1, 2, 4, 8) and untraced (3, 5, 6, 7, 9)
-// layers, at an early traced position, an untraced position (position bisection), a decode
-// position, and the critical positions 826 and 1652 of the standard prompts. -short runs
-// every third case of the 50-token prompt.
-func matrixCases(short bool) []matrixCase {
-	traced := []int{0, 1, 2, 4, 8}
-	untraced := []int{3, 5, 6, 7, 9}
+// matrixCases covers every stage at traced and untraced layers of an nLayer-layer model,
+// at an early traced position, an untraced position (position bisection) and a decode
+// position of the 50-token prompt (four cases a stage; embed_out three, logits two: 57),
+// and returns those whose index keep accepts. rot shifts the layers each stage is put at, so that models given different
+// rotations hit other layers.
+func matrixCases(nLayer, rot int, keep func(i int) bool) []matrixCase {
+	var traced, untraced []int
+	for l := range nLayer {
+		if slices.Contains(trace.DefaultLayers, l) {
+			traced = append(traced, l)
+		} else {
+			untraced = append(untraced, l)
+		}
+	}
 	var cases []matrixCase
 	for i, si := range golden.Stages() {
 		st := si.Stage
@@ -59,7 +67,7 @@ func matrixCases(short bool) []matrixCase {
 			}
 		default:
 			// Rotate the layers so every traced and untraced layer appears.
-			t, u := traced[i%len(traced)], untraced[i%len(untraced)]
+			t, u := traced[(i+rot)%len(traced)], untraced[(i+rot)%len(untraced)]
 			cases = append(cases,
 				matrixCase{"m50", st, t, m50Early},
 				matrixCase{"m50", st, t, m50Untraced},
@@ -67,23 +75,19 @@ func matrixCases(short bool) []matrixCase {
 				matrixCase{"m50", st, u, m50Decode})
 		}
 	}
-	if short {
-		// Every third case still has layer and position bisection in it.
-		var sub []matrixCase
-		for i, c := range cases {
-			if i%3 == 0 {
-				sub = append(sub, c)
-			}
+	var sub []matrixCase
+	for i, c := range cases {
+		if keep(i) {
+			sub = append(sub, c)
 		}
-		return sub
 	}
-	// A long prompt costs seconds per run: these three need four runs in all.
-	return append(cases,
-		matrixCase{prompts.P6Len16, golden.KPostRope, 3, p6Len16Crit}, // GRETA_INJECT's example
-		matrixCase{prompts.P6Len16, golden.AttnIn, 4, p6Len16Crit},
-		matrixCase{prompts.P6Len32, golden.QPostRope, 1, p6Len32Crit},
-	)
+	return sub
 }
+
+// Selections of matrixCases. Every third case still has layer and position bisection in it.
+func allCases(int) bool     { return true }
+func everyThird(i int) bool { return i%3 == 0 }
+func twoInThree(i int) bool { return i%3 != 2 }
 
 // matrixBackendEnv names the backend the matrix injects into (default cpu). Any other
 // backend is compared with its own clean live run, so the policy stays exact on one device:
@@ -95,9 +99,42 @@ const matrixBackendEnv = "GRETA_MATRIX_BACKEND"
 // exactly the injected ones. The 50-token cases compare with a live reference run shared by
 // all of them; the standard-prompt cases compare with the committed goldens.
 func TestSelfBisectMatrix(t *testing.T) {
+	// A long prompt costs seconds per run: these three need four runs in all.
+	runMatrix(t, model.TinySpec, 0, allCases,
+		matrixCase{prompts.P6Len16, golden.KPostRope, 3, p6Len16Crit}, // GRETA_INJECT's example
+		matrixCase{prompts.P6Len16, golden.AttnIn, 4, p6Len16Crit},
+		matrixCase{prompts.P6Len32, golden.QPostRope, 1, p6Len32Crit},
+	)
+}
+
+// TestSelfBisectMatrixFamilies is the matrix on the Llama 3 and Qwen2 models (tiny-llama3,
+// tiny-qwen2): two cases in three of the 50-token prompt's, with the layers rotated
+// differently from tiny's and from the other family's, and GRETA_INJECT's example stage at
+// position 826 of p6_len_16 against the family's committed goldens (at a traced layer: the
+// position search alone costs three runs of the long prompt). 39 cases per family, 19 under
+// -short. The race detector skips it: tiny's matrix runs the same code, and this one would
+// take minutes more.
+func TestSelfBisectMatrixFamilies(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector runs tiny's matrix, the same code")
+	}
+	for i, spec := range model.EmbeddedSpecs()[1:] {
+		t.Run(spec, func(t *testing.T) {
+			runMatrix(t, spec, 2*i+1, twoInThree, matrixCase{prompts.P6Len16, golden.KPostRope, 2, p6Len16Crit})
+		})
+	}
+}
+
+// runMatrix runs the matrixCases that keep selects and the long cases on the embedded model
+// spec, each case a parallel subtest. -short runs every third 50-token case and no long
+// one.
+func runMatrix(t *testing.T, spec string, rot int, keep func(int) bool, long ...matrixCase) {
 	backend := cmp.Or(os.Getenv(matrixBackendEnv), "cpu")
-	m, byID := tinyPrompts(t)
-	cases := matrixCases(testing.Short())
+	m, byID := modelPrompts(t, spec)
+	if testing.Short() {
+		keep, long = everyThird, nil
+	}
+	cases := append(matrixCases(m.Config.NLayer, rot, keep), long...)
 	cache := NewCache()
 	start := time.Now()
 	var mu sync.Mutex
@@ -106,15 +143,15 @@ func TestSelfBisectMatrix(t *testing.T) {
 		if !t.Failed() && (stats["layerCases"] == 0 || stats["posCases"] == 0) {
 			t.Errorf("the matrix exercised layer bisection in %d cases and position search in %d: want both", stats["layerCases"], stats["posCases"])
 		}
-		t.Logf("%d cases in %v; extra runs: %d over layers, %d over positions; %d cases used layer bisection, %d position search",
-			len(cases), time.Since(start).Round(time.Millisecond), stats["layerRuns"], stats["posRuns"], stats["layerCases"], stats["posCases"])
+		t.Logf("%s: %d cases in %v; extra runs: %d over layers, %d over positions; %d cases used layer bisection, %d position search",
+			spec, len(cases), time.Since(start).Round(time.Millisecond), stats["layerRuns"], stats["posRuns"], stats["layerCases"], stats["posCases"])
 	})
 	for _, c := range cases {
 		name := fmt.Sprintf("%s/%s/layer%d/pos%d", c.prompt, c.stage, c.layer, c.pos)
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			f := engine.Fault{Stage: c.stage, Layer: c.layer, PosMin: c.pos, PosMax: -1, Scale: matrixScale}
-			opts := []Option{LoadedModel(model.TinySpec, m), Backend(backend), Inject(f), Share(cache),
+			opts := []Option{LoadedModel(spec, m), Backend(backend), Inject(f), Share(cache),
 				NoArtifacts(), Env(func(string) string { return "" }), Update(false)}
 			if c.prompt == "m50" { // the standard prompts' goldens were recorded with the default plan
 				opts = append(opts, MaxNewTokens(3))

@@ -86,7 +86,7 @@ func shapeCases() []shapeCase {
 // number) and hypothesis, and that the shape's line follows the FIRST_FAIL line. -short
 // runs every third 50-token case. A clean run diagnoses nothing.
 func TestShapeDiagnosis(t *testing.T) {
-	m, byID := tinyPrompts(t)
+	m, byID := modelPrompts(t, model.TinySpec)
 	var cases []shapeCase
 	for i, c := range shapeCases() {
 		if !testing.Short() || (c.prompt == "m50" && i%3 == 0) {
@@ -235,7 +235,7 @@ func intsText(v []int) []string {
 // GRETA_BACKEND's exec: form) that writes raw rows beside its trace.
 func TestShapeExec(t *testing.T) {
 	bin := buildFakeEngine(t)
-	m, byID := tinyPrompts(t)
+	m, byID := modelPrompts(t, model.TinySpec)
 	tb := &fakeTB{name: "TestShapeExec"}
 	backend := "exec:" + bin + " --model {model} --prompt-file {prompt} --raw-only --plant stage=attn_ctx,layer=5,pos>=16,head=2,zero"
 	pr := Bisect(tb, []Prompt{byID["m50"]}, LoadedModel(model.TinySpec, m), Backend(backend),
@@ -249,11 +249,11 @@ func TestShapeExec(t *testing.T) {
 	}
 }
 
-// tinyPrompts opens the tiny model and names the prompts the planted-fault tests use: m50
-// (the first 50 tokens of p6_len_16) and the standard prompts.
-func tinyPrompts(t *testing.T) (*model.Model, map[string]Prompt) {
+// modelPrompts opens the embedded model spec and names the prompts the planted-fault tests
+// use: m50 (the first 50 tokens of p6_len_16) and the standard prompts.
+func modelPrompts(t *testing.T, spec string) (*model.Model, map[string]Prompt) {
 	t.Helper()
-	m, err := model.Open(model.TinySpec)
+	m, err := model.Open(spec)
 	if err != nil {
 		t.Fatal(err)
 	}

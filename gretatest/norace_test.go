@@ -1,0 +1,5 @@
+//go:build !race
+
+package gretatest
+
+const raceEnabled = false
