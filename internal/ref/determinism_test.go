@@ -19,7 +19,9 @@ import (
 )
 
 // TestDeterminism traces every stage of every layer at every position, on both routes, for
-// the tiny model (p0_short and a 64-token prompt), a random model with odd dimensions, and
+// the tiny model (p0_short and a 64-token prompt), the embedded models of the other families
+// (tiny-llama3 and tiny-qwen2: p0_short, with their own tokenizers, BOS rule and RoPE), a
+// random model with odd dimensions, and
 // random models of the other families (qwen2 with Qwen2.5-0.5B's heads; llama with RoPE
 // frequency factors, linear scaling and tied output), on the reference and on the
 // cpu-f64acc candidate, under GOMAXPROCS 1, 2 and 8. Every run must give the same records, and their
@@ -33,20 +35,25 @@ import (
 // With -short each case runs once (GOMAXPROCS 2) and only the digest is checked; under the
 // race detector only the random llama runs, under every GOMAXPROCS, without the digest.
 func TestDeterminism(t *testing.T) {
-	tiny, err := model.Open(model.TinySpec)
-	if err != nil {
-		t.Fatal(err)
+	embedded := func(spec string) (*model.Model, prompts.Prompt) {
+		m, err := model.Open(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		short, err := prompts.Standard(prompts.P0Short, m.Tokenizer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m, short
 	}
-	short, err := prompts.Standard(prompts.P0Short, tiny.Tokenizer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cases := []struct {
+	tiny, short := embedded(model.TinySpec)
+	type testCase struct {
 		name   string
 		m      *model.Model
 		prompt prompts.Prompt
 		newE   func(*engine.Model) (*Engine, error)
-	}{
+	}
+	cases := []testCase{
 		{"tiny", tiny, short, New},
 		{"tiny", tiny, prompts.Prompt{ID: "random64", Tokens: randomTokens(64, tiny.Config.Vocab, 5)}, New},
 		{"random", randomModel(testConfig, 7), prompts.Prompt{ID: "random70", Tokens: randomTokens(70, testConfig.Vocab, 8)}, New},
@@ -58,6 +65,12 @@ func TestDeterminism(t *testing.T) {
 	}
 	if raceEnabled {
 		cases = cases[2:3] // the race detector checks the worker pool and recorder, not the digest
+	} else {
+		// The families' p0_short only: under qemu every position of tiny-qwen2 costs seconds.
+		for _, spec := range model.EmbeddedSpecs()[1:] {
+			m, p := embedded(spec)
+			cases = append(cases, testCase{spec, m, p, New})
+		}
 	}
 	plan := trace.Plan{AllLayers: true, AllPositions: true, Prefill: true, Decode: true, MaxNewTokens: 5}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
