@@ -47,8 +47,9 @@ func TextPrompt(id, text string) Prompt {
 }
 
 // StandardPrompts returns the B3.61 prompts, shortest first: p0_short (5 tokens),
-// p6_len_16 (827: last position 826) and p6_len_32 (1653: last position 1652), BOS
-// included, cut at the token level from the bundled corpus for the model's vocabulary.
+// p6_len_16 (827: last position 826) and p6_len_32 (1653: last position 1652), cut at the
+// token level from the bundled corpus for the model's vocabulary, BOS included when the
+// vocabulary adds one (Qwen2's does not: its prompts are the text's first tokens).
 func StandardPrompts() []Prompt {
 	var out []Prompt
 	for _, id := range prompts.IDs() {

@@ -1,9 +1,10 @@
 // Package prompts defines the standard prompts of the bisect suite and builds custom ones.
 //
-// The standard prompts are cut from the bundled corpus at the token level, so that with
-// BOS they have exactly the same number of tokens under every vocabulary that can encode
-// them: p0_short 5, p6_len_16 827 (last position 826) and p6_len_32 1653 (last position
-// 1652), the two positions where the seed saw long-context collapse.
+// The standard prompts are cut from the bundled corpus at the token level, so that they
+// have exactly the same number of tokens under every vocabulary that can encode them, BOS
+// included where the vocabulary adds one (Qwen2's does not): p0_short 5, p6_len_16 827
+// (last position 826) and p6_len_32 1653 (last position 1652), the two positions where the
+// seed saw long-context collapse.
 package prompts
 
 import (
