@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gretabisect/gretabisect/golden"
+	_ "github.com/gretabisect/gretabisect/internal/testutil"
 )
 
 func TestPlanFromEnv(t *testing.T) {
