@@ -1,4 +1,7 @@
-package gretatest_test
+// Package familytest runs the B3.61 suite on the embedded models of the Llama 3 and Qwen2
+// families through gretatest's public API, in a test binary, and go test's time budget, of
+// its own: the long prompts on tiny-qwen2 cost tens of seconds.
+package familytest
 
 import (
 	"cmp"
