@@ -285,7 +285,10 @@ int greta_attention_decode(greta_buf q, greta_buf kc, greta_buf vc, int n, int p
 	if (rc) return rc;
 	const int group = n_head / n_head_kv;
 	const size_t smem = split_smem(head_dim, group);
-	if (head_dim % 4 == 0 && smem <= 48 * 1024 && q.addr % 16 == 0 && kc.addr % 16 == 0 && vc.addr % 16 == 0) {
+	// The split kernel's threads t < group each finish one query head's tile: group must not
+	// exceed the block.
+	if (head_dim % 4 == 0 && group <= kSplitThreads && smem <= 48 * 1024 && q.addr % 16 == 0 && kc.addr % 16 == 0 &&
+	    vc.addr % 16 == 0) {
 		const int tiles = (pos0 + n + kSplit - 1) / kSplit;
 		attn_split_kernel<<<dim3(n_head_kv, tiles, n), kSplitThreads, smem>>>(
 			ptr<float>(q), ptr<float>(kc), ptr<float>(vc), pos0, n_head, group, head_dim, tiles, attn_scale(head_dim),

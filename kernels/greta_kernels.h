@@ -50,11 +50,14 @@ typedef struct greta_buf {
 } greta_buf;
 
 /* One column range of a matrix product's output: cols columns written to buf with row
- * stride ld (in elements). */
+ * stride ld (in elements). bias, when its addr is not 0, holds cols elements, one added to
+ * each column after its product (a float addition of its own, as the CPU adds a bias to the
+ * finished product); a zero greta_buf means no bias. */
 typedef struct greta_seg {
 	greta_buf buf;
 	int32_t ld;
 	int32_t cols;
+	greta_buf bias;
 } greta_seg;
 
 /* ---- errors and devices ---- */
@@ -122,29 +125,42 @@ int greta_embed(greta_buf tokens, int n, greta_buf table, int vocab, int dim, gr
 int greta_rmsnorm(greta_buf x, greta_buf w, int n, int dim, float eps, greta_buf out);
 
 /* Y = X W^T: X is (m, k), W is (n, k); output column j goes to the segment that holds it
- * (segments cover columns 0..n-1 in order). Tiled through shared memory for prefill; every
- * output element sums k in ascending order, so a row's result does not depend on m. */
+ * (segments cover columns 0..n-1 in order), plus the segment's bias when it has one. Tiled
+ * through shared memory for prefill; every output element sums k in ascending order, so a
+ * row's result does not depend on m. */
 int greta_matmul(greta_buf x, int m, int k, greta_buf w, int n, const greta_seg *segs, int nsegs);
 
 /* The same product for few rows (decode): one pass over W, m <= GRETA_MATVEC_MAX_ROWS. */
 #define GRETA_MATVEC_MAX_ROWS 4
 int greta_matvec(greta_buf x, int m, int k, greta_buf w, int n, const greta_seg *segs, int nsegs);
 
-/* RoPE, llama "normal" style, in place: x is (n, n_head*head_dim) at positions pos0..pos0+n-1;
- * in each head the adjacent pairs (2i, 2i+1) with 2i < rope_dim turn by the angle
- * pos * base^(-2i/rope_dim), computed in double; the rest of the head is left as is. */
-int greta_rope(greta_buf x, int n, int n_head, int head_dim, int rope_dim, int pos0, double base);
+/* RoPE styles: the values of engine.RopeStyle. */
+enum {
+	GRETA_ROPE_NORM = 0, /* llama: pair i is (2i, 2i+1) */
+	GRETA_ROPE_NEOX = 1  /* NEOX (qwen2): pair i is (i, i + rope_dim/2) */
+};
+
+/* RoPE in place: x is (n, n_head*head_dim) at positions pos0..pos0+n-1; in each head, pair
+ * i < rope_dim/2 (of style) turns by the angle pos * f_i, computed in double; the rest of the
+ * head is left as is. f_i is freqs[i] when freqs is given: rope_dim/2 doubles (rope_dim
+ * 4-byte elements, 8-byte aligned), the host's table (frequency factors, scaling); a zero
+ * greta_buf means f_i = base^(-2i/rope_dim), computed on the device. */
+int greta_rope(greta_buf x, int n, int n_head, int head_dim, int rope_dim, int pos0, int style, double base,
+               greta_buf freqs);
 
 /* Causal attention with grouped KV heads. q is (n, n_head*head_dim) for positions
  * pos0..pos0+n-1; kc, vc are one layer's cache, (ctx, n_head_kv*head_dim), holding
  * positions 0..pos0+n-1; out is (n, n_head*head_dim). Query head h reads KV head
  * h / (n_head/n_head_kv). Scores are scaled by 1/sqrt(head_dim) and each query's softmax
  * runs over its keys in ascending position order.
- * greta_attention_prefill tiles queries and keys through shared memory (head_dim one of 16,
- * 32, 64, 128). greta_attention_decode takes any head_dim: keys are split into tiles of 64
- * positions spread over blocks, then merged in ascending order (head_dim a multiple of 4),
- * else one block per query and head; its scratch must hold
- * greta_attention_decode_scratch(n, pos0, n_head, head_dim) elements. */
+ * Any ratio n_head/n_head_kv works (Llama 3.2 1B: 32/8; Qwen2.5 0.5B: 14/2, 7 query heads
+ * per KV head). greta_attention_prefill tiles queries and keys through shared memory
+ * (head_dim one of 16, 32, 64, 128). greta_attention_decode takes any head_dim: keys are
+ * split into tiles of 64 positions spread over blocks, one block for the query heads of a
+ * KV head, then merged in ascending order (head_dim a multiple of 4, at most 128 query
+ * heads per KV head, the tile in 48 KB of shared memory), else one block per query and
+ * head; its scratch must hold greta_attention_decode_scratch(n, pos0, n_head, head_dim)
+ * elements. */
 int greta_attention_prefill(greta_buf q, greta_buf kc, greta_buf vc, int n, int pos0, int n_head,
                             int n_head_kv, int head_dim, greta_buf out);
 int greta_attention_decode(greta_buf q, greta_buf kc, greta_buf vc, int n, int pos0, int n_head,

@@ -6,9 +6,11 @@ namespace greta {
 constexpr int kMaxSegs = 3;
 
 // Segs routes output columns: column j belongs to segment s with start[s] <= j < start[s+1]
-// and lands at p[s][row*ld[s] + j - start[s]].
+// and lands at p[s][row*ld[s] + j - start[s]], plus bias[s][j - start[s]] when the segment
+// has a bias (nullptr: none).
 struct Segs {
 	float *p[kMaxSegs];
+	const float *bias[kMaxSegs];
 	int ld[kMaxSegs];
 	int start[kMaxSegs + 1];
 };
@@ -16,7 +18,11 @@ struct Segs {
 __device__ inline void store(const Segs &sg, int row, int col, float v) {
 	int s = 0;
 	while (s + 1 < kMaxSegs && col >= sg.start[s + 1]) s++;
-	sg.p[s][(size_t)row * sg.ld[s] + (col - sg.start[s])] = v;
+	const int c = col - sg.start[s];
+	// A separate rounded addition after the finished sum: the CPU adds the bias to the
+	// product's result the same way, so a bias never joins the dot product's chain.
+	if (sg.bias[s]) v = __fadd_rn(v, sg.bias[s][c]);
+	sg.p[s][(size_t)row * sg.ld[s] + c] = v;
 }
 
 // Tiled product: a block computes a kBM x kBN tile of Y with kThreads threads, each an 8x8
@@ -178,6 +184,7 @@ static int prepare(const char *fn, greta_buf x, int m, int k, greta_buf w, int n
 		sg->start[s] = start;
 		if (s >= nsegs) {
 			sg->p[s] = sg->p[s - 1];
+			sg->bias[s] = sg->bias[s - 1];
 			sg->ld[s] = sg->ld[s - 1];
 			continue;
 		}
@@ -185,7 +192,9 @@ static int prepare(const char *fn, greta_buf x, int m, int k, greta_buf w, int n
 		if (g.cols <= 0 || g.ld < g.cols)
 			return fail(GRETA_ERR_ARG, "%s: segment %d: cols=%d ld=%d (want 0 < cols <= ld)", fn, s, g.cols, g.ld);
 		if ((rc = need(fn, "output segment", g.buf, (uint64_t)(m - 1) * g.ld + g.cols))) return rc;
+		if (g.bias.addr != 0 && (rc = need(fn, "segment bias", g.bias, (uint64_t)g.cols))) return rc;
 		sg->p[s] = ptr<float>(g.buf);
+		sg->bias[s] = g.bias.addr != 0 ? ptr<const float>(g.bias) : nullptr;
 		sg->ld[s] = g.ld;
 		start += g.cols;
 	}

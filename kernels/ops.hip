@@ -26,18 +26,24 @@ __global__ void rmsnorm_kernel(const float *x, const float *w, int dim, float ep
 	for (int c = threadIdx.x; c < dim; c += kReduceThreads) yr[c] = __fmul_rn(__fmul_rn(xr[c], inv), w[c]);
 }
 
-__global__ void rope_kernel(float *x, int n_head, int head_dim, int rope_dim, int pos0, double base) {
+// rope_kernel turns pair p of head h of a row. Without a table the frequency is the
+// device's pow, the expression the normal style has always used, so models without
+// frequency factors or scaling keep their bits; with one, it is the host's value.
+__global__ void rope_kernel(float *x, int n_head, int head_dim, int rope_dim, int pos0, int style, double base,
+                            const double *freqs) {
 	const int row = blockIdx.y;
 	const int half = rope_dim / 2;
 	const int i = blockIdx.x * blockDim.x + threadIdx.x; // pair index over all heads
 	if (i >= n_head * half) return;
 	const int h = i / half, p = i % half;
-	const double theta = (double)(pos0 + row) * pow(base, -2.0 * p / (double)rope_dim);
+	const double f = freqs ? freqs[p] : pow(base, -2.0 * p / (double)rope_dim);
+	const double theta = (double)(pos0 + row) * f;
 	const float c = (float)cos(theta), s = (float)sin(theta);
-	float *v = x + (size_t)row * n_head * head_dim + (size_t)h * head_dim + 2 * p;
-	const float x0 = v[0], x1 = v[1];
-	v[0] = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
-	v[1] = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
+	float *v = x + (size_t)row * n_head * head_dim + (size_t)h * head_dim;
+	const int a = style == GRETA_ROPE_NEOX ? p : 2 * p, b = style == GRETA_ROPE_NEOX ? p + half : 2 * p + 1;
+	const float x0 = v[a], x1 = v[b];
+	v[a] = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
+	v[b] = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
 }
 
 __global__ void swiglu_kernel(const float *gate, const float *up, uint64_t count, float *out) {
@@ -141,7 +147,8 @@ int greta_rmsnorm(greta_buf x, greta_buf w, int n, int dim, float eps, greta_buf
 	return launched(fn);
 }
 
-int greta_rope(greta_buf x, int n, int n_head, int head_dim, int rope_dim, int pos0, double base) {
+int greta_rope(greta_buf x, int n, int n_head, int head_dim, int rope_dim, int pos0, int style, double base,
+               greta_buf freqs) {
 	const char *fn = "rope";
 	int rc = ready(fn);
 	if (!rc) rc = gridRows(fn, "n", n);
@@ -152,12 +159,17 @@ int greta_rope(greta_buf x, int n, int n_head, int head_dim, int rope_dim, int p
 	if (rope_dim % 2 != 0 || rope_dim > head_dim)
 		return fail(GRETA_ERR_ARG, "%s: rope_dim %d must be even and at most head_dim %d", fn, rope_dim, head_dim);
 	if (pos0 < 0) return fail(GRETA_ERR_ARG, "%s: pos0 = %d, must not be negative", fn, pos0);
-	if (!(base > 0)) return fail(GRETA_ERR_ARG, "%s: base = %g, must be positive", fn, base);
+	if (style != GRETA_ROPE_NORM && style != GRETA_ROPE_NEOX) return fail(GRETA_ERR_ARG, "%s: unknown style %d", fn, style);
+	if (freqs.addr == 0 && !(base > 0)) return fail(GRETA_ERR_ARG, "%s: base = %g, must be positive", fn, base);
+	if (freqs.addr != 0 && freqs.addr % 8 != 0)
+		return fail(GRETA_ERR_ARG, "%s: freqs must start on an 8-byte boundary (it holds doubles)", fn);
 	rc = need(fn, "x", x, (uint64_t)n * n_head * head_dim);
+	if (!rc && freqs.addr != 0) rc = need(fn, "freqs", freqs, (uint64_t)rope_dim); // rope_dim/2 doubles
 	if (rc) return rc;
-	const unsigned pairs = (unsigned)n_head * (rope_dim / 2);
-	rope_kernel<<<dim3(blocks(pairs, kElemThreads), n), kElemThreads>>>(ptr<float>(x), n_head, head_dim, rope_dim,
-	                                                                     pos0, base);
+	const uint64_t pairs = (uint64_t)n_head * (rope_dim / 2);
+	if (pairs > 0x7fffffff) return fail(GRETA_ERR_ARG, "%s: %llu pairs a row, beyond 32-bit indexing", fn, (unsigned long long)pairs);
+	rope_kernel<<<dim3(blocks(pairs, kElemThreads), n), kElemThreads>>>(
+		ptr<float>(x), n_head, head_dim, rope_dim, pos0, style, base, freqs.addr != 0 ? ptr<const double>(freqs) : nullptr);
 	return launched(fn);
 }
 

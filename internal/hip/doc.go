@@ -1,7 +1,8 @@
-// Package hip is the GPU backend: the same Llama forward pass as the CPU reference, run by
-// the kernels of kernels/ (HIP C++ behind a C ABI, libgreta_kernels.so) through cgo. It is
-// built only with the rocm build tag; without it the package holds no engine and Available
-// is false.
+// Package hip is the GPU backend: the same forward pass as the CPU reference, for both of
+// its architectures (llama with optional RoPE frequency factors and linear scaling, qwen2
+// with NEOX RoPE and q/k/v biases; tied output for either), run by the kernels of kernels/
+// (HIP C++ behind a C ABI, libgreta_kernels.so) through cgo. It is built only with the rocm
+// build tag; without it the package holds no engine and Available is false.
 //
 // The Go side links only libgreta_kernels.so and never calls the GPU runtime itself, so one
 // binary runs over the AMD build of the library (hipcc, MI300X) or the NVIDIA build (nvcc

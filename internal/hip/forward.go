@@ -140,7 +140,7 @@ func (e *Engine) forward(s driver.Span, tap *engine.Tap) error {
 			return err
 		}
 		if err := e.product("qkv", l, e.xb, n, dim, L.qkv,
-			seg(e.q, qd), seg(k, kvd), seg(v, kvd)); err != nil {
+			biasedSeg(e.q, qd, L.bq), biasedSeg(k, kvd, L.bk), biasedSeg(v, kvd, L.bv)); err != nil {
 			return err
 		}
 		for _, s := range []struct {
@@ -225,8 +225,13 @@ func (e *Engine) uploadRows(s driver.Span) error {
 	return nil
 }
 
-func seg(b buf, width int) C.greta_seg {
-	return C.greta_seg{buf: b, ld: C.int32_t(width), cols: C.int32_t(width)}
+func seg(b buf, width int) C.greta_seg { return biasedSeg(b, width, buf{}) }
+
+// biasedSeg is an output segment whose columns each add bias (a zero buf: none) after the
+// product: the q, k and v biases land inside q_pre_rope, k_pre_rope and v, as the CPU adds
+// them.
+func biasedSeg(b buf, width int, bias buf) C.greta_seg {
+	return C.greta_seg{buf: b, ld: C.int32_t(width), cols: C.int32_t(width), bias: bias}
 }
 
 func (e *Engine) rmsnorm(stage string, layer int, x, w buf, n int, out buf) error {
@@ -257,12 +262,16 @@ func (e *Engine) product(stage string, layer int, x buf, m, k int, w buf, segs .
 	return nil
 }
 
+// rope turns the n rows of x in the model's style, by the host's frequency table when the
+// engine holds one (ropeFreqs), else by base^(-2i/rope_dim) computed on the device.
 func (e *Engine) rope(stage string, layer int, x buf, n, heads, pos0 int) error {
 	c := e.c
+	// The kernel's GRETA_ROPE_* are engine.RopeStyle's values: a difference does not compile.
+	_ = [1]struct{}{}[(int(engine.RopeNorm)-C.GRETA_ROPE_NORM)|(int(engine.RopeNeox)-C.GRETA_ROPE_NEOX)]
 	if rc := C.greta_rope(x, C.int(n), C.int(heads), C.int(c.HeadDim), C.int(c.RopeDim), C.int(pos0),
-		C.double(c.RopeBase)); rc != 0 {
-		return fail(rc, "rope", stage, layer, "x [%d %d] pos %d..%d rope_dim %d", n, heads*c.HeadDim, pos0, pos0+n-1,
-			c.RopeDim)
+		C.int(c.RopeStyle), C.double(c.RopeBase), e.ropeFreqs); rc != 0 {
+		return fail(rc, "rope", stage, layer, "x [%d %d] pos %d..%d rope_dim %d style %s freqs [%d]", n, heads*c.HeadDim,
+			pos0, pos0+n-1, c.RopeDim, c.RopeStyle, count(e.ropeFreqs)/2)
 	}
 	return nil
 }

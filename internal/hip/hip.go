@@ -31,8 +31,10 @@ type Engine struct {
 
 	// Weights, uploaded once. Wq, Wk, Wv are stacked into one (q+2kv, dim) matrix and
 	// WGate, WUp into one (2ffn, dim) matrix: one product each, split by output segments.
+	// A tied model's output is token_embd's buffer: the (vocab, dim) matrix is uploaded once.
 	tokEmbd, output, outNorm buf
 	layers                   []layerWeights
+	ropeFreqs                buf // (rope_dim/2) float64 frequencies from the host; zero: the kernel's own (ropeFreqs)
 	kc, vc                   buf // (layer, ctx, kv_dim) KV cache; keys after RoPE
 
 	passRows int // most tokens per pass (maxPassRows; tests lower it)
@@ -83,6 +85,7 @@ const maxPassRows = 16384
 type layerWeights struct {
 	attnNorm, ffnNorm buf
 	qkv, wo, gu, down buf
+	bq, bk, bv        buf // q, k, v biases (qwen2); zero buffers, no bias, otherwise
 }
 
 type stagingChunk struct {
@@ -106,7 +109,7 @@ func New(m *engine.Model) (*Engine, error) {
 	defer runtime.UnlockOSThread()
 	c := m.Config
 	e := &Engine{c: c, device: dev, qDim: c.NHead * c.HeadDim, kvDim: c.NHeadKV * c.HeadDim, passRows: maxPassRows}
-	if err := e.upload(m.Weights); err != nil {
+	if err := e.upload(m.Weights, ropeFreqs(m)); err != nil {
 		e.Close()
 		return nil, err
 	}
@@ -216,20 +219,29 @@ func (e *Engine) put(what string, parts ...[]float32) (buf, error) {
 	return b, nil
 }
 
-func (e *Engine) upload(w *model.Weights) error {
+// upload puts the weights on the device, and freqs, the rope table (nil for none).
+func (e *Engine) upload(w *model.Weights, freqs []float64) error {
 	c := e.c
 	var err error
 	if e.tokEmbd, err = e.put(w.TokEmbd.Name, w.TokEmbd.Data); err != nil {
 		return err
 	}
 	e.output = e.tokEmbd
-	if &w.Output.Data[0] != &w.TokEmbd.Data[0] {
+	if &w.Output.Data[0] != &w.TokEmbd.Data[0] { // tied (model.FromFile): the same matrix, uploaded once
 		if e.output, err = e.put(w.Output.Name, w.Output.Data); err != nil {
 			return err
 		}
 	}
 	if e.outNorm, err = e.put("output_norm.weight", w.OutNorm); err != nil {
 		return err
+	}
+	if freqs != nil {
+		if e.ropeFreqs, err = e.alloc("rope frequencies", 2*len(freqs)); err != nil {
+			return err
+		}
+		if err := uploadFloat64(e.ropeFreqs, freqs); err != nil {
+			return fmt.Errorf("hip: uploading the rope frequencies: %w", err)
+		}
 	}
 	e.layers = make([]layerWeights, c.NLayer)
 	for l := range w.Layers {
@@ -246,7 +258,13 @@ func (e *Engine) upload(w *model.Weights) error {
 			{&D.wo, blk + "attn_output", [][]float32{L.Wo.Data}},
 			{&D.gu, blk + "ffn_gate,up", [][]float32{L.WGate.Data, L.WUp.Data}},
 			{&D.down, blk + "ffn_down", [][]float32{L.WDown.Data}},
+			{&D.bq, blk + "attn_q.bias", [][]float32{L.Bq}},
+			{&D.bk, blk + "attn_k.bias", [][]float32{L.Bk}},
+			{&D.bv, blk + "attn_v.bias", [][]float32{L.Bv}},
 		} {
+			if u.parts[0] == nil { // a bias the model does not have
+				continue
+			}
 			if *u.dst, err = e.put(u.what, u.parts...); err != nil {
 				return err
 			}

@@ -147,21 +147,29 @@ static std::vector<double> matmul_ref(const std::vector<float> &x, const std::ve
 typedef int (*product_fn)(greta_buf, int, int, greta_buf, int, const greta_seg *, int);
 
 // run_product computes X W^T into three column segments with padded rows and reassembles Y.
+// With bias (n values), each segment adds its part of it.
 static std::vector<float> run_product(product_fn f, const std::vector<float> &x, const std::vector<float> &w, int m,
-                                      int k, int n) {
+                                      int k, int n, const std::vector<float> *bias = nullptr) {
 	greta_buf xb = dev(x), wb = dev(w);
-	int cols[3] = {n / 2, n / 4, n - n / 2 - n / 4}, nsegs = 0;
+	int cols[3] = {n / 2, n / 4, n - n / 2 - n / 4}, nsegs = 0, c0 = 0;
 	greta_seg segs[3];
-	std::vector<greta_buf> outs;
+	std::vector<greta_buf> outs, biases;
 	for (int s = 0; s < 3; s++) {
 		if (cols[s] == 0) continue;
 		const int ld = cols[s] + s; // padded rows in later segments
 		outs.push_back(poisoned((size_t)m * ld));
-		segs[nsegs++] = greta_seg{outs.back(), ld, cols[s]};
+		segs[nsegs] = greta_seg{outs.back(), ld, cols[s], {0, 0}};
+		if (bias) {
+			biases.push_back(dev(std::vector<float>(bias->begin() + c0, bias->begin() + c0 + cols[s])));
+			segs[nsegs].bias = biases.back();
+		}
+		nsegs++;
+		c0 += cols[s];
 	}
 	CHECK(f(xb, m, k, wb, n, segs, nsegs));
+	for (auto b : biases) greta_free(b);
 	std::vector<float> y((size_t)m * n);
-	int c0 = 0;
+	c0 = 0;
 	for (int s = 0; s < nsegs; s++) {
 		auto o = host(segs[s].buf, (size_t)m * segs[s].ld);
 		for (int i = 0; i < m; i++)
@@ -197,6 +205,27 @@ static void test_matmul() {
 			expect_close(what, run_product(greta_matvec, x, w, m, k, n), ref, scale, 1e-6);
 		}
 	}
+	// A segment's bias is one rounded addition after the finished sum, as the CPU adds q, k
+	// and v biases: with a bias, each element is the unbiased product plus its bias, bit for
+	// bit, on both kernels (Qwen2.5's q/k/v widths 896/128/128, as one stacked product).
+	for (int m : {1, 3, 130}) {
+		const int k = 896, n = 896 + 2 * 128;
+		auto x = randv((size_t)m * k), w = randv((size_t)n * k), b = randv(n, -4, 4);
+		for (product_fn f : {greta_matmul, greta_matvec}) {
+			if (f == greta_matvec && m > GRETA_MATVEC_MAX_ROWS) continue;
+			auto plain = run_product(f, x, w, m, k, n), biased = run_product(f, x, w, m, k, n, &b);
+			int diff = 0;
+			for (int i = 0; i < m; i++)
+				for (int j = 0; j < n; j++) {
+					volatile float want = plain[(size_t)i * n + j] + b[j];
+					diff += bits(biased[(size_t)i * n + j]) != bits(want);
+				}
+			char what[128];
+			std::snprintf(what, sizeof what, "%s m=%d k=%d n=%d with segment biases = product + bias bit for bit (%d differ)",
+			              f == greta_matmul ? "matmul" : "matvec", m, k, n, diff);
+			expect(diff == 0, what);
+		}
+	}
 	for (int m = 1; m <= GRETA_MATVEC_MAX_ROWS; m++) {
 		const int k = 2048, n = 300;
 		auto x = randv((size_t)m * k), w = randv((size_t)n * k);
@@ -211,30 +240,71 @@ static void test_matmul() {
 	}
 }
 
+// rope_host is the rotation the kernel must give bit for bit: theta = pos * f_i in double,
+// cos and sin rounded to float, each product and sum rounded (no contraction).
+static std::vector<float> rope_host(std::vector<float> x, int n, int nh, int hd, int rd, int pos0, int style,
+                                    const std::vector<double> &freq) {
+	const int half = rd / 2;
+	for (int r = 0; r < n; r++)
+		for (int h = 0; h < nh; h++)
+			for (int p = 0; p < half; p++) {
+				const double th = (double)(pos0 + r) * freq[p];
+				const float c = (float)std::cos(th), s = (float)std::sin(th);
+				float *v = &x[(size_t)r * nh * hd + h * hd];
+				const int a = style == GRETA_ROPE_NEOX ? p : 2 * p, b = style == GRETA_ROPE_NEOX ? p + half : 2 * p + 1;
+				const float x0 = v[a], x1 = v[b];
+				volatile float m0 = x0 * c, m1 = x1 * s, m2 = x0 * s, m3 = x1 * c;
+				v[a] = m0 - m1;
+				v[b] = m2 + m3;
+			}
+	return x;
+}
+
+// test_rope: both styles, with the device's base^(-2i/rope_dim) and with a host table (llama3
+// factors and a linear scale, as internal/ref's ropeFreq makes them), rope_dim below head_dim
+// (the tail of each head untouched), bit for bit against the host.
 static void test_rope() {
 	const int n = 3, nh = 4, hd = 16, rd = 12, pos0 = 1000;
 	const double base = 10000;
-	auto x = randv((size_t)n * nh * hd);
-	greta_buf xb = dev(x);
-	CHECK(greta_rope(xb, n, nh, hd, rd, pos0, base));
-	auto got = host(xb, x.size());
-	std::vector<float> want = x;
-	for (int r = 0; r < n; r++)
-		for (int h = 0; h < nh; h++)
-			for (int p = 0; p < rd / 2; p++) {
-				const double th = (double)(pos0 + r) * std::pow(base, -2.0 * p / rd);
-				const float c = (float)std::cos(th), s = (float)std::sin(th);
-				float *v = &want[(size_t)r * nh * hd + h * hd + 2 * p];
-				const float x0 = v[0], x1 = v[1];
-				volatile float a = x0 * c, b = x1 * s, e = x0 * s, f = x1 * c;
-				v[0] = a - b;
-				v[1] = e + f;
+	std::vector<double> plain(rd / 2), table(rd / 2);
+	for (int p = 0; p < rd / 2; p++) {
+		plain[p] = std::pow(base, -2.0 * p / rd);
+		table[p] = std::pow(500000.0, -2.0 * p / rd) / (1.0 + 7.0 * p) / 4.0; // factors 1, 8, 15..., scale 4
+	}
+	greta_buf fb;
+	CHECK(greta_alloc(table.size() * 2, &fb));
+	CHECK(greta_upload(fb, table.data(), table.size() * 2));
+	const greta_buf none = {0, 0};
+	for (int style : {GRETA_ROPE_NORM, GRETA_ROPE_NEOX})
+		for (bool tab : {false, true}) {
+			auto x = randv((size_t)n * nh * hd);
+			greta_buf xb = dev(x);
+			CHECK(greta_rope(xb, n, nh, hd, rd, pos0, style, base, tab ? fb : none));
+			auto got = host(xb, x.size());
+			auto want = rope_host(x, n, nh, hd, rd, pos0, style, tab ? table : plain);
+			int diff = 0, moved = 0;
+			for (size_t i = 0; i < x.size(); i++) {
+				diff += bits(got[i]) != bits(want[i]);
+				moved += bits(want[i]) != bits(x[i]);
 			}
-	int diff = 0;
-	for (size_t i = 0; i < x.size(); i++) diff += bits(got[i]) != bits(want[i]);
-	expect(diff == 0, "rope matches the host bit for bit (" + std::to_string(diff) + " of " +
-	                      std::to_string(x.size()) + " differ)");
-	greta_free(xb);
+			const int turned = n * nh * rd; // elements the rotation may change; the rest must not
+			expect(diff == 0 && moved > turned / 2,
+			       std::string("rope ") + (style == GRETA_ROPE_NEOX ? "neox" : "norm") + (tab ? " with a host table" : " base") +
+			           " matches the host bit for bit (" + std::to_string(diff) + " of " + std::to_string(x.size()) +
+			           " differ, " + std::to_string(moved) + " of " + std::to_string(turned) + " turned)");
+			greta_free(xb);
+		}
+	// The NEOX pairs are (i, i + rope_dim/2): a row with a single non-zero element at i = 1
+	// must move only elements 1 and 1 + rope_dim/2 (the normal style would touch 0 and 1).
+	std::vector<float> one((size_t)hd, 0.f);
+	one[1] = 1.f;
+	greta_buf ob = dev(one);
+	CHECK(greta_rope(ob, 1, 1, hd, rd, 5, GRETA_ROPE_NEOX, base, none));
+	auto o = host(ob, one.size());
+	bool where = true;
+	for (int i = 0; i < hd; i++) where &= (i == 1 || i == 1 + rd / 2) ? o[i] != 0.f : o[i] == 0.f;
+	expect(where, "rope neox turns element 1 against element 1 + rope_dim/2 only");
+	greta_free(ob), greta_free(fb);
 }
 
 static std::vector<double> attn_ref(const std::vector<float> &q, const std::vector<float> &kc,
@@ -277,7 +347,15 @@ static void test_attention() {
 	} cases[] = {{70, 0, 4, 2, 64, true}, {3, 67, 4, 2, 64, true},  {130, 0, 2, 1, 16, true},
 	             {65, 0, 4, 4, 32, true}, {40, 0, 2, 1, 128, true}, {1, 69, 4, 2, 64, false},
 	             {5, 20, 6, 3, 24, false}, {1, 0, 2, 2, 16, false}, {2, 300, 2, 1, 260, false}, {3, 10, 2, 1, 18, false},
-	             {4, 130, 8, 2, 32, false}};
+	             {4, 130, 8, 2, 32, false},
+	             // The head geometry of the presets: Qwen2.5 0.5B (14/2 heads of 64: 7 query heads
+	             // per KV head), tiny-qwen2 (14/2 of 32), Llama 3.2 1B (32/8 of 64).
+	             {70, 0, 14, 2, 64, true}, {5, 131, 14, 2, 64, true}, {1, 200, 14, 2, 64, false},
+	             {3, 64, 14, 2, 64, false}, {130, 0, 14, 2, 32, true}, {1, 127, 14, 2, 32, false},
+	             {100, 0, 32, 8, 64, true}, {2, 129, 32, 8, 64, false},
+	             // More query heads per KV head than the split kernel's block has threads: the
+	             // one-block-per-head kernel takes them.
+	             {2, 65, 129, 1, 8, false}};
 	for (auto &c : cases) {
 		const int keys = c.pos0 + c.n, qw = c.nh * c.hd, kvw = c.nkv * c.hd;
 		auto q = randv((size_t)c.n * qw, -2, 2), kc = randv((size_t)keys * kvw, -2, 2), vc = randv((size_t)keys * kvw);
@@ -497,6 +575,20 @@ static void test_errors() {
 	expect_error(greta_rmsnorm(small, small, 3, 4, 1e-5f, big), GRETA_ERR_ARG, "x holds 10 elements, the shapes need 12",
 	             "rmsnorm past the end of x is refused");
 	expect_error(greta_view(small, 8, 3, &v), GRETA_ERR_ARG, "past the end", "a view past the end is refused");
+	greta_seg biased = {big, 10, 10, small};
+	biased.bias.count = 9;
+	expect_error(greta_matmul(big, 10, 10, big, 10, &biased, 1), GRETA_ERR_ARG, "segment bias holds 9 elements, the shapes need 10",
+	             "matmul with a short segment bias is refused");
+	const greta_buf none = {0, 0};
+	expect_error(greta_rope(big, 2, 2, 8, 8, 0, 2, 10000, none), GRETA_ERR_ARG, "unknown style 2",
+	             "rope of an unknown style is refused");
+	expect_error(greta_rope(big, 2, 2, 12, 12, 0, GRETA_ROPE_NEOX, 10000, small), GRETA_ERR_ARG,
+	             "freqs holds 10 elements, the shapes need 12", "rope with a table short of rope_dim/2 doubles is refused");
+	CHECK(greta_view(small, 1, 9, &v));
+	expect_error(greta_rope(big, 2, 2, 8, 8, 0, GRETA_ROPE_NEOX, 10000, v), GRETA_ERR_ARG, "8-byte boundary",
+	             "rope with a misaligned table is refused");
+	expect_error(greta_rope(big, 2, 2, 8, 8, 0, GRETA_ROPE_NORM, 0, none), GRETA_ERR_ARG, "base = 0",
+	             "rope without a table needs a positive base");
 	expect_error(greta_attention_prefill(big, big, big, 2, 0, 2, 2, 24, big), GRETA_ERR_ARG, "head_dim 24",
 	             "prefill attention with head_dim 24 is refused");
 	expect_error(greta_attention_decode(big, big, big, 2, 0, 3, 2, 8, big, big), GRETA_ERR_ARG, "not a multiple",
@@ -525,36 +617,62 @@ template <typename F> static double time_ms(F f, int reps) {
 	return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps;
 }
 
-static void bench() {
-	const int m = 1653, dim = 2048, ffn = 5632, kvw = 256, nh = 32, nkv = 4, hd = 64;
+// The kernels at the shapes of one layer of a model of the presets, prefill of 1653 tokens
+// and decode at position 1652, plus the output projection of one row (decode's logits).
+struct Shape {
+	const char *name;
+	int layers, dim, ffn, nh, nkv, hd, vocab;
+};
+
+static void bench_shape(const Shape &sh) {
+	const int m = 1653, dim = sh.dim, ffn = sh.ffn, kvw = sh.nkv * sh.hd, nh = sh.nh, nkv = sh.nkv, hd = sh.hd;
 	struct P {
 		const char *name;
 		int k, n;
-	} ps[] = {{"qkv", dim, dim + 2 * kvw}, {"o", dim, dim}, {"gate+up", dim, 2 * ffn}, {"down", ffn, dim}};
-	double total = 0;
+	} ps[] = {{"qkv", dim, nh * hd + 2 * kvw}, {"o", nh * hd, dim}, {"gate+up", dim, 2 * ffn}, {"down", ffn, dim}};
+	double total = 0, decode = 0;
 	for (auto &p : ps) {
 		greta_buf x = dev(randv((size_t)m * p.k)), w = dev(randv((size_t)p.n * p.k)), y, y1;
 		CHECK(greta_alloc((size_t)m * p.n, &y));
 		CHECK(greta_alloc((size_t)p.n, &y1));
-		greta_seg s = {y, p.n, p.n}, s1 = {y1, p.n, p.n};
+		greta_seg s = {y, p.n, p.n, {0, 0}}, s1 = {y1, p.n, p.n, {0, 0}};
 		const double ms = time_ms([&] { CHECK(greta_matmul(x, m, p.k, w, p.n, &s, 1)); }, 10);
 		const double mv = time_ms([&] { CHECK(greta_matvec(x, 1, p.k, w, p.n, &s1, 1)); }, 50);
-		total += ms;
-		std::printf("bench matmul %-8s %4dx%4dx%5d %8.3f ms %6.1f TFLOP/s | matvec %7.1f us %6.0f GB/s\n", p.name, m,
-		            p.k, p.n, ms, 2.0 * m * p.k * p.n / ms / 1e9, mv * 1e3, 4.0 * p.n * p.k / mv / 1e6);
+		total += ms, decode += mv;
+		std::printf("bench %s matmul %-8s %4dx%4dx%6d %8.3f ms %6.1f TFLOP/s | matvec %7.1f us %6.0f GB/s\n", sh.name,
+		            p.name, m, p.k, p.n, ms, 2.0 * m * p.k * p.n / ms / 1e9, mv * 1e3, 4.0 * p.n * p.k / mv / 1e6);
 		greta_free(x), greta_free(w), greta_free(y), greta_free(y1);
 	}
-	std::printf("bench matmul per layer %.3f ms, x22 layers %.1f ms\n", total, total * 22);
+	std::printf("bench %s products per layer: prefill %.3f ms (x%d %.1f ms), decode %.1f us (x%d %.2f ms)\n", sh.name,
+	            total, sh.layers, total * sh.layers, decode * 1e3, sh.layers, decode * sh.layers);
+	{
+		greta_buf x = dev(randv(dim)), w = dev(randv((size_t)sh.vocab * dim)), y;
+		CHECK(greta_alloc((size_t)sh.vocab, &y));
+		greta_seg s = {y, sh.vocab, sh.vocab, {0, 0}};
+		const double mv = time_ms([&] { CHECK(greta_matvec(x, 1, dim, w, sh.vocab, &s, 1)); }, 20);
+		std::printf("bench %s logits matvec 1x%dx%d %.1f us %.0f GB/s\n", sh.name, dim, sh.vocab, mv * 1e3,
+		            4.0 * sh.vocab * dim / mv / 1e6);
+		greta_free(x), greta_free(w), greta_free(y);
+	}
 	greta_buf q = dev(randv((size_t)m * nh * hd)), kc = dev(randv((size_t)m * kvw)), vc = dev(randv((size_t)m * kvw)),
 	          out, scr;
 	CHECK(greta_alloc((size_t)m * nh * hd, &out));
 	CHECK(greta_alloc(greta_attention_decode_scratch(1, m - 1, nh, hd), &scr));
 	const double pa = time_ms([&] { CHECK(greta_attention_prefill(q, kc, vc, m, 0, nh, nkv, hd, out)); }, 10);
 	const double da = time_ms([&] { CHECK(greta_attention_decode(q, kc, vc, 1, m - 1, nh, nkv, hd, scr, out)); }, 50);
-	std::printf("bench attention prefill n=%d %.3f ms (x22 %.1f ms) | decode at pos %d %.1f us\n", m, pa, pa * 22,
-	            m - 1, da * 1e3);
+	const greta_buf none = {0, 0};
+	const double ro = time_ms([&] { CHECK(greta_rope(q, m, nh, hd, hd, 0, GRETA_ROPE_NEOX, 10000, none)); }, 10);
+	std::printf("bench %s attention prefill n=%d %.3f ms (x%d %.1f ms) | decode at pos %d %.1f us | rope of q %.3f ms\n",
+	            sh.name, m, pa, sh.layers, pa * sh.layers, m - 1, da * 1e3, ro);
 	greta_free(q), greta_free(kc), greta_free(vc), greta_free(out), greta_free(scr);
-	for (int n : {2048, 32000}) {
+}
+
+static void bench() {
+	const Shape shapes[] = {{"tinyllama", 22, 2048, 5632, 32, 4, 64, 32000},
+	                        {"llama3.2-1b", 16, 2048, 8192, 32, 8, 64, 128256},
+	                        {"qwen2.5-0.5b", 24, 896, 4864, 14, 2, 64, 151936}};
+	for (auto &sh : shapes) bench_shape(sh);
+	for (int n : {2048, 32000, 151936}) {
 		const int rows = 51;
 		greta_buf x = dev(randv((size_t)rows * n)), c = dev(randv((size_t)n * GRETA_SKETCH_PROJ * 2)), o;
 		CHECK(greta_alloc((size_t)rows * GRETA_SKETCH_SUMS * 2, &o));
