@@ -16,21 +16,15 @@ import (
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
-// benchModel is GRETA_MODEL when set (the figures are for a tinyllama-preset F32
-// model), else the tiny model.
+// benchModel is GRETA_MODEL when set (the figures are for full-size F32 models:
+// tinyllama, llama3.2-1b, qwen2.5-0.5b), else the tiny model.
 func benchModel(b *testing.B) *model.Model {
 	b.Helper()
 	spec := os.Getenv(EnvBigModel)
 	if spec == "" {
 		spec = model.TinySpec
 	}
-	for _, m := range testModels(b) {
-		if spec == model.TinySpec && m.Name == "tiny" || spec != model.TinySpec && m.Name != "tiny" {
-			return m
-		}
-	}
-	b.Fatalf("no model for %q", spec)
-	return nil
+	return testModel(b, spec)
 }
 
 // BenchmarkPrefill is the 1653-token prompt in one pass, with the default trace plan (rows

@@ -21,16 +21,23 @@ import (
 	"github.com/gretabisect/gretabisect/golden"
 	"github.com/gretabisect/gretabisect/gretatest/engine"
 	"github.com/gretabisect/gretabisect/internal/driver"
+	"github.com/gretabisect/gretabisect/internal/gguf"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/prompts"
 	"github.com/gretabisect/gretabisect/internal/ref"
+	"github.com/gretabisect/gretabisect/internal/synth"
 	"github.com/gretabisect/gretabisect/internal/testutil"
 	"github.com/gretabisect/gretabisect/internal/trace"
 )
 
-// EnvBigModel names a GGUF file (a tinyllama-preset model, say) that the comparison and the
-// benchmarks also run on when set.
+// EnvBigModel names a GGUF file (a full-size preset from gretabisect synth, say) that the
+// comparisons, the digests and the benchmarks also run on when set.
 const EnvBigModel = "GRETA_MODEL"
+
+// tinyFamily are the small generated models of each architecture every GPU test runs:
+// tiny (llama, the embedded default), tiny-llama3 (4:1 heads, llama3 frequency factors,
+// tied output) and tiny-qwen2 (14/2 heads, NEOX RoPE, q/k/v biases, tied output).
+var tinyFamily = []string{model.TinySpec, synth.TinyLlama3.Name, synth.TinyQwen2.Name}
 
 // openGPU starts the engine on m, skipping the test when no GPU is visible.
 func openGPU(t testing.TB, m *model.Model) *Engine {
@@ -55,27 +62,63 @@ var models = struct {
 	m map[string]*model.Model
 }{m: map[string]*model.Model{}}
 
-// testModels returns the tiny model and, when GRETA_MODEL is set, that one too, by name.
+// openModel opens a model of tinyFamily by name, generating tiny-llama3 and tiny-qwen2 in
+// memory (f32, seed 0), or a GGUF file by path.
+func openModel(spec string) (*model.Model, error) {
+	if spec == model.TinySpec || !slices.Contains(tinyFamily, spec) {
+		return model.Open(spec)
+	}
+	p, err := synth.PresetByName(spec)
+	if err != nil {
+		return nil, err
+	}
+	img, err := synth.Generate(p, synth.F32, 0)
+	if err != nil {
+		return nil, err
+	}
+	f, err := gguf.Parse(img)
+	if err != nil {
+		return nil, err
+	}
+	return model.FromFile(f, spec)
+}
+
+// testModels returns the tiny family and, when GRETA_MODEL is set, that model too, by name.
 func testModels(t testing.TB) map[string]*model.Model {
 	t.Helper()
-	models.Lock()
-	defer models.Unlock()
-	specs := []string{model.TinySpec}
+	specs := tinyFamily
 	if p := os.Getenv(EnvBigModel); p != "" {
-		specs = append(specs, p)
+		specs = append(slices.Clone(specs), p)
 	}
 	out := map[string]*model.Model{}
 	for _, s := range specs {
-		if models.m[s] == nil {
-			m, err := model.Open(s)
-			if err != nil {
-				t.Fatal(err)
-			}
-			models.m[s] = m
-		}
-		out[models.m[s].Name] = models.m[s]
+		m := testModel(t, s)
+		out[m.Name] = m
 	}
 	return out
+}
+
+// testModel opens spec once per process.
+func testModel(t testing.TB, spec string) *model.Model {
+	t.Helper()
+	models.Lock()
+	defer models.Unlock()
+	if models.m[spec] == nil {
+		m, err := openModel(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		models.m[spec] = m
+	}
+	return models.m[spec]
+}
+
+// forTiny runs f on each model of the tiny family, one subtest each.
+func forTiny(t *testing.T, f func(t *testing.T, m *model.Model)) {
+	for _, spec := range tinyFamily {
+		m := testModel(t, spec)
+		t.Run(m.Name, func(t *testing.T) { f(t, m) })
+	}
 }
 
 func standardPrompts(t testing.TB, m *model.Model) []prompts.Prompt {
@@ -114,6 +157,7 @@ func compare(t *testing.T, what string, cand, base []golden.Record, p golden.Pol
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
+
 	for _, pr := range rep.Prompts {
 		if pr.Compared == 0 || pr.Compared != len(base) {
 			t.Errorf("%s: %s: compared %d records of %d", what, pr.PromptID, pr.Compared, len(base))
@@ -129,10 +173,50 @@ func compare(t *testing.T, what string, cand, base []golden.Record, p golden.Pol
 	}
 }
 
+// worst returns the largest relative L2 difference of a candidate record from its baseline
+// (estimated from the sketches), and where it is: the margin a tolerance comparison had.
+func worst(cand, base []golden.Record) (golden.Diff, golden.Key) {
+	byKey := make(map[golden.Key]*golden.Sketch, len(base))
+	for _, r := range base {
+		byKey[golden.KeyOf(r)] = r.Sketch
+	}
+	var w golden.Diff
+	var at golden.Key
+	for _, r := range cand {
+		b := byKey[golden.KeyOf(r)]
+		if r.Sketch == nil || b == nil {
+			continue
+		}
+		if d, err := r.Sketch.Estimate(b); err == nil && d.RelL2 >= w.RelL2 {
+			w, at = d, golden.KeyOf(r)
+		}
+	}
+	return w, at
+}
+
 // TestMatchesReference runs the three standard prompts on the GPU and on the CPU reference
 // with the default trace plan: every traced stage must agree within the tolerance policy.
-// It logs each GPU run's digest so that separate runs can be compared.
+// It logs each prompt's largest difference and each GPU run's digest, so that separate
+// runs can be compared.
 func TestMatchesReference(t *testing.T) {
+	againstCPU(t, func(t *testing.T, m *model.Model, gpu *Engine, cpu engine.Engine) {
+		for _, p := range standardPrompts(t, m) {
+			t0 := time.Now()
+			got := run(t, gpu, m, p, golden.RoutePrefill)
+			t1 := time.Now()
+			want := run(t, cpu, m, p, golden.RoutePrefill)
+			compare(t, p.ID, got, want, golden.Tolerance)
+			w, at := worst(got, want)
+			t.Logf("agree %s %s on %s: %d records, worst rel_l2 %.3g (MAE %.3g) at %s layer %d pos %d, digest %s (gpu %v, cpu %v)",
+				m.Name, p.ID, gpu.Device(), len(got), w.RelL2, w.MAE, at.TensorName, at.Layer, at.PosID, digest(got),
+				t1.Sub(t0).Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
+		}
+	})
+}
+
+// againstCPU runs f on each of testModels with the GPU engine and the CPU reference, one
+// subtest each.
+func againstCPU(t *testing.T, f func(t *testing.T, m *model.Model, gpu *Engine, cpu engine.Engine)) {
 	ms := testModels(t)
 	for _, name := range slices.Sorted(maps.Keys(ms)) {
 		m := ms[name]
@@ -143,16 +227,7 @@ func TestMatchesReference(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer cpu.Close()
-			for _, p := range standardPrompts(t, m) {
-				t0 := time.Now()
-				got := run(t, gpu, m, p, golden.RoutePrefill)
-				t1 := time.Now()
-				want := run(t, cpu, m, p, golden.RoutePrefill)
-				compare(t, p.ID, got, want, golden.Tolerance)
-				t.Logf("%s %s on %s: %d records within tolerance of the CPU, digest %s (gpu %v, cpu %v)", name, p.ID,
-					gpu.Device(), len(got), digest(got), t1.Sub(t0).Round(time.Millisecond),
-					time.Since(t1).Round(time.Millisecond))
-			}
+			f(t, m, gpu, cpu)
 		})
 	}
 }
@@ -218,44 +293,90 @@ func writeAtomic(path, data string) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-// TestDeterministic runs a long prompt twice in one engine: the hashes must be equal.
+// TestDeterministic runs a long prompt on the prefill route and the short one on the decode
+// route twice each in one engine: the hashes must be equal. It logs each route's digest,
+// which separate runs of the binary must repeat too.
 func TestDeterministic(t *testing.T) {
-	m := testModels(t)["tiny"]
-	e := openGPU(t, m)
-	p := standardPrompts(t, m)[1]
-	first := run(t, e, m, p, golden.RoutePrefill)
-	compare(t, "second run", run(t, e, m, p, golden.RoutePrefill), first, golden.Exact)
+	forTiny(t, func(t *testing.T, m *model.Model) {
+		e := openGPU(t, m)
+		ps := standardPrompts(t, m)
+		for _, tc := range []struct {
+			route string
+			p     prompts.Prompt
+		}{{golden.RoutePrefill, ps[1]}, {golden.RouteDecode, ps[0]}} {
+			first := run(t, e, m, tc.p, tc.route)
+			compare(t, tc.route+" second run", run(t, e, m, tc.p, tc.route), first, golden.Exact)
+			t.Logf("digest %s %s %s route %s: %d records %s", m.Name, tc.p.ID, e.Device(), tc.route, len(first), digest(first))
+		}
+	})
 }
 
 // TestPassesChangeNoBit: a prompt cut into several passes gives the same bits as one pass.
 func TestPassesChangeNoBit(t *testing.T) {
-	m := testModels(t)["tiny"]
-	e := openGPU(t, m)
-	p := standardPrompts(t, m)[1]
-	whole := run(t, e, m, p, golden.RoutePrefill)
-	e.passRows = 100 // 827 tokens: 9 passes of 92 or fewer
-	compare(t, "9 passes", run(t, e, m, p, golden.RoutePrefill), whole, golden.Exact)
+	forTiny(t, func(t *testing.T, m *model.Model) {
+		e := openGPU(t, m)
+		p := standardPrompts(t, m)[1]
+		whole := run(t, e, m, p, golden.RoutePrefill)
+		e.passRows = 100 // 827 tokens: 9 passes of 92 or fewer
+		compare(t, "9 passes", run(t, e, m, p, golden.RoutePrefill), whole, golden.Exact)
+	})
 }
 
-// TestDecodeRoute computes the short prompt one token at a time through the KV cache.
+// TestDecodeRoute computes the short prompt one token at a time through the KV cache, on
+// each model (GRETA_MODEL's too): every stage within tolerance of the CPU's decode route.
 func TestDecodeRoute(t *testing.T) {
-	m := testModels(t)["tiny"]
-	gpu := openGPU(t, m)
-	cpu, err := ref.New(&m.Model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cpu.Close()
-	p := standardPrompts(t, m)[0]
-	got := run(t, gpu, m, p, golden.RouteDecode)
-	want := run(t, cpu, m, p, golden.RouteDecode)
-	compare(t, "decode route", got, want, golden.Tolerance)
+	againstCPU(t, func(t *testing.T, m *model.Model, gpu *Engine, cpu engine.Engine) {
+		p := standardPrompts(t, m)[0]
+		got := run(t, gpu, m, p, golden.RouteDecode)
+		want := run(t, cpu, m, p, golden.RouteDecode)
+		compare(t, "decode route", got, want, golden.Tolerance)
+		w, at := worst(got, want)
+		t.Logf("agree %s %s decode route on %s: %d records, worst rel_l2 %.3g (MAE %.3g) at %s layer %d pos %d, digest %s",
+			m.Name, p.ID, gpu.Device(), len(got), w.RelL2, w.MAE, at.TensorName, at.Layer, at.PosID, digest(got))
+	})
+}
+
+// TestTiedOutputUploadedOnce: the device holds each weight once, biases and the rope table
+// included, and a tied model's logits read token_embd's buffer: no second (vocab, dim)
+// matrix (for Llama 3.2 1B, 1 GB).
+func TestTiedOutputUploadedOnce(t *testing.T) {
+	forTiny(t, func(t *testing.T, m *model.Model) {
+		e := openGPU(t, m)
+		w, c := m.Weights, m.Config
+		want := len(w.TokEmbd.Data) + len(w.OutNorm) + 2*len(ropeFreqs(&m.Model))
+		if !c.TiedOutput {
+			want += len(w.Output.Data)
+		}
+		for _, L := range w.Layers {
+			for _, v := range [][]float32{L.AttnNorm, L.FFNNorm, L.Wq.Data, L.Wk.Data, L.Wv.Data, L.Wo.Data, L.WGate.Data,
+				L.WUp.Data, L.WDown.Data, L.Bq, L.Bk, L.Bv} {
+				want += len(v)
+			}
+		}
+		got := 0
+		for _, b := range e.allocs {
+			if b != e.kc && b != e.vc && b != e.scratch {
+				got += count(b)
+			}
+		}
+		if got != want {
+			t.Errorf("device holds %d weight elements, the model has %d (tied %v)", got, want, c.TiedOutput)
+		}
+		if shared := e.output == e.tokEmbd; shared != c.TiedOutput {
+			t.Errorf("output shares token_embd's buffer: %v, tied: %v", shared, c.TiedOutput)
+		}
+		if c.QKVBias != (e.layers[0].bq.addr != 0 && e.layers[c.NLayer-1].bv.addr != 0) {
+			t.Errorf("biases on the device %v %v, the model has them: %v", e.layers[0].bq, e.layers[c.NLayer-1].bv, c.QKVBias)
+		}
+		t.Logf("%s: %.1f MB of weights on the device (tied %v, biases %v, rope table %d)", m.Name, float64(4*got)/1e6,
+			c.TiedOutput, c.QKVBias, count(e.ropeFreqs)/2)
+	})
 }
 
 // TestFaultLocalisation plants faults on the GPU and on the CPU: compared with the clean
 // CPU run, both must fail first at the same record.
 func TestFaultLocalisation(t *testing.T) {
-	m := testModels(t)["tiny"]
+	m := testModel(t, model.TinySpec)
 	gpu := openGPU(t, m)
 	cpu, err := ref.New(&m.Model)
 	if err != nil {
@@ -308,7 +429,7 @@ func TestFaultLocalisation(t *testing.T) {
 // TestShiftRefused: a row shift needs rows of earlier passes, which the device does not
 // keep; the run is refused with one line naming the fault.
 func TestShiftRefused(t *testing.T) {
-	m := testModels(t)["tiny"]
+	m := testModel(t, model.TinySpec)
 	gpu := openGPU(t, m)
 	p := standardPrompts(t, m)[0]
 	_, err := driver.Run(gpu, m, driver.Request{PromptID: p.ID, Tokens: p.Tokens, Plan: trace.DefaultPlan(),

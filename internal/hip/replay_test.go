@@ -5,8 +5,6 @@ package hip
 import (
 	"bytes"
 	"fmt"
-	"maps"
-	"slices"
 	"testing"
 	"time"
 
@@ -24,9 +22,10 @@ import (
 // a run (kept with ownerr.KeepForReplay, the rows handed over with their device sketches):
 // every row of those layers (and the logits when hi = n_layer) must have the run's values
 // exactly, an own error of zero, on both routes (p6_len_16 in one batched pass, p0_short
-// one token at a time), generated tokens included.
-func TestReplayBitIdentical(t *testing.T) {
-	m := testModels(t)["tiny"]
+// one token at a time), generated tokens included, on each model of the tiny family.
+func TestReplayBitIdentical(t *testing.T) { forTiny(t, testReplayBitIdentical) }
+
+func testReplayBitIdentical(t *testing.T, m *model.Model) {
 	c := m.Config
 	e := openGPU(t, m)
 	nl := c.NLayer
@@ -91,21 +90,10 @@ func TestReplayRejectsBadCalls(t *testing.T) {
 // default floors. Then faults of relative size 1e-4 planted on the device at a few stages
 // must each be the first own error over Factor x the floors calibrated from the clean run,
 // exactly where they were planted.
-func TestOwnError(t *testing.T) {
-	ms := testModels(t)
-	for _, name := range slices.Sorted(maps.Keys(ms)) {
-		t.Run(name, func(t *testing.T) { testOwnError(t, ms[name]) })
-	}
-}
+func TestOwnError(t *testing.T) { againstCPU(t, testOwnError) }
 
-func testOwnError(t *testing.T, m *model.Model) {
+func testOwnError(t *testing.T, m *model.Model, gpu *Engine, cpu engine.Engine) {
 	c := m.Config
-	gpu := openGPU(t, m)
-	cpu, err := ref.New(&m.Model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cpu.Close()
 	p := standardPrompts(t, m)[1]
 	plan := trace.DefaultPlan()
 	plan.AllLayers = true
