@@ -227,7 +227,8 @@ func (e *Engine) upload(w *model.Weights, freqs []float64) error {
 		return err
 	}
 	e.output = e.tokEmbd
-	if &w.Output.Data[0] != &w.TokEmbd.Data[0] { // tied (model.FromFile): the same matrix, uploaded once
+	// A tied model's Output is token_embd itself (model.FromFile): its buffer serves both.
+	if &w.Output.Data[0] != &w.TokEmbd.Data[0] {
 		if e.output, err = e.put(w.Output.Name, w.Output.Data); err != nil {
 			return err
 		}
