@@ -110,7 +110,12 @@ preset() {
 	if [ ! -f "$big" ]; then
 		step "generate $name (F32) into $big"
 		local t0=$SECONDS
-		.gpu/gretabisect synth --preset "$name" --dtype f32 --out "$big" >"$OUT/synth_$name.log" 2>&1 || { tail -5 "$OUT/synth_$name.log"; return; }
+		mkdir -p "$MODELS"
+		if ! .gpu/gretabisect synth --preset "$name" --dtype f32 --out "$big" >"$OUT/synth_$name.log" 2>&1; then
+			tail -5 "$OUT/synth_$name.log"
+			say "$name: generating the model FAILED (log $OUT/synth_$name.log)"
+			return
+		fi
 		say "$name: generated $(du -BM "$big" | cut -f1) in $((SECONDS - t0)) s"
 	fi
 	local sub="/^${name//./\\.}\$" # the preset's subtest (-test.run splits at slashes outside parentheses)
@@ -146,7 +151,6 @@ preset() {
 		say "$name: engine prefill 1653 tokens ${un:-?} untraced, ${tr:-?} traced (default plan, recorder); decode at 1653 context ${dec:-?}"
 		step "$name: PyTorch eager, same architecture and dimensions"
 		PYTHONUNBUFFERED=1 python3 kernels/test/torch_baseline.py --preset "$name" >"$OUT/torch_$name.log" 2>&1
-		tail -3 "$OUT/torch_$name.log"
 		grep -E '^torch ' "$OUT/torch_$name.log" | while read -r l; do say "$l"; done
 		grep -qE '^torch .*prefill' "$OUT/torch_$name.log" || say "torch $name: FAILED (log $OUT/torch_$name.log)"
 	esac
