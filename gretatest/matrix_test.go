@@ -193,3 +193,30 @@ func runMatrix(t *testing.T, spec string, rot int, keep func(int) bool, long ...
 		})
 	}
 }
+
+// modelPrompts opens the embedded model spec and names the prompts the planted-fault tests
+// use: m50 (the first 50 tokens of p6_len_16) and the standard prompts.
+func modelPrompts(t *testing.T, spec string) (*model.Model, map[string]Prompt) {
+	t.Helper()
+	m, err := model.Open(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p16, err := prompts.Standard(prompts.P6Len16, m.Tokenizer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]Prompt{"m50": TokenPrompt("m50", p16.Tokens[:m50Len]...)}
+	for _, p := range StandardPrompts() {
+		byID[p.ID] = p
+	}
+	return m, byID
+}
+
+// shapeLineOf is the shape's line, or "none".
+func shapeLineOf(pr *PromptReport) string {
+	if pr.Shape == nil {
+		return "none"
+	}
+	return pr.Shape.Line()
+}

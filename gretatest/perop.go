@@ -113,17 +113,7 @@ func (s *session) judgePerOp(pr *PromptReport, r run, cand []golden.Record) erro
 		o.PositionRuns++
 		o.Steps = append(o.Steps, fmt.Sprintf("layer %d traced at every position up to %d: %s", layer, last, ownFinding(first)))
 	}
-	res := &golden.OwnResult{Method: ownerr.MethodPerOp, Floors: source}
-	for i := range recs {
-		res.Records = append(res.Records, ownRecord(pr.PromptID, c, floors, &recs[i]))
-	}
-	if note := pr.Result.SetOwn(res); note != "" {
-		pr.Notes = append(pr.Notes, note)
-	}
-	if first != nil {
-		o.Stage, o.Layer, o.Pos, o.Category = first.Stage, first.Layer, first.Pos, first.Stage.Category()
-		pr.Origin = o
-	}
+	s.settleOwn(pr, o, ownerr.MethodPerOp, floors, source, recs, first)
 	return nil
 }
 

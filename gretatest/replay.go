@@ -186,9 +186,16 @@ func (s *session) judgeOwn(pr *PromptReport, r run, candRows *ownerr.Rows) error
 		o.PositionRuns++
 		o.Steps = append(o.Steps, fmt.Sprintf("layer %d replayed at every position (the first over its floor was at %d): %s", layer, last, ownFinding(first)))
 	}
-	res := &golden.OwnResult{Method: ownerr.MethodReplay, Floors: source}
+	s.settleOwn(pr, o, ownerr.MethodReplay, floors, source, recs, first)
+	return nil
+}
+
+// settleOwn puts a prompt's own errors into its reports and, when first is over its floor,
+// makes it the prompt's origin.
+func (s *session) settleOwn(pr *PromptReport, o *Origin, method string, floors *ownerr.Floors, source string, recs []ownerr.Record, first *ownerr.Record) {
+	res := &golden.OwnResult{Method: method, Floors: source}
 	for i := range recs {
-		res.Records = append(res.Records, ownRecord(pr.PromptID, c, floors, &recs[i]))
+		res.Records = append(res.Records, ownRecord(pr.PromptID, s.m.Config, floors, &recs[i]))
 	}
 	if note := pr.Result.SetOwn(res); note != "" {
 		pr.Notes = append(pr.Notes, note)
@@ -197,7 +204,6 @@ func (s *session) judgeOwn(pr *PromptReport, r run, candRows *ownerr.Rows) error
 		o.Stage, o.Layer, o.Pos, o.Category = first.Stage, first.Layer, first.Pos, first.Stage.Category()
 		pr.Origin = o
 	}
-	return nil
 }
 
 // earlierPossible reports whether the error of first may have entered at an earlier position

@@ -31,8 +31,9 @@ default plan (layers 0,1,2,4,8; positions 826, 1652, last and three windows of 1
 stage; --max-tokens generated tokens, 5 by default), compares each trace with its golden
 trace
 (<golden>/<device>/<model>/<prompt_id>_trace.jsonl; a device without goldens of its own is
-compared with the cpu goldens under the tolerance policy), re-runs to isolate where a
-divergence started, and prints the First Failure Table and the Root Cause Summary. Reports
+compared with the cpu goldens: by layer replay against its noise floors when the backend
+replays layers, cpu-f64acc and hip do, else under the tolerance policy), re-runs to isolate
+where a divergence started, and prints the First Failure Table and the Root Cause Summary. Reports
 (Markdown, JSON, HTML heatmap) and both traces go to <out>/<date>/b3_61/. Progress on stderr.
 
 An exec: engine that exits with an error, or outlives --timeout and is killed with its

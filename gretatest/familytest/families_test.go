@@ -4,9 +4,7 @@
 package familytest
 
 import (
-	"cmp"
 	"fmt"
-	"os"
 	"slices"
 	"testing"
 
@@ -20,19 +18,18 @@ func familySpecs() []string { return model.EmbeddedSpecs()[1:] }
 
 // TestB361Families is the B3.61 suite on the Llama 3 and Qwen2 models generated in memory
 // (tiny-llama3, tiny-qwen2): the standard prompts, the default plan, compared with the
-// committed goldens under golden/testdata/<device>/<model>/. It runs on the backend
-// GRETA_BACKEND names, else on the CPU reference, also under -tags rocm: the hip backend
-// does not run these families yet. -short runs p0_short only: the long prompts cost seconds
-// per family, minutes under -race.
+// committed goldens under golden/testdata/<device>/<model>/. It runs on gretatest's default
+// backend (GRETA_BACKEND, else the CPU reference, or hip under -tags rocm: a device without
+// goldens of its own is judged by layer replay against the CPU reference's). -short runs
+// p0_short only: the long prompts cost seconds per family, minutes under -race.
 func TestB361Families(t *testing.T) {
 	ps := gretatest.StandardPrompts()
 	if testing.Short() {
 		ps = ps[:1]
 	}
-	backend := cmp.Or(os.Getenv(gretatest.EnvBackend), "cpu")
 	for _, spec := range familySpecs() {
 		t.Run(spec, func(t *testing.T) {
-			gretatest.Bisect(t, ps, gretatest.Model(spec), gretatest.Backend(backend),
+			gretatest.Bisect(t, ps, gretatest.Model(spec),
 				gretatest.Layers(0, 1, 2, 4, 8), gretatest.Critical(826, 1652))
 		})
 	}

@@ -4,6 +4,9 @@
 #   make kernels HIP_ARCH=gfx90a            # any build of the library, for the binaries to link
 #   GOEXPERIMENT=simd go test -c -tags rocm -o .gpu/hip.test ./internal/hip
 #   GOEXPERIMENT=simd go test -c -tags rocm -o .gpu/gretatest.test ./gretatest
+#   GOEXPERIMENT=simd go test -c -tags rocm -o .gpu/familytest.test ./gretatest/familytest
+#   GOEXPERIMENT=simd go test -c -tags rocm -o .gpu/policytest.test ./gretatest/policytest
+#   GOEXPERIMENT=simd go test -c -tags rocm -o .gpu/longtest.test ./gretatest/policytest/longtest
 #   go build -o .gpu/gretabisect ./cmd/gretabisect
 # (GOEXPERIMENT=simd: the CPU reference's AVX-512 loops, same bits, faster comparisons.)
 #
@@ -14,6 +17,14 @@
 #                 tiny-qwen2: GPU against the CPU reference, both routes, replay, faults); the
 #                 committed cuda-sm90 digests and the B3.61 goldens of tiny; three runs of the
 #                 family's digests
+#   policy        the replay policy on the device against the CPU reference's goldens (tiny):
+#                 calibrate (noise.json for golden/testdata/<device>/tiny, into $OUT), three
+#                 clean runs of the standard prompts, the sensitivity matrix (60 cases on 50
+#                 tokens, 4 at 826 and 1652); TestB361Families (tiny-llama3, tiny-qwen2) on the
+#                 device by replay; the B3.61 goldens of tiny re-recorded with their manifest
+#                 (into $OUT)
+#   policy-PRESET the replay policy on a full-size preset: CPU goldens of the three prompts,
+#                 calibrate the device, three clean bisects (exit status and margins)
 #   sanitize      compute-sanitizer memcheck: the C kernel tests, then the rocm suite's tests
 #                 on the tiny family
 #   llama3.2-1b, qwen2.5-0.5b, tinyllama
@@ -91,6 +102,76 @@ tiny() {
 	three_runs "tiny family (prefill and decode routes)" "$OUT"/digests_tiny{1,2,3}.txt
 }
 
+policy() {
+	export GRETA_POLICY_BACKEND=hip
+	step "calibrate the device on tiny (replay against the CPU reference), three clean runs"
+	(cd gretatest/policytest && "$ROOT/.gpu/policytest.test" -test.v -test.count=1 -test.run 'TestNoiseFloors' -update) >"$OUT/policy_calibrate.log" 2>&1
+	grep -E '^\s*--- |stage|margin|ratio' "$OUT/policy_calibrate.log" | head -40
+	verdict "$OUT/policy_calibrate.log" "calibrate hip on tiny (noise.json recorded)"
+	mkdir -p "$OUT/noise"
+	for f in golden/testdata/*/tiny/noise.json; do cp "$f" "$OUT/noise/$(basename "$(dirname "$(dirname "$f")")").noise.json"; done
+	(cd gretatest/policytest && "$ROOT/.gpu/policytest.test" -test.v -test.count=3 -test.run 'TestReplayPolicyClean') >"$OUT/policy_clean.log" 2>&1
+	grep -E 'worst|^\s*--- ' "$OUT/policy_clean.log"
+	verdict "$OUT/policy_clean.log" "hip on tiny, three clean runs of the three prompts under the replay policy"
+	step "the sensitivity matrix on the device"
+	(cd gretatest/policytest && "$ROOT/.gpu/policytest.test" -test.v -test.count=1 -test.run 'TestReplaySensitivity') >"$OUT/policy_sens.log" 2>&1 &
+	(cd gretatest/policytest/longtest && "$ROOT/.gpu/longtest.test" -test.v -test.count=1) >"$OUT/policy_long.log" 2>&1
+	wait
+	grep -cE '^\s*--- PASS: TestReplaySensitivity/cases/' "$OUT/policy_sens.log" | sed 's/^/50-token cases passed: /'
+	grep -E -- '--- FAIL|cases on' "$OUT/policy_sens.log" "$OUT/policy_long.log"
+	verdict "$OUT/policy_sens.log" "sensitivity matrix on hip, 60 cases of 50 tokens"
+	verdict "$OUT/policy_long.log" "sensitivity matrix on hip, 4 cases at 826 and 1652"
+	step "TestB361Families on the device, by replay against the CPU goldens"
+	(cd gretatest/familytest && "$ROOT/.gpu/familytest.test" -test.v -test.count=1 -test.run 'TestB361Families') >"$OUT/families.log" 2>&1
+	grep -E '^\s*--- |FIRST_FAIL|own' "$OUT/families.log" | head -20
+	verdict "$OUT/families.log" "TestB361Families on hip (replay policy)"
+	unset GRETA_POLICY_BACKEND
+	step "the B3.61 goldens of tiny on the device re-recorded, with their manifest"
+	(cd gretatest && "$ROOT/.gpu/gretatest.test" -test.count=1 -test.run 'TestB361$' -update) >"$OUT/b361_update.log" 2>&1
+	verdict "$OUT/b361_update.log" "TestB361 -update on hip"
+	mkdir -p "$OUT/goldens" && cp golden/testdata/cuda-sm90/tiny/* "$OUT/goldens/" 2>/dev/null
+	say "goldens re-recorded: $(ls "$OUT/goldens" | tr '\n' ' ')"
+}
+
+# gen NAME: the full-size preset generated in F32 to $MODELS/NAME.gguf, once.
+gen() {
+	local name=$1 big=$MODELS/$1.gguf
+	[ -f "$big" ] && return 0
+	step "generate $name (F32) into $big"
+	local t0=$SECONDS
+	mkdir -p "$MODELS"
+	if ! .gpu/gretabisect synth --preset "$name" --dtype f32 --out "$big" >"$OUT/synth_$name.log" 2>&1; then
+		tail -5 "$OUT/synth_$name.log"
+		say "$name: generating the model FAILED (log $OUT/synth_$name.log)"
+		return 1
+	fi
+	say "$name: generated $(du -BM "$big" | cut -f1) in $((SECONDS - t0)) s"
+}
+
+# policy_preset NAME: the replay policy on a full-size preset, through the CLI.
+policy_preset() {
+	local name=$1 big=$MODELS/$1.gguf g=$OUT/golden_$1 rc
+	gen "$name" || return
+	step "$name: the CPU reference's goldens of the three prompts"
+	local t0=$SECONDS
+	.gpu/gretabisect bisect --quiet --backend cpu --model "$big" --golden "$g" --update >"$OUT/pp_${name}_cpu.log" 2>&1
+	rc=$?
+	say "$name: CPU goldens recorded in $((SECONDS - t0)) s (exit $rc)"
+	step "$name: calibrate the device"
+	t0=$SECONDS
+	.gpu/gretabisect calibrate --quiet --backend hip --model "$big" --golden "$g" >"$OUT/pp_${name}_cal.log" 2>&1
+	rc=$?
+	say "$name: calibrated in $((SECONDS - t0)) s (exit $rc)"
+	cat "$OUT/pp_${name}_cal.log"
+	for i in 1 2 3; do
+		t0=$SECONDS
+		.gpu/gretabisect bisect --quiet --backend hip --model "$big" --golden "$g" --out "$OUT/pp_art" >"$OUT/pp_${name}_run$i.log" 2>&1
+		rc=$?
+		say "$name: clean replay-policy bisect $i: exit $rc in $((SECONDS - t0)) s, $(grep -cE 'FIRST_FAIL' "$OUT/pp_${name}_run$i.log") FIRST_FAIL lines"
+	done
+	grep -vE '^\s*$' "$OUT/pp_${name}_run1.log" | head -30
+}
+
 sanitize() {
 	step "compute-sanitizer memcheck: the C kernel tests"
 	compute-sanitizer --tool memcheck ./kernels/build/kernel_test >"$OUT/memcheck_c.log" 2>&1
@@ -107,17 +188,7 @@ sanitize() {
 
 preset() {
 	local name=$1 big=$MODELS/$1.gguf
-	if [ ! -f "$big" ]; then
-		step "generate $name (F32) into $big"
-		local t0=$SECONDS
-		mkdir -p "$MODELS"
-		if ! .gpu/gretabisect synth --preset "$name" --dtype f32 --out "$big" >"$OUT/synth_$name.log" 2>&1; then
-			tail -5 "$OUT/synth_$name.log"
-			say "$name: generating the model FAILED (log $OUT/synth_$name.log)"
-			return
-		fi
-		say "$name: generated $(du -BM "$big" | cut -f1) in $((SECONDS - t0)) s"
-	fi
+	gen "$name" || return
 	local sub="/^${name//./\\.}\$" # the preset's subtest (-test.run splits at slashes outside parentheses)
 	case " $PARTS " in *" compare "*)
 		step "$name: GPU against the CPU reference (three standard prompts; decode route on p0_short)"
@@ -166,9 +237,10 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,temperature.gpu --format=cs
 build
 for s in "${@:-tiny}"; do
 	case $s in
-	tiny | sanitize | goldens) "$s" ;;
+	tiny | sanitize | goldens | policy) "$s" ;;
+	policy-*) policy_preset "${s#policy-}" ;;
 	llama3.2-1b | qwen2.5-0.5b | tinyllama) preset "$s" ;;
-	*) echo "gpu_check.sh: unknown step $s (tiny, sanitize, llama3.2-1b, qwen2.5-0.5b, tinyllama, goldens)" >&2; exit 2 ;;
+	*) echo "gpu_check.sh: unknown step $s (tiny, policy, policy-PRESET, sanitize, llama3.2-1b, qwen2.5-0.5b, tinyllama, goldens)" >&2; exit 2 ;;
 	esac
 done
 step "summary"

@@ -1,8 +1,12 @@
-package gretatest
+// Package shapetest is the shape diagnosis's acceptance test: planted shapes of every kind
+// diagnosed through gretatest.Bisect, in a test binary of its own (each case bisects, and the
+// long prompts' cases run the reference over a long prompt several times).
+package shapetest
 
 import (
 	"fmt"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -10,8 +14,11 @@ import (
 	"time"
 
 	"github.com/gretabisect/gretabisect/golden"
+	"github.com/gretabisect/gretabisect/gretatest"
+	"github.com/gretabisect/gretabisect/internal/bisecttest"
 	"github.com/gretabisect/gretabisect/internal/model"
 	"github.com/gretabisect/gretabisect/internal/prompts"
+	"github.com/gretabisect/gretabisect/internal/testutil"
 )
 
 // shapeCase plants a fault and says what the shape diagnosis must report at its origin, in
@@ -86,49 +93,49 @@ func shapeCases() []shapeCase {
 // number) and hypothesis, and that the shape's line follows the FIRST_FAIL line. -short
 // runs every third 50-token case. A clean run diagnoses nothing.
 func TestShapeDiagnosis(t *testing.T) {
-	m, byID := modelPrompts(t, model.TinySpec)
+	m, byID := bisecttest.ModelPrompts(t, model.TinySpec)
 	var cases []shapeCase
 	for i, c := range shapeCases() {
 		if !testing.Short() || (c.prompt == "m50" && i%3 == 0) {
 			cases = append(cases, c)
 		}
 	}
-	cache := NewCache()
+	cache := gretatest.NewCache()
 	start := time.Now()
 	var passed atomic.Int32
 	t.Cleanup(func() {
 		t.Logf("%d of %d planted shapes diagnosed as planted in %v", passed.Load(), len(cases), time.Since(start).Round(time.Millisecond))
 	})
-	opts := func(extra ...Option) []Option {
-		return append([]Option{LoadedModel(model.TinySpec, m), Backend("cpu"), Share(cache), NoArtifacts(),
-			Env(func(string) string { return "" }), Update(false)}, extra...)
+	opts := func(extra ...gretatest.Option) []gretatest.Option {
+		return append([]gretatest.Option{gretatest.LoadedModel(model.TinySpec, m), gretatest.Backend("cpu"), gretatest.Share(cache), gretatest.NoArtifacts(),
+			gretatest.Env(func(string) string { return "" }), gretatest.Update(false)}, extra...)
 	}
 	t.Run("clean", func(t *testing.T) {
 		t.Parallel()
-		tb := &fakeTB{name: "TestB361"}
-		rep := Bisect(tb, []Prompt{byID["m50"]}, opts(Baseline(), MaxNewTokens(3))...)
+		tb := bisecttest.NewRecorder(t.Name())
+		rep := gretatest.Bisect(tb, []gretatest.Prompt{byID["m50"]}, opts(gretatest.Baseline(), gretatest.MaxNewTokens(3))...)
 		pr := rep.Prompts[0]
-		if len(tb.errors) != 0 || pr.Shape != nil || pr.ShapeErr != nil || pr.Result == nil || pr.Result.Shape != nil {
-			t.Errorf("a clean run: errors %q, shape %v, shape error %v", tb.errors, pr.Shape, pr.ShapeErr)
+		if len(tb.Errors) != 0 || pr.Shape != nil || pr.ShapeErr != nil || pr.Result == nil || pr.Result.Shape != nil {
+			t.Errorf("a clean run: errors %q, shape %v, shape error %v", tb.Errors, pr.Shape, pr.ShapeErr)
 		}
 	})
 	for _, c := range cases {
 		t.Run(c.prompt+"/"+c.fault, func(t *testing.T) {
 			t.Parallel()
-			o := opts(InjectSpec(c.fault))
+			o := opts(gretatest.InjectSpec(c.fault))
 			switch {
 			case c.noDecode:
-				o = append(o, MaxNewTokens(0))
+				o = append(o, gretatest.MaxNewTokens(0))
 			case c.prompt == "m50":
-				o = append(o, MaxNewTokens(3))
+				o = append(o, gretatest.MaxNewTokens(3))
 			}
 			if c.prompt == "m50" {
-				o = append(o, Baseline()) // the standard prompts compare with their goldens, of the default plan
+				o = append(o, gretatest.Baseline()) // the standard prompts compare with their goldens, of the default plan
 			}
-			tb := &fakeTB{name: "TestB361"}
-			pr := Bisect(tb, []Prompt{byID[c.prompt]}, o...).Prompts[0]
+			tb := bisecttest.NewRecorder(t.Name())
+			pr := gretatest.Bisect(tb, []gretatest.Prompt{byID[c.prompt]}, o...).Prompts[0]
 			if pr.Origin == nil || pr.Origin.Layer != c.layer || pr.Origin.Pos != c.originP {
-				t.Fatalf("origin %v, want layer %d pos %d\n%s", pr.Origin, c.layer, c.originP, strings.Join(tb.errors, "\n"))
+				t.Fatalf("origin %v, want layer %d pos %d\n%s", pr.Origin, c.layer, c.originP, strings.Join(tb.Errors, "\n"))
 			}
 			sh := pr.Shape
 			if sh == nil {
@@ -138,8 +145,8 @@ func TestShapeDiagnosis(t *testing.T) {
 				t.Errorf("the reports' prompt result does not carry the shape")
 			}
 			// The line right after the FIRST_FAIL line.
-			if len(tb.errors) != 1 || !strings.HasPrefix(tb.errors[0], pr.Line+"\n"+sh.Line()+"\n") {
-				t.Errorf("the failure message does not give the shape's line after the FIRST_FAIL line:\n%s", strings.Join(tb.errors, "\n"))
+			if len(tb.Errors) != 1 || !strings.HasPrefix(tb.Errors[0], pr.Line+"\n"+sh.Line()+"\n") {
+				t.Errorf("the failure message does not give the shape's line after the FIRST_FAIL line:\n%s", strings.Join(tb.Errors, "\n"))
 			}
 			if errs := checkShapeWords(sh, c); len(errs) > 0 {
 				t.Errorf("%s\n%s", strings.Join(errs, "\n"), sh.Line())
@@ -234,14 +241,14 @@ func intsText(v []int) []string {
 // TestShapeExec diagnoses a bug planted in an external engine (internal/fakeengine through
 // GRETA_BACKEND's exec: form) that writes raw rows beside its trace.
 func TestShapeExec(t *testing.T) {
-	bin := buildFakeEngine(t)
-	m, byID := modelPrompts(t, model.TinySpec)
-	tb := &fakeTB{name: "TestShapeExec"}
+	bin := testutil.FakeEngine(t)
+	m, byID := bisecttest.ModelPrompts(t, model.TinySpec)
+	tb := bisecttest.NewRecorder(t.Name())
 	backend := "exec:" + bin + " --model {model} --prompt-file {prompt} --raw-only --plant stage=attn_ctx,layer=5,pos>=16,head=2,zero"
-	pr := Bisect(tb, []Prompt{byID["m50"]}, LoadedModel(model.TinySpec, m), Backend(backend),
-		Baseline(), MaxNewTokens(2), Env(func(string) string { return "" }), NoArtifacts(), Update(false)).Prompts[0]
+	pr := gretatest.Bisect(tb, []gretatest.Prompt{byID["m50"]}, gretatest.LoadedModel(model.TinySpec, m), gretatest.Backend(backend),
+		gretatest.Baseline(), gretatest.MaxNewTokens(2), gretatest.Env(func(string) string { return "" }), gretatest.NoArtifacts(), gretatest.Update(false)).Prompts[0]
 	if pr.Shape == nil {
-		t.Fatalf("no shape: %v\n%s", pr.ShapeErr, strings.Join(tb.errors, "\n"))
+		t.Fatalf("no shape: %v\n%s", pr.ShapeErr, strings.Join(tb.Errors, "\n"))
 	}
 	c := shapeCase{pos: "from 16", ch: "heads 2", kind: "zero", hyp: golden.HypothesisMemoryLayout}
 	if errs := checkShapeWords(pr.Shape, c); len(errs) > 0 {
@@ -249,29 +256,8 @@ func TestShapeExec(t *testing.T) {
 	}
 }
 
-// modelPrompts opens the embedded model spec and names the prompts the planted-fault tests
-// use: m50 (the first 50 tokens of p6_len_16) and the standard prompts.
-func modelPrompts(t *testing.T, spec string) (*model.Model, map[string]Prompt) {
-	t.Helper()
-	m, err := model.Open(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p16, err := prompts.Standard(prompts.P6Len16, m.Tokenizer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	byID := map[string]Prompt{"m50": TokenPrompt("m50", p16.Tokens[:m50Len]...)}
-	for _, p := range StandardPrompts() {
-		byID[p.ID] = p
-	}
-	return m, byID
-}
-
-// shapeLineOf is the shape's line, or "none".
-func shapeLineOf(pr *PromptReport) string {
-	if pr.Shape == nil {
-		return "none"
-	}
-	return pr.Shape.Line()
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.RemoveFakeEngine()
+	os.Exit(code)
 }
