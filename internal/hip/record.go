@@ -233,14 +233,14 @@ func (e *Engine) sketch(st golden.Stage, layer int, b buf, off, n, w int) (int, 
 }
 
 // launchSketches launches the queued sketch sums on the trace queue, after a fence: the
-// rows come from the main queue.
+// rows come from the main queue, and so do a width's coefficients the first time. The fence
+// follows their upload: a copy from pageable memory may return before its data lands, and
+// only the main queue is ordered after it (sketches of the first rows of a width were read
+// from half-written coefficients, while their rows and hashes were right).
 func (e *Engine) launchSketches() error {
 	r := &e.run
 	if r.n == 0 {
 		return nil
-	}
-	if err := traceFence(); err != nil {
-		return fmt.Errorf("hip: sketch sums of %s layer %d: %w", r.st, r.layer, err)
 	}
 	coef, ok := e.coefs[r.w]
 	if !ok {
@@ -252,6 +252,9 @@ func (e *Engine) launchSketches() error {
 			e.coefs = map[int]buf{}
 		}
 		e.coefs[r.w] = coef
+	}
+	if err := traceFence(); err != nil {
+		return fmt.Errorf("hip: sketch sums of %s layer %d: %w", r.st, r.layer, err)
 	}
 	x, err1 := view(r.b, r.off, r.n*r.w)
 	out, err2 := view(e.sums, 2*r.first*sketchSums, 2*r.n*sketchSums)
