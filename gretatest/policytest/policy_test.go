@@ -102,6 +102,9 @@ func TestReplayPolicyClean(t *testing.T) {
 		if pr.Policy != golden.Replay.Name || own == nil || pr.Line != "" {
 			t.Fatalf("%s: policy %q, own %v, line %q", pr.PromptID, pr.Policy, own != nil, pr.Line)
 		}
+		if pr.FirstTraced != nil { // end to end, a correct backend is within the tolerance too
+			t.Errorf("%s: the end-to-end comparison failed at %s", pr.PromptID, pr.FirstTraced.Line())
+		}
 		layers := map[int]bool{}
 		worst := 0.0
 		for _, r := range own.Records {
