@@ -97,21 +97,17 @@ func (s *session) judgePerOp(pr *PromptReport, r run, cand []golden.Record) erro
 	first := floors.FirstOver(c, recs, ownerr.Factor)
 	o.Steps = append(o.Steps, fmt.Sprintf("every operation of every layer recomputed from the engine's inputs at the planned positions (%d extra engine runs): %s",
 		1+min(len(gap), 1), ownFinding(first)))
-	if first != nil && s.earlierPossible(first, planned, len(r.tokens)) {
-		more, err := s.rowsOf(r, []int{first.Layer}, false, nil, true)
+	recs, first, err = s.searchEarlier(r, o, floors, planned, recs, first, func(layer, last int) ([]ownerr.Record, string, error) {
+		more, err := s.rowsOf(r, []int{layer}, false, nil, true)
 		if err != nil {
-			return err
+			return nil, "", err
 		}
 		rows.Add(more)
-		layer, last := first.Layer, first.Pos
 		extra, err := s.perOpRecords(r, rows, layerUpTo(c, layer, last, len(r.tokens)+r.plan.MaxNewTokens))
-		if err != nil {
-			return err
-		}
-		recs = mergeOwn(recs, extra, golden.CausalOrder(decodeStartOf(len(r.tokens), r.plan.MaxNewTokens)), pr.PromptID)
-		first = floors.FirstOver(c, recs, ownerr.Factor)
-		o.PositionRuns++
-		o.Steps = append(o.Steps, fmt.Sprintf("layer %d traced at every position up to %d: %s", layer, last, ownFinding(first)))
+		return extra, fmt.Sprintf("layer %d traced at every position up to %d", layer, last), err
+	})
+	if err != nil {
+		return err
 	}
 	s.settleOwn(pr, o, ownerr.MethodPerOp, floors, source, recs, first)
 	return nil

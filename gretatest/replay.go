@@ -172,22 +172,38 @@ func (s *session) judgeOwn(pr *PromptReport, r run, candRows *ownerr.Rows) error
 	o := &Origin{}
 	first := floors.FirstOver(c, recs, ownerr.Factor)
 	o.Steps = append(o.Steps, "every layer replayed on the reference's inputs at the planned positions: "+ownFinding(first))
-	if first != nil && s.earlierPossible(first, planned, len(r.tokens)) {
-		layer, last := first.Layer, first.Pos
+	recs, first, err = s.searchEarlier(r, o, floors, planned, recs, first, func(layer, last int) ([]ownerr.Record, string, error) {
 		// Every position of the layer, not only up to last: the reference's rows of one
 		// layer then serve every case that searches it (they are cached by selection).
 		n := len(r.tokens) + r.plan.MaxNewTokens
 		more, err := s.ownRecords(r, layerUpTo(c, layer, n-1, n), nil)
-		if err != nil {
-			return err
-		}
-		recs = mergeOwn(recs, more, golden.CausalOrder(decodeStartOf(len(r.tokens), r.plan.MaxNewTokens)), pr.PromptID)
-		first = floors.FirstOver(c, recs, ownerr.Factor)
-		o.PositionRuns++
-		o.Steps = append(o.Steps, fmt.Sprintf("layer %d replayed at every position (the first over its floor was at %d): %s", layer, last, ownFinding(first)))
+		return more, fmt.Sprintf("layer %d replayed at every position (the first over its floor was at %d)", layer, last), err
+	})
+	if err != nil {
+		return err
 	}
 	s.settleOwn(pr, o, ownerr.MethodReplay, floors, source, recs, first)
 	return nil
+}
+
+// searchEarlier is the position search of the own-error policies: when the first record
+// over its floor may have started at an earlier position of its layer (earlierPossible),
+// more gives the own errors of that layer at more positions (and the step's words); they
+// are merged in causal order and the first over its floor is found again.
+func (s *session) searchEarlier(r run, o *Origin, floors *ownerr.Floors, planned *engine.Selection, recs []ownerr.Record, first *ownerr.Record,
+	more func(layer, last int) ([]ownerr.Record, string, error)) ([]ownerr.Record, *ownerr.Record, error) {
+	if first == nil || !s.earlierPossible(first, planned, len(r.tokens)) {
+		return recs, first, nil
+	}
+	extra, step, err := more(first.Layer, first.Pos)
+	if err != nil {
+		return nil, nil, err
+	}
+	recs = mergeOwn(recs, extra, golden.CausalOrder(decodeStartOf(len(r.tokens), r.plan.MaxNewTokens)), r.prompt.ID)
+	first = floors.FirstOver(s.m.Config, recs, ownerr.Factor)
+	o.PositionRuns++
+	o.Steps = append(o.Steps, step+": "+ownFinding(first))
+	return recs, first, nil
 }
 
 // settleOwn puts a prompt's own errors into its reports and, when first is over its floor,
