@@ -38,11 +38,15 @@ func (p *PromptResult) cellAt(k Key) *cell {
 	if k.TensorName == Logits.String() {
 		p.nLayer = max(p.nLayer, k.Layer) // logits carry layer n_layer
 	}
-	ck := p.cellKeyOf(k)
-	c := p.grid[ck]
+	return cellIn(p.grid, p.cellKeyOf(k))
+}
+
+// cellIn returns grid's cell ck, creating it.
+func cellIn(grid map[cellKey]*cell, ck cellKey) *cell {
+	c := grid[ck]
 	if c == nil {
 		c = &cell{worst: -1}
-		p.grid[ck] = c
+		grid[ck] = c
 	}
 	return c
 }

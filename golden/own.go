@@ -100,13 +100,7 @@ func (pr *PromptResult) ownCellAt(k Key) *cell {
 	if _, ok := StageByName(k.TensorName); !ok {
 		return &cell{worst: -1}
 	}
-	ck := pr.cellKeyOf(k)
-	c := pr.ownGrid[ck]
-	if c == nil {
-		c = &cell{worst: -1}
-		pr.ownGrid[ck] = c
-	}
-	return c
+	return cellIn(pr.ownGrid, pr.cellKeyOf(k))
 }
 
 // OwnLayer is one row of the per-layer table: the worst own, inherited and total errors of a
